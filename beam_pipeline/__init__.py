@@ -1,0 +1,1 @@
+"""Beamline: the pipeline graph, its options, and the local stack it runs against."""

@@ -1,0 +1,76 @@
+"""Where the local stack is, read from the environment that run_local.sh sets.
+
+The defaults are the README's port table.  Passwords never come from flags:
+``BEAMLINE_PG_PASSWORD`` first, else the 0600 file that ``run_local.sh setup``
+generated in the state folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+
+__all__ = ["REPO_ROOT", "StackSettings", "MissingPasswordError"]
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+class MissingPasswordError(RuntimeError):
+    """No PostgreSQL password in the environment nor in the state folder."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StackSettings:
+    """Addresses of the local Kafka broker and PostgreSQL server."""
+
+    home: pathlib.Path
+    kafka_bootstrap_servers: str
+    pg_host: str
+    pg_port: int
+    pg_database: str
+    pg_user: str
+    kafka_partitions: int
+
+    @classmethod
+    def from_env(cls, env: os._Environ | dict | None = None) -> StackSettings:
+        env = os.environ if env is None else env
+        home = pathlib.Path(env.get("BEAMLINE_HOME", REPO_ROOT / ".beamline"))
+        return cls(
+            home=home,
+            kafka_bootstrap_servers=f"127.0.0.1:{env.get('BEAMLINE_KAFKA_PORT', '9092')}",
+            pg_host="127.0.0.1",
+            pg_port=int(env.get("BEAMLINE_PG_PORT", "55432")),
+            pg_database=env.get("BEAMLINE_PG_DB", "beamline"),
+            pg_user=env.get("BEAMLINE_PG_USER", "beamline"),
+            kafka_partitions=int(env.get("BEAMLINE_KAFKA_PARTITIONS", "3")),
+        )
+
+    @property
+    def password_file(self) -> pathlib.Path:
+        return self.home / "secrets" / "pg_password"
+
+    def pg_password(self, env: os._Environ | dict | None = None) -> str:
+        env = os.environ if env is None else env
+        if env.get("BEAMLINE_PG_PASSWORD"):
+            return env["BEAMLINE_PG_PASSWORD"]
+        try:
+            return self.password_file.read_text().strip()
+        except FileNotFoundError:
+            raise MissingPasswordError(
+                "no PostgreSQL password: set BEAMLINE_PG_PASSWORD, "
+                "or run ./run_local.sh setup to generate one"
+            ) from None
+
+    @property
+    def jdbc_url(self) -> str:
+        return f"jdbc:postgresql://{self.pg_host}:{self.pg_port}/{self.pg_database}"
+
+    def psycopg2_kwargs(self) -> dict:
+        return {
+            "host": self.pg_host,
+            "port": self.pg_port,
+            "dbname": self.pg_database,
+            "user": self.pg_user,
+            "password": self.pg_password(),
+        }

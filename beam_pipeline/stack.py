@@ -1,0 +1,96 @@
+"""Checks and administration of the local stack, outside the Beam graph.
+
+``python -m beam_pipeline.stack create-topics`` creates the project's topics
+(idempotent); ``check`` verifies that Kafka and PostgreSQL answer.  Each failure
+is one line saying what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import psycopg2
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from beam_pipeline.settings import StackSettings
+
+__all__ = ["TOPICS", "ServiceUnavailable", "check_kafka", "check_postgres", "create_topics"]
+
+_LOG = logging.getLogger(__name__)
+
+# Every topic the project reads or writes.
+TOPICS = ("customer_events", "customers", "proof_records", "dead_letters")
+
+
+class ServiceUnavailable(RuntimeError):
+    """A service of the local stack does not answer; the message says what to do."""
+
+
+def _admin(bootstrap_servers: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 5000})
+
+
+def check_kafka(bootstrap_servers: str, timeout_s: float = 10.0) -> None:
+    """Raises ServiceUnavailable unless a broker answers at ``bootstrap_servers``."""
+    try:
+        _admin(bootstrap_servers).list_topics(timeout=timeout_s)
+    except KafkaException as e:
+        raise ServiceUnavailable(
+            f"Kafka does not answer at {bootstrap_servers} ({e.args[0].str()}): "
+            "start it with ./run_local.sh start"
+        ) from None
+
+
+def check_postgres(settings: StackSettings) -> None:
+    """Raises ServiceUnavailable unless PostgreSQL accepts Beamline's login."""
+    try:
+        psycopg2.connect(connect_timeout=5, **settings.psycopg2_kwargs()).close()
+    except psycopg2.OperationalError as e:
+        first_line = str(e).strip().splitlines()[0]
+        raise ServiceUnavailable(
+            f"PostgreSQL does not accept connections at {settings.pg_host}:{settings.pg_port} "
+            f"({first_line}): start it with ./run_local.sh start"
+        ) from None
+
+
+def create_topics(bootstrap_servers: str, topics=TOPICS, partitions: int = 3) -> list[str]:
+    """Creates the missing topics; returns the names it created."""
+    admin = _admin(bootstrap_servers)
+    existing = set(admin.list_topics(timeout=10).topics)
+    missing = [t for t in topics if t not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+    )
+    for future in futures.values():
+        future.result(timeout=30)
+    return missing
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m beam_pipeline.stack")
+    parser.add_argument("command", choices=["create-topics", "check"])
+    args = parser.parse_args(argv)
+    settings = StackSettings.from_env()
+    try:
+        check_kafka(settings.kafka_bootstrap_servers)
+        if args.command == "create-topics":
+            created = create_topics(
+                settings.kafka_bootstrap_servers, partitions=settings.kafka_partitions
+            )
+            print(f"[beamline] topics created: {', '.join(created) if created else 'none needed'}",
+                  file=sys.stderr)
+        else:
+            check_postgres(settings)
+    except ServiceUnavailable as e:
+        print(f"beamline: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

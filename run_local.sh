@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Beamline's local stack and main job.  See README.md for the port table.
+#
+#   ./run_local.sh              set up if needed, start the stack, run the main job
+#   ./run_local.sh setup        install and prepare everything (idempotent, fast when done)
+#   ./run_local.sh start        start Kafka and PostgreSQL, create topics, apply DDL
+#   ./run_local.sh stop         stop them
+#   ./run_local.sh status       say what runs where
+#   ./run_local.sh test         set up, start, run the whole test suite, stop what it started
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$ROOT/scripts/common.sh"
+source "$ROOT/scripts/python.sh"
+source "$ROOT/scripts/kafka.sh"
+source "$ROOT/scripts/postgres.sh"
+source "$ROOT/scripts/java.sh"
+
+cmd_setup() {
+  mkdir -p "$BEAMLINE_HOME/logs"
+  require_java
+  require_maven
+  python_setup
+  java_setup
+  kafka_setup
+  pg_setup
+  log "setup complete"
+}
+
+cmd_start() {
+  [ -x "$PY" ] || die "the stack is not set up: run ./run_local.sh setup"
+  kafka_start
+  pg_start
+  "$PY" -m beam_pipeline.stack create-topics
+}
+
+cmd_stop() {
+  kafka_stop
+  pg_stop
+}
+
+cmd_status() {
+  kafka_status
+  pg_status
+  echo "state      $BEAMLINE_HOME"
+  echo "jars       $(expansion_dir)"
+}
+
+# The whole test suite, by marker.  Services this command started are stopped at
+# the end; services that were already running are left running.
+cmd_test() {
+  cmd_setup
+  local kafka_was_up=0 pg_was_up=0
+  kafka_running && kafka_was_up=1
+  pg_running && pg_was_up=1
+  cleanup() {
+    [ "$kafka_was_up" = 1 ] || kafka_stop
+    [ "$pg_was_up" = 1 ] || pg_stop
+  }
+  trap cleanup EXIT
+  cmd_start
+  cd "$ROOT"
+  "$PY" -m ruff check .
+  "$PY" -m pytest -m unit --durations=10 "$@"
+  "$PY" -m pytest -m integration --durations=10 "$@"
+}
+
+cmd_main() {
+  cmd_setup
+  cmd_start
+  cd "$ROOT"
+  "$PY" -m beam_pipeline.proof "$@"
+}
+
+case "${1:-}" in
+  setup) shift; cmd_setup "$@" ;;
+  start) shift; cmd_start "$@" ;;
+  stop) shift; cmd_stop "$@" ;;
+  status) shift; cmd_status "$@" ;;
+  test) shift; cmd_test "$@" ;;
+  -h | --help | help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
+  "" | -*) cmd_main "$@" ;;
+  *) die "unknown command '$1': use setup, start, stop, status or test (./run_local.sh --help)" ;;
+esac

@@ -1,0 +1,81 @@
+# Shared settings and helpers for run_local.sh.  Sourced, never executed.
+#
+# Every piece of local state lives under $BEAMLINE_HOME (default: .beamline/ in the
+# repository, ignored by git).  Ports and versions can be overridden from the
+# environment; the defaults are the README's port table.
+
+ROOT="${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+export BEAMLINE_HOME="${BEAMLINE_HOME:-$ROOT/.beamline}"
+export BEAMLINE_KAFKA_PORT="${BEAMLINE_KAFKA_PORT:-9092}"
+export BEAMLINE_KAFKA_CONTROLLER_PORT="${BEAMLINE_KAFKA_CONTROLLER_PORT:-9093}"
+export BEAMLINE_PG_PORT="${BEAMLINE_PG_PORT:-55432}"
+export BEAMLINE_PG_USER="${BEAMLINE_PG_USER:-beamline}"
+export BEAMLINE_PG_DB="${BEAMLINE_PG_DB:-beamline}"
+export BEAMLINE_KAFKA_PARTITIONS="${BEAMLINE_KAFKA_PARTITIONS:-3}"
+
+VENV="$BEAMLINE_HOME/venv"
+PY="$VENV/bin/python"
+
+log() { printf '[beamline] %s\n' "$*" >&2; }
+
+# One line saying what is wrong and what to do, then a non-zero exit.
+die() { printf 'beamline: error: %s\n' "$*" >&2; exit 1; }
+
+# A stamp file records the hash of the inputs of a set-up step, so that a second
+# `setup` skips the step when nothing it depends on has changed.
+inputs_hash() { cat "$@" | sha256sum | cut -d' ' -f1; }
+stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_for DESCRIPTION SECONDS COMMAND...: poll COMMAND once a second until it
+# succeeds; fail with DESCRIPTION after SECONDS.
+wait_for() {
+  local what="$1" limit="$2"; shift 2
+  local i
+  for ((i = 0; i < limit; i++)); do
+    "$@" && return 0
+    sleep 1
+  done
+  return 1
+}
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+stop_pid() {
+  local pidfile="$1" name="$2" i
+  if pid_alive "$pidfile"; then
+    kill -TERM "$(cat "$pidfile")"
+    for ((i = 0; i < 60; i++)); do
+      pid_alive "$pidfile" || break
+      sleep 1
+    done
+    if pid_alive "$pidfile"; then
+      log "$name did not stop within 60 s; killing it"
+      kill -KILL "$(cat "$pidfile")" || true
+    fi
+    log "$name stopped"
+  fi
+  rm -f "$pidfile"
+}
+
+require_java() {
+  command -v java >/dev/null 2>&1 || [ -n "${JAVA_HOME:-}" ] \
+    || die "Java is not installed: install a JDK 17 (apt-get install openjdk-17-jdk-headless) or set JAVA_HOME"
+  local v
+  v=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)
+  [ -n "$v" ] && [ "$v" -ge 17 ] || die "Java 17 or newer is needed (found '${v:-none}'): install openjdk-17-jdk-headless or set JAVA_HOME"
+}
+
+require_maven() {
+  command -v mvn >/dev/null 2>&1 || die "Maven is not installed: apt-get install maven"
+}
+
+# Maven with a pinned dependency plugin: plain `dependency:` on Maven 3.8 resolves an old one.
+mvn_copy_deps() {
+  local pom="$1" out="$2"
+  rm -rf "$out" && mkdir -p "$out"
+  mvn -B -q -f "$pom" org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$out" >"$BEAMLINE_HOME/logs/maven.log" 2>&1 \
+    || die "Maven could not fetch the jars of $pom (see $BEAMLINE_HOME/logs/maven.log); check that Maven Central is reachable"
+}

@@ -1,0 +1,130 @@
+# A PostgreSQL cluster of Beamline's own, from Debian's packages, on its own port
+# and socket folder (Debian's default cluster on 5432 is left alone).  initdb and
+# pg_ctl refuse root, so as root they run as the `postgres` user.  Sourced by
+# run_local.sh.
+
+PG_DIR="$BEAMLINE_HOME/postgres"
+PG_DATA="$PG_DIR/data"
+PG_SOCK="$PG_DIR/run"
+PG_LOG="$BEAMLINE_HOME/logs/postgres.log"
+PG_PASSWORD_FILE="$BEAMLINE_HOME/secrets/pg_password"
+
+pg_bin() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+  [ -n "$d" ] && echo "$d"
+}
+
+# Run a PostgreSQL program as the cluster's owner.
+as_pg_owner() {
+  if [ "$(id -u)" = 0 ]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+pg_install() {
+  [ -n "$(pg_bin)" ] && return 0
+  [ "$(id -u)" = 0 ] || die "PostgreSQL is not installed and installing it needs root: sudo apt-get install -y postgresql"
+  command -v apt-get >/dev/null || die "PostgreSQL is not installed and there is no apt-get: install PostgreSQL 15+ server binaries"
+  log "installing PostgreSQL from Debian's packages"
+  apt-get update -qq >"$BEAMLINE_HOME/logs/apt.log" 2>&1 \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >>"$BEAMLINE_HOME/logs/apt.log" 2>&1 \
+    || die "apt-get install postgresql failed (see $BEAMLINE_HOME/logs/apt.log)"
+}
+
+# The password comes from BEAMLINE_PG_PASSWORD; when unset, one is generated
+# once and kept (mode 0600) in the state folder.
+pg_password() {
+  if [ -n "${BEAMLINE_PG_PASSWORD:-}" ]; then
+    printf '%s' "$BEAMLINE_PG_PASSWORD"
+    return
+  fi
+  if [ ! -s "$PG_PASSWORD_FILE" ]; then
+    mkdir -p "$(dirname "$PG_PASSWORD_FILE")" && chmod 700 "$(dirname "$PG_PASSWORD_FILE")"
+    (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$PG_PASSWORD_FILE")
+  fi
+  cat "$PG_PASSWORD_FILE"
+}
+
+pg_setup() {
+  pg_install
+  local bin; bin=$(pg_bin)
+  mkdir -p "$PG_DIR" "$BEAMLINE_HOME/logs"
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres:postgres "$PG_DIR"
+    touch "$PG_LOG" && chown postgres:postgres "$PG_LOG"
+    runuser -u postgres -- test -w "$PG_DIR" \
+      || die "the postgres user cannot reach $PG_DIR (a parent folder is closed to it): set BEAMLINE_HOME to a folder it can reach"
+  fi
+  if [ ! -f "$PG_DATA/PG_VERSION" ]; then
+    log "initialising a PostgreSQL cluster in $PG_DATA"
+    as_pg_owner mkdir -p "$PG_SOCK"
+    as_pg_owner "$bin/initdb" -D "$PG_DATA" -U postgres --auth-local=peer --auth-host=scram-sha-256 \
+      --encoding=UTF8 --locale=C.UTF-8 >"$BEAMLINE_HOME/logs/initdb.log" 2>&1 \
+      || die "initdb failed (see $BEAMLINE_HOME/logs/initdb.log)"
+    as_pg_owner tee -a "$PG_DATA/postgresql.conf" >/dev/null <<CONF
+# Beamline's local cluster
+listen_addresses = '127.0.0.1'
+port = $BEAMLINE_PG_PORT
+unix_socket_directories = '$PG_SOCK'
+max_connections = 100
+shared_buffers = 256MB
+fsync = on
+CONF
+  fi
+  pg_password >/dev/null
+}
+
+pg_running() { [ -f "$PG_DATA/postmaster.pid" ] && as_pg_owner "$(pg_bin)/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; }
+
+pg_start() {
+  [ -f "$PG_DATA/PG_VERSION" ] || die "PostgreSQL is not set up: run ./run_local.sh setup"
+  local bin; bin=$(pg_bin)
+  if pg_running; then
+    log "PostgreSQL already running on 127.0.0.1:$BEAMLINE_PG_PORT"
+  else
+    port_open "$BEAMLINE_PG_PORT" && die "port $BEAMLINE_PG_PORT is busy: stop what uses it, or set BEAMLINE_PG_PORT"
+    log "starting PostgreSQL on 127.0.0.1:$BEAMLINE_PG_PORT"
+    as_pg_owner "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 start >/dev/null \
+      || die "PostgreSQL did not start (see $PG_LOG)"
+  fi
+  pg_bootstrap
+}
+
+# Role, database and DDL: idempotent, run at every start.
+pg_bootstrap() {
+  local bin; bin=$(pg_bin)
+  # The password travels in the environment, never on a command line.
+  BEAMLINE_PG_PASSWORD="$(pg_password)" as_pg_owner "$bin/psql" -X -q -v ON_ERROR_STOP=1 \
+    -h "$PG_SOCK" -p "$BEAMLINE_PG_PORT" -U postgres -d postgres \
+    >"$BEAMLINE_HOME/logs/pg_bootstrap.log" 2>&1 <<SQL || die "creating the PostgreSQL role failed (see $BEAMLINE_HOME/logs/pg_bootstrap.log)"
+\\getenv pw BEAMLINE_PG_PASSWORD
+SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', '$BEAMLINE_PG_USER', :'pw')
+  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$BEAMLINE_PG_USER') \\gexec
+SELECT format('ALTER ROLE %I PASSWORD %L', '$BEAMLINE_PG_USER', :'pw') \\gexec
+SELECT format('CREATE DATABASE %I OWNER %I', '$BEAMLINE_PG_DB', '$BEAMLINE_PG_USER')
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$BEAMLINE_PG_DB') \\gexec
+SQL
+  local f
+  for f in "$ROOT"/schemas/sql/*.sql; do
+    PGPASSWORD="$(pg_password)" "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$BEAMLINE_PG_PORT" \
+      -U "$BEAMLINE_PG_USER" -d "$BEAMLINE_PG_DB" -f "$f" >>"$BEAMLINE_HOME/logs/pg_bootstrap.log" 2>&1 \
+      || die "applying $f failed (see $BEAMLINE_HOME/logs/pg_bootstrap.log)"
+  done
+}
+
+pg_stop() {
+  if pg_running; then
+    as_pg_owner "$(pg_bin)/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null && log "PostgreSQL stopped"
+  fi
+}
+
+pg_status() {
+  if pg_running; then
+    echo "postgres   running  127.0.0.1:$BEAMLINE_PG_PORT  db=$BEAMLINE_PG_DB user=$BEAMLINE_PG_USER"
+  else
+    echo "postgres   stopped"
+  fi
+}

@@ -1,0 +1,43 @@
+"""Packaging shim for Beamline.
+
+Beam stages this file to workers with ``--setup_file=./setup.py``: it installs the
+three packages (``beam_pipeline``, ``transforms``, ``schemas``) with the schema files
+as package data.  Tool configuration lives in ``pyproject.toml``.
+
+Why Beam 2.71.0 and not newer: the Java side of every cross-language transform
+(KafkaIO, JdbcIO, the SDK harness, the expansion service) must come from Maven
+Central, and 2.71.0 is the newest release whose Java modules are all there.  The
+Python SDK is pinned to the same release because the JDBC configuration crosses
+the language boundary as a row encoded without its schema.
+"""
+
+import setuptools
+
+BEAM_VERSION = "2.71.0"
+
+REQUIRED = [
+    f"apache-beam[gcp]=={BEAM_VERSION}",
+    "confluent-kafka==2.16.1",
+    "faker==40.54.0",
+    "fastavro==1.13.1",
+    "jsonschema==4.26.0",
+    "psycopg2-binary==2.9.13",
+    "pyarrow==18.1.0",
+]
+
+TEST = [
+    "hypothesis==6.170.15",
+    "pytest==9.2.0",
+    "ruff==0.17.6",
+]
+
+setuptools.setup(
+    name="beamline",
+    version="0.1.0",
+    description="A streaming data pipeline on Apache Beam: Kafka to Parquet and PostgreSQL.",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["beam_pipeline*", "transforms*", "schemas*"]),
+    package_data={"schemas": ["*.json", "*.avsc", "sql/*.sql"]},
+    install_requires=REQUIRED,
+    extras_require={"test": TEST},
+)
