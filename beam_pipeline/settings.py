@@ -39,7 +39,7 @@ class StackSettings:
         return cls(
             home=home,
             kafka_bootstrap_servers=f"127.0.0.1:{env.get('BEAMLINE_KAFKA_PORT', '9092')}",
-            pg_host="127.0.0.1",
+            pg_host=env.get("BEAMLINE_PG_HOST", "127.0.0.1"),
             pg_port=int(env.get("BEAMLINE_PG_PORT", "55432")),
             pg_database=env.get("BEAMLINE_PG_DB", "beamline"),
             pg_user=env.get("BEAMLINE_PG_USER", "beamline"),

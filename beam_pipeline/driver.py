@@ -1,0 +1,112 @@
+"""The driver behind ``python -m run``: flags → config → checks → graph → run.
+
+Exit codes: 0 done, 1 a service is missing or the job failed, 2 a bad flag.
+Every failure the user can fix is one line on stderr saying what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+import time
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_pipeline.java_services import ExpansionServiceError, JavaExpansionService
+from beam_pipeline.options import BeamlineOptions, Config, ConfigError
+from beam_pipeline.proof import build_proof, production_sinks
+from beam_pipeline.settings import MissingPasswordError, StackSettings
+from beam_pipeline.stack import ServiceUnavailable, check_kafka, check_postgres
+from transforms.kafka_io import ReadKafkaRecords
+from transforms.sinks import JdbcTarget
+
+__all__ = ["help_text", "main"]
+
+_LOG = logging.getLogger(__name__)
+
+
+def help_text() -> str:
+    """Beamline's flags first, then every flag Beam knows (``--runner`` …)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m run",
+        usage="python -m run [Beamline flags] [Beam flags]",
+        description="Run Beamline: Kafka → decode → validate → Parquet + PostgreSQL.",
+        conflict_handler="resolve",
+    )
+    classes = [BeamlineOptions] + [
+        c for c in PipelineOptions.__subclasses__() if c is not BeamlineOptions
+    ]
+    for cls in classes:
+        cls._add_argparse_args(parser.add_argument_group(f"{cls.__name__}"))
+    return parser.format_help()
+
+
+def _error(message: str) -> None:
+    print(f"beamline: error: {message}", file=sys.stderr)
+
+
+def _counter(result, name: str) -> int:
+    counters = result.metrics().query(beam.metrics.MetricsFilter().with_name(name))["counters"]
+    return sum(c.committed or c.attempted or 0 for c in counters)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print(help_text())
+        return 0
+    options = PipelineOptions(argv)
+    try:
+        config = Config.from_options(options)
+    except ConfigError as e:
+        _error(str(e))
+        return 2
+    settings = StackSettings.from_env()
+    try:
+        check_kafka(config.kafka_bootstrap_servers)
+        check_postgres(settings)
+        target = JdbcTarget(settings.jdbc_url, settings.pg_user, settings.pg_password())
+    except (ServiceUnavailable, MissingPasswordError) as e:
+        _error(str(e))
+        return 1
+
+    output_prefix = str(config.output_dir / config.run_id)
+    started = time.monotonic()
+    with contextlib.ExitStack() as services:
+        try:
+            expansion_service = config.expansion_service or services.enter_context(
+                JavaExpansionService(settings.home / "logs")
+            ).address
+        except ExpansionServiceError as e:
+            _error(str(e))
+            return 1
+        pipeline = beam.Pipeline(options=options)
+        build_proof(
+            pipeline,
+            ReadKafkaRecords(
+                config.kafka_bootstrap_servers,
+                [config.kafka_topic],
+                expansion_service,
+                max_num_records=config.kafka_max_records,
+                max_read_time_s=config.kafka_max_read_time_s,
+                start_read_time_ms=config.kafka_start_read_time_ms,
+            ),
+            config.run_id,
+            production_sinks(output_prefix, target, expansion_service),
+        )
+        _LOG.info("run %s: reading %s on the %s", config.run_id, config.kafka_topic, config.runner)
+        result = pipeline.run()
+        result.wait_until_finish()
+    elapsed = time.monotonic() - started
+    decoded = _counter(result, "decoded")
+    rejected = _counter(result, "rejected")
+    accepted = _counter(result, "accepted")
+    print(
+        f"run {config.run_id}: {result.state} in {elapsed:.1f} s; "
+        f"decoded {decoded}, accepted {accepted}, dead letters {rejected}; "
+        f"Parquet under {output_prefix}/"
+    )
+    return 0 if result.state == "DONE" else 1

@@ -1,0 +1,154 @@
+"""Beam's Java side for local runners: one long-lived expansion service.
+
+Cross-language transforms (``ReadFromKafka``, ``WriteToJdbc``) are expanded by a
+Java expansion service, and on local runners their Java code runs in a Java SDK
+worker.  Without Docker, that worker is the loopback worker the expansion service
+itself hosts (``--alsoStartLoopbackWorker``); the service is started with a
+default environment of ``EXTERNAL`` at its own address, so that every runner,
+including those that prefer Docker, sends the Java stages to it.
+
+The service must outlive the job: it is started before the pipeline is built and
+stopped after the job has finished or been cancelled.  ``with beam.Pipeline()``
+with Beam's default ``BeamJarExpansionService`` stops the JVM when the block exits,
+and needs a shaded jar from Maven that is not reachable here; hence this module.
+
+Classpath: the folder ``run_local.sh setup`` staged in Beam's jar cache
+(``~/.apache_beam/cache/jars/beamline-expansion-service-<beam version>/``).
+Nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import time
+
+import apache_beam
+
+__all__ = ["ExpansionServiceError", "JavaExpansionService", "staged_classpath"]
+
+_LOG = logging.getLogger(__name__)
+
+_MAIN_CLASS = "org.apache.beam.sdk.expansion.service.ExpansionService"
+
+
+class ExpansionServiceError(RuntimeError):
+    """The expansion service is not staged, or did not start; the message says why."""
+
+
+def staged_classpath(version: str = apache_beam.__version__) -> pathlib.Path:
+    """The folder of jars that ``run_local.sh setup`` staged for this Beam version."""
+    cache = pathlib.Path(
+        os.environ.get("BEAM_JAR_CACHE", pathlib.Path.home() / ".apache_beam" / "cache" / "jars")
+    )
+    folder = cache / f"beamline-expansion-service-{version}"
+    if not (folder / f"beamline-expansion-service-{version}.jar").is_file():
+        raise ExpansionServiceError(
+            f"Beam's Java side is not staged in {folder}: run ./run_local.sh setup"
+        )
+    return folder
+
+
+def _free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (pathlib.Path(java_home) / "bin" / "java").exists():
+        return str(pathlib.Path(java_home) / "bin" / "java")
+    java = shutil.which("java")
+    if not java:
+        raise ExpansionServiceError("Java is not installed: install a JDK 17 or set JAVA_HOME")
+    return java
+
+
+class JavaExpansionService:
+    """A Java expansion service with its own loopback Java worker, as a context manager.
+
+    Usage::
+
+        with JavaExpansionService(log_dir) as service:
+            ReadFromKafka(..., expansion_service=service.address)
+
+    Args:
+      log_dir: where the JVM's output goes (``expansion-service-<port>.log``).
+      port: the port to listen on; 0 picks a free loopback port.
+      heap: the JVM's maximum heap (``-Xmx``).
+    """
+
+    def __init__(self, log_dir: pathlib.Path, port: int = 0, heap: str = "2g"):
+        self._log_dir = pathlib.Path(log_dir)
+        self._port = port or _free_port()
+        self._heap = heap
+        self._process: subprocess.Popen | None = None
+        self.log_path = self._log_dir / f"expansion-service-{self._port}.log"
+
+    @property
+    def address(self) -> str:
+        return f"localhost:{self._port}"
+
+    def command(self) -> list[str]:
+        classpath = staged_classpath()
+        return [
+            _java(),
+            f"-Xmx{self._heap}",
+            "-cp",
+            f"{classpath}/*",
+            _MAIN_CLASS,
+            str(self._port),
+            "--alsoStartLoopbackWorker",
+            "--defaultEnvironmentType=EXTERNAL",
+            f"--defaultEnvironmentConfig={self.address}",
+        ]
+
+    def start(self, timeout_s: float = 60.0) -> JavaExpansionService:
+        command = self.command()
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        _LOG.info("starting the Java expansion service at %s (log: %s)", self.address, self.log_path)
+        self._process = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        log_file.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise ExpansionServiceError(
+                    f"the Java expansion service exited with code {self._process.returncode} "
+                    f"while starting (see {self.log_path})"
+                )
+            with contextlib.suppress(OSError), socket.create_connection(
+                ("127.0.0.1", self._port), timeout=1
+            ):
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise ExpansionServiceError(
+            f"the Java expansion service did not listen on {self.address} within "
+            f"{timeout_s:.0f} s (see {self.log_path})"
+        )
+
+    def stop(self) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        _LOG.info("stopped the Java expansion service at %s", self.address)
+
+    def __enter__(self) -> JavaExpansionService:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,66 @@
+"""Typed rows shared by every stage: a Kafka record and a dead letter.
+
+Both are ``typing.NamedTuple`` rows registered with ``RowCoder``, so they cross
+runner and language boundaries with a schema (``WriteToJdbc`` requires that).
+"""
+
+# No `from __future__ import annotations` here: Beam infers row schemas from the
+# evaluated annotations of these NamedTuples.
+import typing
+
+from apache_beam import coders
+
+__all__ = ["DEAD_LETTER_TAG", "DeadLetter", "KafkaRecord", "dead_letter"]
+
+# The tag of every dead-letter output in the graph.
+DEAD_LETTER_TAG = "dead_letters"
+
+
+class KafkaRecord(typing.NamedTuple):
+    """One Kafka record as read, with the coordinates that identify it."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: typing.Optional[bytes]
+    value: typing.Optional[bytes]
+
+
+class DeadLetter(typing.NamedTuple):
+    """A record a stage could not accept, with what a person needs to act on it.
+
+    ``reason`` is a stable code to group by (``not_utf8``, ``invalid_json`` …);
+    ``detail`` is the human-readable message, exception types included as text.
+    """
+
+    stage: str
+    reason: str
+    detail: str
+    payload: typing.Optional[bytes]
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: typing.Optional[bytes]
+    run_id: str
+
+
+coders.registry.register_coder(KafkaRecord, coders.RowCoder)
+coders.registry.register_coder(DeadLetter, coders.RowCoder)
+
+
+def dead_letter(record: KafkaRecord, stage: str, reason: str, detail: str, run_id: str) -> DeadLetter:
+    """The dead letter of ``record`` at ``stage``; the raw bytes travel unchanged."""
+    return DeadLetter(
+        stage=stage,
+        reason=reason,
+        detail=detail[:2000],
+        payload=record.value,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp_ms=record.timestamp_ms,
+        key=record.key,
+        run_id=run_id,
+    )
