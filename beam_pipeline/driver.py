@@ -77,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with contextlib.ExitStack() as services:
         try:
-            expansion_service = config.expansion_service or services.enter_context(
-                JavaExpansionService(settings.home / "logs")
-            ).address
+            expansion_service = (
+                config.expansion_service
+                or services.enter_context(JavaExpansionService(settings.home / "logs")).address
+            )
         except ExpansionServiceError as e:
             _error(str(e))
             return 1

@@ -113,7 +113,9 @@ class JavaExpansionService:
         command = self.command()
         self._log_dir.mkdir(parents=True, exist_ok=True)
         log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        _LOG.info("starting the Java expansion service at %s (log: %s)", self.address, self.log_path)
+        _LOG.info(
+            "starting the Java expansion service at %s (log: %s)", self.address, self.log_path
+        )
         self._process = subprocess.Popen(
             command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
@@ -125,8 +127,9 @@ class JavaExpansionService:
                     f"the Java expansion service exited with code {self._process.returncode} "
                     f"while starting (see {self.log_path})"
                 )
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self._port), timeout=1
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self._port), timeout=1),
             ):
                 return self
             time.sleep(0.2)

@@ -61,18 +61,24 @@ def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
 
 def produce(
     bootstrap_servers: str, topic: str, messages: typing.Iterable[tuple[bytes, bytes]]
-) -> int:
-    """Sends ``(key, value)`` pairs and waits until the broker acknowledged all of them."""
+) -> list[tuple[bytes, int, int]]:
+    """Sends ``(key, value)`` pairs and waits until the broker acknowledged all of them.
+
+    Returns ``(key, partition, offset)`` of every delivered message.  The producer is
+    idempotent, so a retried send cannot write a message twice.
+    """
     producer = Producer(
         {"bootstrap.servers": bootstrap_servers, "enable.idempotence": True, "linger.ms": 5}
     )
     errors: list[str] = []
+    delivered: list[tuple[bytes, int, int]] = []
 
-    def on_delivery(err, _msg):
+    def on_delivery(err, msg):
         if err is not None:
             errors.append(str(err))
+        else:
+            delivered.append((msg.key(), msg.partition(), msg.offset()))
 
-    sent = 0
     for key, value in messages:
         while True:
             try:
@@ -81,13 +87,12 @@ def produce(
             except BufferError:
                 producer.poll(0.5)
         producer.poll(0)
-        sent += 1
     remaining = producer.flush(60)
     if remaining or errors:
         raise RuntimeError(
             f"{remaining} messages not delivered, {len(errors)} failed: {errors[:3]}"
         )
-    return sent
+    return delivered
 
 
 def main(argv=None) -> int:
@@ -99,12 +104,20 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     bootstrap = StackSettings.from_env().kafka_bootstrap_servers
     before = end_offsets(bootstrap, args.topic)
-    sent = produce(bootstrap, args.topic, proof_messages(args.tag, args.count, args.malformed))
+    sent = len(produce(bootstrap, args.topic, proof_messages(args.tag, args.count, args.malformed)))
     after = end_offsets(bootstrap, args.topic)
-    print(json.dumps({
-        "topic": args.topic, "sent": sent, "valid": args.count, "malformed": args.malformed,
-        "offsets_before": before, "offsets_after": after,
-    }))
+    print(
+        json.dumps(
+            {
+                "topic": args.topic,
+                "sent": sent,
+                "valid": args.count,
+                "malformed": args.malformed,
+                "offsets_before": before,
+                "offsets_after": after,
+            }
+        )
+    )
     return 0
 
 

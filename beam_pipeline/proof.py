@@ -42,7 +42,10 @@ class _ToProofRecordFn(beam.DoFn):
         record_id, seq = payload.get("id"), payload.get("seq")
         problem = None
         if not isinstance(record_id, str) or not record_id:
-            problem = ("missing_field" if record_id is None else "wrong_type", "id must be a non-empty string")
+            problem = (
+                "missing_field" if record_id is None else "wrong_type",
+                "id must be a non-empty string",
+            )
         elif not isinstance(seq, int) or isinstance(seq, bool):
             problem = ("missing_field" if seq is None else "wrong_type", "seq must be an integer")
         if problem:
@@ -108,13 +111,13 @@ def build_proof(
     return ProofOutputs(records=parsed.records, dead_letters=dead_letters)
 
 
-def production_sinks(
-    output_prefix: str, target: JdbcTarget, expansion_service: str
-) -> ProofSinks:
+def production_sinks(output_prefix: str, target: JdbcTarget, expansion_service: str) -> ProofSinks:
     """Parquet files under ``output_prefix`` and the ``proof_records`` table."""
     return ProofSinks(
         records={
-            "WriteRecordsParquet": WriteParquetFiles(f"{output_prefix}/proof_records/part", ProofRecord),
+            "WriteRecordsParquet": WriteParquetFiles(
+                f"{output_prefix}/proof_records/part", ProofRecord
+            ),
             "WriteRecordsPostgres": WriteToPostgres(
                 TABLE,
                 ProofRecord,
@@ -124,6 +127,8 @@ def production_sinks(
             ),
         },
         dead_letters={
-            "WriteDeadLettersParquet": WriteParquetFiles(f"{output_prefix}/dead_letters/part", DeadLetter),
+            "WriteDeadLettersParquet": WriteParquetFiles(
+                f"{output_prefix}/dead_letters/part", DeadLetter
+            ),
         },
     )

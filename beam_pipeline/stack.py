@@ -17,7 +17,14 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from beam_pipeline.settings import StackSettings
 
-__all__ = ["TOPICS", "ServiceUnavailable", "check_kafka", "check_postgres", "create_topics"]
+__all__ = [
+    "TOPICS",
+    "ServiceUnavailable",
+    "check_kafka",
+    "check_postgres",
+    "create_topics",
+    "delete_topics",
+]
 
 _LOG = logging.getLogger(__name__)
 
@@ -33,7 +40,7 @@ def _admin(bootstrap_servers: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 5000})
 
 
-def check_kafka(bootstrap_servers: str, timeout_s: float = 10.0) -> None:
+def check_kafka(bootstrap_servers: str, timeout_s: float = 5.0) -> None:
     """Raises ServiceUnavailable unless a broker answers at ``bootstrap_servers``."""
     try:
         _admin(bootstrap_servers).list_topics(timeout=timeout_s)
@@ -54,6 +61,13 @@ def check_postgres(settings: StackSettings) -> None:
             f"PostgreSQL does not accept connections at {settings.pg_host}:{settings.pg_port} "
             f"({first_line}): start it with ./run_local.sh start"
         ) from None
+
+
+def delete_topics(bootstrap_servers: str, topics) -> None:
+    """Deletes ``topics`` and waits for the broker to confirm."""
+    admin = _admin(bootstrap_servers)  # must outlive its futures
+    for future in admin.delete_topics(list(topics)).values():
+        future.result(timeout=30)
 
 
 def create_topics(bootstrap_servers: str, topics=TOPICS, partitions: int = 3) -> list[str]:
@@ -82,8 +96,10 @@ def main(argv=None) -> int:
             created = create_topics(
                 settings.kafka_bootstrap_servers, partitions=settings.kafka_partitions
             )
-            print(f"[beamline] topics created: {', '.join(created) if created else 'none needed'}",
-                  file=sys.stderr)
+            print(
+                f"[beamline] topics created: {', '.join(created) if created else 'none needed'}",
+                file=sys.stderr,
+            )
         else:
             check_postgres(settings)
     except ServiceUnavailable as e:

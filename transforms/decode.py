@@ -63,9 +63,7 @@ def decode_json_object(value: typing.Optional[bytes]) -> dict:
     except UnicodeDecodeError as e:
         raise DecodeError("not_utf8", f"byte {e.start}: {e.reason}") from None
     try:
-        document = json.loads(
-            text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys
-        )
+        document = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except DecodeError:
         raise
     except json.JSONDecodeError as e:

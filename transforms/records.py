@@ -50,7 +50,9 @@ coders.registry.register_coder(KafkaRecord, coders.RowCoder)
 coders.registry.register_coder(DeadLetter, coders.RowCoder)
 
 
-def dead_letter(record: KafkaRecord, stage: str, reason: str, detail: str, run_id: str) -> DeadLetter:
+def dead_letter(
+    record: KafkaRecord, stage: str, reason: str, detail: str, run_id: str
+) -> DeadLetter:
     """The dead letter of ``record`` at ``stage``; the raw bytes travel unchanged."""
     return DeadLetter(
         stage=stage,

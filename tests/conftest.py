@@ -1,0 +1,18 @@
+"""Shared fixtures.
+
+Unit tests run on the FnApiRunner, pinned: the DirectRunner would first try
+Prism, which it downloads from the network.  Integration tests talk to the
+Kafka broker and PostgreSQL server that ``./run_local.sh start`` runs.
+"""
+
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+
+UNIT_RUNNER = "FnApiRunner"
+
+
+@pytest.fixture
+def pipeline():
+    """A TestPipeline on the in-process FnApiRunner; runs when the ``with`` block exits."""
+    return TestPipeline(runner=UNIT_RUNNER, options=PipelineOptions([]))
