@@ -48,16 +48,19 @@ cmd_status() {
 
 # The whole test suite, by marker.  Services this command started are stopped at
 # the end; services that were already running are left running.
+KAFKA_WAS_UP=0
+PG_WAS_UP=0
+
+stop_what_test_started() {
+  [ "$KAFKA_WAS_UP" = 1 ] || kafka_stop
+  [ "$PG_WAS_UP" = 1 ] || pg_stop
+}
+
 cmd_test() {
   cmd_setup
-  local kafka_was_up=0 pg_was_up=0
-  kafka_running && kafka_was_up=1
-  pg_running && pg_was_up=1
-  cleanup() {
-    [ "$kafka_was_up" = 1 ] || kafka_stop
-    [ "$pg_was_up" = 1 ] || pg_stop
-  }
-  trap cleanup EXIT
+  kafka_running && KAFKA_WAS_UP=1
+  pg_running && PG_WAS_UP=1
+  trap stop_what_test_started EXIT
   cmd_start
   cd "$ROOT"
   "$PY" -m ruff check .
@@ -65,11 +68,17 @@ cmd_test() {
   "$PY" -m pytest -m integration --durations=10 "$@"
 }
 
+# The main job: produce a batch of keyed JSON records (and a few malformed ones)
+# to the proof topic, then read exactly that batch back through the pipeline.
 cmd_main() {
   cmd_setup
   cmd_start
   cd "$ROOT"
-  "$PY" -m beam_pipeline.proof "$@"
+  local count=500 malformed=7 t0
+  t0=$(date +%s%3N)
+  "$PY" -m beam_pipeline.producer --topic proof_records --count "$count" --malformed "$malformed" --tag "run-$t0"
+  "$PY" -m run --kafka_topic proof_records --kafka_start_read_time_ms "$t0" \
+    --kafka_max_records "$((count + malformed))" "$@"
 }
 
 case "${1:-}" in
