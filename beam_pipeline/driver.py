@@ -28,20 +28,31 @@ __all__ = ["help_text", "main"]
 _LOG = logging.getLogger(__name__)
 
 
-def help_text() -> str:
+def _parser() -> argparse.ArgumentParser:
     """Beamline's flags first, then every flag Beam knows (``--runner`` …)."""
     parser = argparse.ArgumentParser(
         prog="python -m run",
         usage="python -m run [Beamline flags] [Beam flags]",
         description="Run Beamline: Kafka → decode → validate → Parquet + PostgreSQL.",
         conflict_handler="resolve",
+        allow_abbrev=False,
     )
     classes = [BeamlineOptions] + [
         c for c in PipelineOptions.__subclasses__() if c is not BeamlineOptions
     ]
     for cls in classes:
         cls._add_argparse_args(parser.add_argument_group(f"{cls.__name__}"))
-    return parser.format_help()
+    return parser
+
+
+def help_text() -> str:
+    return _parser().format_help()
+
+
+def unknown_flags(argv: list[str]) -> list[str]:
+    """The flags in ``argv`` that neither Beamline nor Beam knows (Beam only warns)."""
+    _, unknown = _parser().parse_known_args(argv)
+    return [arg for arg in unknown if arg.startswith("-")]
 
 
 def _error(message: str) -> None:
@@ -58,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     if "-h" in argv or "--help" in argv:
         print(help_text())
         return 0
+    unknown = unknown_flags(argv)
+    if unknown:
+        _error(f"unknown flag {unknown[0].split('=')[0]}: see python -m run --help")
+        return 2
     options = PipelineOptions(argv)
     try:
         config = Config.from_options(options)

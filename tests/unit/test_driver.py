@@ -22,6 +22,7 @@ def test_help_lists_beamline_and_beam_flags(capsys):
         ([], "reads Kafka as a bounded batch"),
         (["--kafka_max_records=0"], "--kafka_max_records must be a positive number"),
         (["--kafka_max_read_time_s=-5"], "--kafka_max_read_time_s must be a positive number"),
+        (["--kafka_max_record=5"], "unknown flag --kafka_max_record: see python -m run --help"),
     ],
 )
 def test_bad_flags_are_one_clear_line(argv, message, capsys):
