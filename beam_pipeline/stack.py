@@ -37,7 +37,11 @@ class ServiceUnavailable(RuntimeError):
 
 
 def _admin(bootstrap_servers: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 5000})
+    # librdkafka logs every refused connection to stderr; the checks below turn an
+    # unreachable broker into one line of their own instead.
+    return AdminClient(
+        {"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 5000, "log_level": 0}
+    )
 
 
 def check_kafka(bootstrap_servers: str, timeout_s: float = 5.0) -> None:
