@@ -60,9 +60,15 @@ def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
 
 
 def produce(
-    bootstrap_servers: str, topic: str, messages: typing.Iterable[tuple[bytes, bytes]]
+    bootstrap_servers: str,
+    topic: str,
+    messages: typing.Iterable[tuple[bytes, bytes] | tuple[bytes, bytes, int]],
 ) -> list[tuple[bytes, int, int]]:
-    """Sends ``(key, value)`` pairs and waits until the broker acknowledged all of them.
+    """Sends messages and waits until the broker acknowledged all of them.
+
+    A message is ``(key, value)`` or ``(key, value, timestamp_ms)``: with a
+    timestamp (epoch milliseconds, positive) the Kafka record carries it as its
+    CreateTime; without one, the producer stamps the time of sending.
 
     Returns ``(key, partition, offset)`` of every delivered message.  The producer is
     idempotent, so a retried send cannot write a message twice.
@@ -79,10 +85,12 @@ def produce(
         else:
             delivered.append((msg.key(), msg.partition(), msg.offset()))
 
-    for key, value in messages:
+    for message in messages:
+        key, value, *rest = message
+        options = {"timestamp": rest[0]} if rest and rest[0] is not None else {}
         while True:
             try:
-                producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+                producer.produce(topic, key=key, value=value, on_delivery=on_delivery, **options)
                 break
             except BufferError:
                 producer.poll(0.5)

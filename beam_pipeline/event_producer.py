@@ -1,0 +1,612 @@
+"""Deterministic media-streaming customer events for Kafka, made with Faker.
+
+``generate`` builds one batch of keyed JSON events (``content_play``, ``search``
+and ``browse``) and injects, in exact numbers, the faults a pipeline must survive:
+
+- **malformed** values: bytes that are not a strict UTF-8 JSON object (truncated
+  JSON, non-UTF-8 bytes, a ``NaN`` literal, a top-level array, an empty value, a
+  JSON string).  ``transforms.decode.decode_json_object`` rejects every one;
+- **invalid** events: well-formed JSON objects that break the event contract (a
+  required field missing, a wrong type, an enum violation, an unparseable
+  timestamp).  They decode, and must fail schema validation;
+- **duplicates**: extra messages that are byte copies (key, value and Kafka
+  timestamp) of an earlier valid event, sent after it;
+- **out-of-order** events: valid events whose event time is 5–30 s earlier than
+  the latest event time sent before them.
+
+The batch is a pure function of the arguments of ``generate``: the same arguments
+give byte-identical messages.  All randomness comes from ``random.Random(seed)``
+and a Faker instance seeded with ``seed``; the wall clock is never read.
+
+``python -m beam_pipeline.event_producer --count 10000 --seed 7 --malformed 0.02``
+sends a batch to Kafka and prints one JSON line: what was injected, what was sent
+and the per-partition offsets before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import math
+import random
+import secrets
+import sys
+import time
+
+from faker import Faker
+
+from beam_pipeline.producer import end_offsets, produce
+from beam_pipeline.settings import StackSettings
+
+__all__ = [
+    "Batch",
+    "DEFAULT_TOPIC",
+    "EVENT_KEYS",
+    "EVENT_TYPES",
+    "INVALID_KINDS",
+    "Injected",
+    "MALFORMED_KINDS",
+    "format_timestamp",
+    "generate",
+    "main",
+    "parse_timestamp",
+]
+
+DEFAULT_TOPIC = "customer_events"
+
+EVENT_TYPES = ("content_play", "search", "browse")
+EVENT_KEYS = (
+    "event_id",
+    "user_id",
+    "run_id",
+    "event_type",
+    "timestamp",
+    "device",
+    "location",
+    "content",
+    "user_subscription",
+    "event_details",
+    "user_action",
+    "recommendations",
+    "search_history",
+)
+
+# Malformed and invalid kinds, assigned in turn to the chosen indices (in index order).
+MALFORMED_KINDS = ("truncated", "not_utf8", "nan_literal", "array", "empty", "json_string")
+INVALID_KINDS = (
+    "missing_event_type",
+    "missing_timestamp",
+    "user_id_not_string",
+    "unknown_event_type",
+    "bad_timestamp",
+    "duration_not_integer",
+)
+
+# Out-of-order events go back this far (ms) behind the latest event time sent before them.
+OUT_OF_ORDER_SHIFT_MS = (5_000, 30_000)
+# A duplicate is sent after at most this many further original events.
+DUPLICATE_MAX_LAG = 50
+
+_EVENT_TYPE_WEIGHTS = (0.6, 0.2, 0.2)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+# (device type, os, os versions, models)
+_DEVICES = (
+    ("mobile", "Android", ("12", "13", "14", "15"), ("Pixel 8", "Galaxy S23", "Moto G84")),
+    ("mobile", "iOS", ("16.7", "17.4", "18.1"), ("iPhone 13", "iPhone 14", "iPhone 15 Pro")),
+    ("tablet", "Android", ("13", "14"), ("Galaxy Tab S9", "Lenovo Tab P12")),
+    ("tablet", "iOS", ("17.4", "18.1"), ("iPad Air", "iPad Pro 11")),
+    ("desktop", "Windows", ("10", "11"), ("Dell XPS 15", "HP Pavilion", "Surface Laptop")),
+    ("desktop", "macOS", ("13.6", "14.4", "15.1"), ("MacBook Air", "MacBook Pro", "iMac")),
+    ("desktop", "Linux", ("6.1", "6.8"), ("ThinkPad X1", "Framework 13")),
+    ("smartTV", "Android", ("11", "12"), ("Sony Bravia", "Philips OLED", "TCL C845")),
+    ("smartTV", "Linux", ("6.0", "7.0"), ("Samsung QN90", "LG C3")),
+)
+_APP_VERSIONS = ("5.2.0", "5.3.1", "5.4.0", "5.4.2", "6.0.0")
+
+# (country, ((region, timezone), ...))
+_LOCATIONS = (
+    (
+        "United States",
+        (
+            ("California", "America/Los_Angeles"),
+            ("New York", "America/New_York"),
+            ("Texas", "America/Chicago"),
+            ("Colorado", "America/Denver"),
+        ),
+    ),
+    ("Canada", (("Ontario", "America/Toronto"), ("British Columbia", "America/Vancouver"))),
+    ("United Kingdom", (("England", "Europe/London"), ("Scotland", "Europe/London"))),
+    ("Germany", (("Bavaria", "Europe/Berlin"), ("Hesse", "Europe/Berlin"))),
+    ("France", (("Ile-de-France", "Europe/Paris"), ("Occitanie", "Europe/Paris"))),
+    ("Brazil", (("Sao Paulo", "America/Sao_Paulo"),)),
+    ("India", (("Maharashtra", "Asia/Kolkata"), ("Karnataka", "Asia/Kolkata"))),
+    ("Japan", (("Tokyo", "Asia/Tokyo"), ("Osaka", "Asia/Tokyo"))),
+    ("Australia", (("New South Wales", "Australia/Sydney"),)),
+)
+
+_CONTENT_TYPES = ("Movie", "TV Show", "Documentary", "Short")
+# Length in minutes per content type.
+_DURATION_MINUTES = {
+    "Movie": (80, 180),
+    "TV Show": (20, 60),
+    "Documentary": (40, 120),
+    "Short": (5, 20),
+}
+_GENRES = ("Drama", "Comedy", "Action", "Thriller", "Sci-Fi", "Horror", "Romance", "Animation")
+_LANGUAGES = ("English", "Spanish", "French", "German", "Japanese", "Hindi", "Portuguese")
+_PLANS = ("Basic", "Standard", "Premium")
+_QUALITIES = {"Basic": ("SD",), "Standard": ("SD", "HD"), "Premium": ("SD", "HD", "4K")}
+_SERVICES = ("Alexa", "Google Home", "Chromecast", "AirPlay", "Spotify", "Discord")
+_NETWORKS = {
+    "mobile": ("WiFi", "Mobile"),
+    "tablet": ("WiFi", "Mobile"),
+    "desktop": ("WiFi", "Ethernet"),
+    "smartTV": ("WiFi", "Ethernet"),
+}
+_BANDWIDTHS_MBPS = (5, 10, 25, 50, 100, 300)
+_SPEEDS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+_ACTION_TYPES = ("pause", "seek", "quality_change", "speed_change")
+_ALGORITHMS = ("content_based", "collaborative", "hybrid")
+
+
+@dataclasses.dataclass(frozen=True)
+class Injected:
+    """How many messages of each kind a batch holds.
+
+    Attributes:
+      valid_unique: original events that satisfy the event contract, counted once
+        (out-of-order events included, duplicates not).
+      malformed: values that are not a strict UTF-8 JSON object.
+      invalid: well-formed JSON objects that break the event contract.
+      duplicates: extra messages that repeat an earlier valid event byte for byte.
+      out_of_order: valid events whose event time precedes the latest one sent before.
+      total: every message in the batch: ``valid_unique + malformed + invalid + duplicates``.
+    """
+
+    valid_unique: int
+    malformed: int
+    invalid: int
+    duplicates: int
+    out_of_order: int
+    total: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """One generated batch, in send order.
+
+    Attributes:
+      messages: ``(key, value, timestamp_ms)`` per Kafka record: the key is the
+        user id in UTF-8, the value the event bytes, the timestamp the event time
+        in epoch milliseconds (for malformed and invalid values, the event time
+        their slot in the batch would have had).
+      injected: the counts of each kind of message.
+      labels: one label per message, in the same order: ``valid``,
+        ``out_of_order``, ``duplicate``, ``malformed/<kind>`` or
+        ``invalid/<kind>`` (kinds from ``MALFORMED_KINDS`` and ``INVALID_KINDS``).
+    """
+
+    messages: list[tuple[bytes, bytes, int]]
+    injected: Injected
+    labels: tuple[str, ...]
+
+
+def format_timestamp(ms: int) -> str:
+    """Epoch milliseconds as ISO-8601 UTC with milliseconds: ``2026-11-22T05:00:00.123Z``."""
+    moment = _EPOCH + datetime.timedelta(milliseconds=ms)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+
+
+def parse_timestamp(text: str) -> int:
+    """The inverse of ``format_timestamp``; raises ``ValueError`` for any other shape."""
+    moment = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
+    if len(text) != 24:
+        raise ValueError(f"not an ISO-8601 UTC timestamp with milliseconds: {text!r}")
+    delta = moment.replace(tzinfo=datetime.timezone.utc) - _EPOCH
+    return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
+
+
+def _count(count: int, ratio: float, name: str) -> int:
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"{name} must be between 0 and 1, got {ratio}")
+    return round(count * ratio)
+
+
+class _World:
+    """The users and the catalogue a batch draws from, made once per batch."""
+
+    def __init__(self, rng: random.Random, fake: Faker, users: int, start_ms: int):
+        start_day = (_EPOCH + datetime.timedelta(milliseconds=start_ms)).date()
+        providers = sorted({fake.company() for _ in range(8)})
+        cities = [fake.city() for _ in range(min(users, 100))]
+        self.catalogue = [
+            self._content(rng, fake, k, providers, start_day.year) for k in range(300)
+        ]
+        self.queries = [" ".join(fake.words(rng.randint(1, 3))) for _ in range(100)]
+        self.queries += [c["title"].lower() for c in self.catalogue[:50]]
+        self.users = [self._user(rng, n, cities, start_day) for n in range(1, users + 1)]
+
+    @staticmethod
+    def _content(rng, fake, k, providers, max_year) -> dict:
+        content_type = rng.choice(_CONTENT_TYPES)
+        low, high = _DURATION_MINUTES[content_type]
+        tv_show = content_type == "TV Show"
+        return {
+            "id": f"c-{k:05d}",
+            "title": " ".join(fake.words(rng.randint(1, 4))).title(),
+            "type": content_type,
+            "episode": rng.randint(1, 24) if tv_show else None,
+            "season": rng.randint(1, 8) if tv_show else None,
+            "provider": rng.choice(providers),
+            "genre": rng.choice(_GENRES),
+            "release_year": rng.randint(1970, max_year),
+            "duration": rng.randint(low, high) * 60 + rng.randint(0, 59),
+            "language": rng.choice(_LANGUAGES),
+        }
+
+    @staticmethod
+    def _user(rng, n, cities, start_day) -> dict:
+        device_type, os_name, versions, models = rng.choice(_DEVICES)
+        country, regions = rng.choice(_LOCATIONS)
+        region, timezone = rng.choice(regions)
+        plan = rng.choice(_PLANS)
+        started = start_day - datetime.timedelta(days=rng.randint(1, 1500))
+        return {
+            "user_id": f"u-{n}",
+            "device": {
+                "type": device_type,
+                "os": os_name,
+                "os_version": rng.choice(versions),
+                "app_version": rng.choice(_APP_VERSIONS),
+                "model": rng.choice(models),
+            },
+            "location": {
+                "country": country,
+                "city": rng.choice(cities),
+                "region": region,
+                "timezone": timezone,
+            },
+            "user_subscription": {
+                "plan": plan,
+                "start_date": started.isoformat(),
+                "billing_cycle": rng.choice(("monthly", "yearly")),
+                "connected_services": rng.sample(_SERVICES, rng.randint(0, 3)),
+            },
+        }
+
+
+def _event(rng, world: _World, run_id: str, seq: int, event_ms: int) -> dict:
+    """One valid event; nested objects are fresh copies, safe to mutate."""
+    user = rng.choice(world.users)
+    content = dict(rng.choice(world.catalogue))
+    event_type = rng.choices(EVENT_TYPES, _EVENT_TYPE_WEIGHTS)[0]
+    plan = user["user_subscription"]["plan"]
+    device_type = user["device"]["type"]
+    quality = rng.choice(_QUALITIES[plan])
+    speed = 1.0
+    actions: list[dict] = []
+    paused = completed = False
+    play_duration = 0
+    if event_type == "content_play":
+        play_duration = rng.randint(1, content["duration"])
+        completed = play_duration >= content["duration"] * 0.95
+        at_ms = event_ms
+        actions.append(_action("play", at_ms, duration=play_duration, completed=completed))
+        for _ in range(rng.randint(0, 4)):
+            at_ms += rng.randint(1_000, 600_000)
+            kind = rng.choice(_ACTION_TYPES)
+            if kind == "pause":
+                paused = True
+                actions.append(_action(kind, at_ms, duration=rng.randint(1, 900)))
+            elif kind == "seek":
+                actions.append(_action(kind, at_ms, duration=rng.randint(5, 600)))
+            elif kind == "quality_change":
+                new = rng.choice(_QUALITIES[plan])
+                actions.append(_action(kind, at_ms, old_quality=quality, new_quality=new))
+                quality = new
+            else:
+                new = rng.choice(_SPEEDS)
+                actions.append(_action(kind, at_ms, old_speed=speed, new_speed=new))
+                speed = new
+    searches = rng.randint(1, 3) if event_type == "search" else rng.randint(0, 1)
+    history = []
+    search_ms = event_ms - rng.randint(0, 3_600_000)
+    for _ in range(searches):
+        history.append(
+            {
+                "search_id": f"s-{rng.getrandbits(48):012x}",
+                "timestamp": format_timestamp(search_ms),
+                "query": rng.choice(world.queries),
+                "results_count": rng.randint(0, 500),
+            }
+        )
+        search_ms = min(event_ms, search_ms + rng.randint(1_000, 120_000))
+    picks = rng.sample(world.catalogue, rng.randint(0, 5))
+    return {
+        "event_id": f"{run_id}-{seq:08d}",
+        "user_id": user["user_id"],
+        "run_id": run_id,
+        "event_type": event_type,
+        "timestamp": format_timestamp(event_ms),
+        "device": dict(user["device"]),
+        "location": dict(user["location"]),
+        "content": content,
+        "user_subscription": {
+            **user["user_subscription"],
+            "connected_services": list(user["user_subscription"]["connected_services"]),
+        },
+        "event_details": {
+            "play_duration": play_duration,
+            "play_percentage": round(100.0 * play_duration / content["duration"], 2),
+            "playback_quality": quality,
+            "buffering_incidents": rng.randint(0, 3) if event_type == "content_play" else 0,
+            "playback_speed": speed,
+            "paused": paused,
+            "completed": completed,
+            "network_type": rng.choice(_NETWORKS[device_type]),
+            "bandwidth": f"{rng.choice(_BANDWIDTHS_MBPS)} Mbps",
+        },
+        "user_action": actions,
+        "recommendations": [
+            {
+                "content_id": pick["id"],
+                "position": position,
+                "algorithm": rng.choice(_ALGORITHMS),
+                "clicked": rng.random() < 0.15,
+            }
+            for position, pick in enumerate(picks, start=1)
+        ],
+        "search_history": history,
+    }
+
+
+def _action(action_type: str, at_ms: int, **fields) -> dict:
+    action = {
+        "action_type": action_type,
+        "timestamp": format_timestamp(at_ms),
+        "duration": None,
+        "old_speed": None,
+        "new_speed": None,
+        "old_quality": None,
+        "new_quality": None,
+        "completed": None,
+    }
+    action.update(fields)
+    return action
+
+
+def _encode(event: dict) -> bytes:
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _malformed(kind: str, event: dict) -> bytes:
+    """A value of ``kind`` that ``decode_json_object`` must reject, made from ``event``."""
+    if kind == "truncated":
+        data = _encode(event)
+        return data[: len(data) // 2]
+    if kind == "not_utf8":
+        return _encode(event).decode().encode("utf-16")  # starts with the BOM b"\xff\xfe"
+    if kind == "nan_literal":
+        event["event_details"]["play_percentage"] = float("nan")
+        return json.dumps(event, separators=(",", ":")).encode()
+    if kind == "array":
+        return _encode([event])
+    if kind == "empty":
+        return b""
+    if kind == "json_string":
+        return _encode(json.dumps(event))
+    raise ValueError(f"unknown malformed kind {kind!r}")
+
+
+def _invalid(kind: str, event: dict) -> bytes:
+    """A JSON object of ``kind`` that decodes but breaks the event contract."""
+    if kind == "missing_event_type":
+        del event["event_type"]
+    elif kind == "missing_timestamp":
+        del event["timestamp"]
+    elif kind == "user_id_not_string":
+        event["user_id"] = int(event["user_id"][2:])
+    elif kind == "unknown_event_type":
+        event["event_type"] = "teleport"
+    elif kind == "bad_timestamp":
+        event["timestamp"] = "yesterday"
+    elif kind == "duration_not_integer":
+        event["content"]["duration"] = f"{event['content']['duration']} s"
+    else:
+        raise ValueError(f"unknown invalid kind {kind!r}")
+    return _encode(event)
+
+
+def generate(
+    count: int,
+    run_id: str,
+    seed: int,
+    start_ms: int,
+    rate_per_s: float = 1000.0,
+    users: int = 200,
+    malformed_ratio: float = 0.0,
+    invalid_ratio: float = 0.0,
+    duplicate_ratio: float = 0.0,
+    out_of_order_ratio: float = 0.0,
+) -> Batch:
+    """Generates one deterministic batch of customer events with injected faults.
+
+    Original event ``i`` (``0 <= i < count``) has the nominal event time
+    ``start_ms + round(i * 1000 / rate_per_s)`` and the id ``f"{run_id}-{i:08d}"``,
+    and is exactly one of valid, malformed or invalid.  The numbers of malformed,
+    invalid, out-of-order and duplicated events are ``round(count * ratio)`` each;
+    which indices get each role is drawn with ``rng.sample`` and the four index sets
+    are disjoint (out-of-order events and duplicate sources are valid events, and an
+    out-of-order event is never duplicated).  The first valid event is never out of
+    order.  An out-of-order event's time is 5–30 s before the latest valid event time
+    sent before it; every other valid original is sent at its nominal time, so among
+    the originals exactly the out-of-order events are earlier than a predecessor
+    (duplicates, sent after their source, are earlier too).  Each duplicate follows
+    its source within ``DUPLICATE_MAX_LAG`` further original events.
+
+    Args:
+      count: number of original events (valid + malformed + invalid).
+      run_id: written into every event and its ``event_id``.
+      seed: seeds ``random.Random`` and Faker; same arguments, same bytes.
+      start_ms: event time of the first event, epoch milliseconds; must exceed the
+        largest out-of-order shift so that no timestamp is zero or negative (Kafka
+        reads a zero timestamp as "now").
+      rate_per_s: events per second of event time.
+      users: size of the user pool ``u-1`` … ``u-<users>``.
+      malformed_ratio: share of originals that are not a JSON object.
+      invalid_ratio: share of originals that are JSON objects breaking the contract.
+      duplicate_ratio: extra byte-identical copies of valid events, as a share of
+        ``count``.
+      out_of_order_ratio: share of originals that are valid but late.
+
+    Returns:
+      The ``Batch``: messages in send order, their labels and the injected counts.
+
+    Raises:
+      ValueError: an argument is out of range, or the ratios ask for more
+        malformed, invalid, out-of-order and duplicated events than ``count`` allows.
+    """
+    if count < 0:
+        raise ValueError(f"count must not be negative, got {count}")
+    if users < 1:
+        raise ValueError(f"users must be at least 1, got {users}")
+    if not rate_per_s > 0 or math.isinf(rate_per_s):
+        raise ValueError(f"rate_per_s must be a positive number, got {rate_per_s}")
+    if start_ms <= OUT_OF_ORDER_SHIFT_MS[1]:
+        raise ValueError(f"start_ms must exceed {OUT_OF_ORDER_SHIFT_MS[1]}, got {start_ms}")
+    n_malformed = _count(count, malformed_ratio, "malformed_ratio")
+    n_invalid = _count(count, invalid_ratio, "invalid_ratio")
+    n_duplicates = _count(count, duplicate_ratio, "duplicate_ratio")
+    n_late = _count(count, out_of_order_ratio, "out_of_order_ratio")
+    n_valid = count - n_malformed - n_invalid
+    if n_valid < 0 or n_duplicates + n_late + (1 if n_late else 0) > n_valid:
+        raise ValueError(
+            f"{count} events cannot hold {n_malformed} malformed, {n_invalid} invalid, "
+            f"{n_late} out-of-order and {n_duplicates} duplicated events"
+        )
+
+    rng = random.Random(seed)
+    fake = Faker("en_US")
+    fake.seed_instance(seed)
+    world = _World(rng, fake, users, start_ms)
+
+    faulty = rng.sample(range(count), n_malformed + n_invalid)
+    malformed = sorted(faulty[:n_malformed])
+    invalid = sorted(faulty[n_malformed:])
+    roles: dict[int, str] = {}
+    roles.update(
+        (i, f"malformed/{MALFORMED_KINDS[k % len(MALFORMED_KINDS)]}")
+        for k, i in enumerate(malformed)
+    )
+    roles.update(
+        (i, f"invalid/{INVALID_KINDS[k % len(INVALID_KINDS)]}") for k, i in enumerate(invalid)
+    )
+    valid = [i for i in range(count) if i not in roles]
+    late = set(rng.sample(valid[1:], n_late))
+    sources = sorted(rng.sample([i for i in valid if i not in late], n_duplicates))
+    # after[i]: the duplicate sources sent right after original event i.
+    after: dict[int, list[int]] = {}
+    for j in sources:
+        after.setdefault(rng.randint(j, min(count - 1, j + DUPLICATE_MAX_LAG)), []).append(j)
+
+    messages: list[tuple[bytes, bytes, int]] = []
+    labels: list[str] = []
+    sent: dict[int, tuple[bytes, bytes, int]] = {}
+    latest_ms = None  # the latest valid event time sent so far
+    for i in range(count):
+        event_ms = start_ms + round(i * 1000 / rate_per_s)
+        role = roles.get(i, "valid")
+        if i in late:
+            event_ms = min(event_ms, latest_ms) - rng.randint(*OUT_OF_ORDER_SHIFT_MS)
+            role = "out_of_order"
+        event = _event(rng, world, run_id, i, event_ms)
+        key = event["user_id"].encode()
+        if role.startswith("malformed/"):
+            value = _malformed(role.split("/", 1)[1], event)
+        elif role.startswith("invalid/"):
+            value = _invalid(role.split("/", 1)[1], event)
+        else:
+            value = _encode(event)
+            latest_ms = event_ms if latest_ms is None else max(latest_ms, event_ms)
+        message = (key, value, event_ms)
+        sent[i] = message
+        messages.append(message)
+        labels.append(role)
+        for j in after.get(i, ()):
+            messages.append(sent[j])
+            labels.append("duplicate")
+
+    injected = Injected(
+        valid_unique=n_valid,
+        malformed=n_malformed,
+        invalid=n_invalid,
+        duplicates=n_duplicates,
+        out_of_order=n_late,
+        total=count + n_duplicates,
+    )
+    return Batch(messages=messages, injected=injected, labels=tuple(labels))
+
+
+def main(argv=None) -> int:
+    """Generates a batch, sends it to Kafka and prints a one-line JSON report."""
+    parser = argparse.ArgumentParser(
+        prog="python -m beam_pipeline.event_producer",
+        description="Send deterministic customer events, with injected faults, to Kafka.",
+    )
+    parser.add_argument("--count", type=int, default=1000, help="original events to generate")
+    parser.add_argument("--seed", type=int, default=None, help="default: random, reported")
+    parser.add_argument("--run_id", default=None, help="default: a random 12-hex id")
+    parser.add_argument("--rate", type=float, default=1000.0, help="events per second")
+    parser.add_argument("--start_ms", type=int, default=None, help="default: now")
+    parser.add_argument("--users", type=int, default=200, help="size of the user pool")
+    parser.add_argument("--malformed", type=float, default=0.0, help="ratio of malformed")
+    parser.add_argument("--invalid", type=float, default=0.0, help="ratio of invalid")
+    parser.add_argument("--duplicates", type=float, default=0.0, help="ratio of duplicates")
+    parser.add_argument("--out_of_order", type=float, default=0.0, help="ratio out of order")
+    parser.add_argument("--topic", default=DEFAULT_TOPIC)
+    args = parser.parse_args(argv)
+    run_id = args.run_id or secrets.token_hex(6)
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    start_ms = args.start_ms if args.start_ms is not None else time.time_ns() // 1_000_000
+    try:
+        batch = generate(
+            args.count,
+            run_id,
+            seed,
+            start_ms,
+            rate_per_s=args.rate,
+            users=args.users,
+            malformed_ratio=args.malformed,
+            invalid_ratio=args.invalid,
+            duplicate_ratio=args.duplicates,
+            out_of_order_ratio=args.out_of_order,
+        )
+    except ValueError as e:
+        parser.error(str(e))
+    bootstrap = StackSettings.from_env().kafka_bootstrap_servers
+    before = end_offsets(bootstrap, args.topic)
+    delivered = produce(bootstrap, args.topic, batch.messages)
+    after = end_offsets(bootstrap, args.topic)
+    print(
+        json.dumps(
+            {
+                "run_id": run_id,
+                "topic": args.topic,
+                "seed": seed,
+                "start_ms": start_ms,
+                "injected": dataclasses.asdict(batch.injected),
+                "sent": len(delivered),
+                "offsets_before": before,
+                "offsets_after": after,
+                "produced": {p: after[p] - before.get(p, 0) for p in after},
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

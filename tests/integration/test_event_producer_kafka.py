@@ -1,0 +1,51 @@
+"""The customer-events producer against the real broker: timestamps and the report."""
+
+import json
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from beam_pipeline import event_producer
+from beam_pipeline.event_producer import generate
+
+pytestmark = pytest.mark.integration
+
+START_MS = 1_795_300_000_000
+
+
+def _read_all(bootstrap_servers, topic, expected):
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"read-{topic}",
+            "enable.auto.commit": False,
+            "log_level": 0,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
+    messages = []
+    try:
+        while len(messages) < expected:
+            message = consumer.poll(10)
+            assert message is not None, f"only {len(messages)} of {expected} messages arrived"
+            assert message.error() is None, message.error()
+            messages.append(message)
+    finally:
+        consumer.close()
+    return messages
+
+
+def test_main_sends_the_batch_with_event_time_timestamps(stack, fresh_topic, capsys):
+    argv = ["--topic", fresh_topic, "--count", "40", "--seed", "3", "--run_id", "R1"]
+    argv += ["--start_ms", str(START_MS), "--malformed", "0.05", "--duplicates", "0.1"]
+    assert event_producer.main(argv) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    batch = generate(40, "R1", 3, START_MS, malformed_ratio=0.05, duplicate_ratio=0.1)
+
+    assert report["sent"] == batch.injected.total == 44
+    assert sum(report["produced"].values()) == 44
+    assert all(v == 0 for v in report["offsets_before"].values())
+
+    received = _read_all(stack.kafka_bootstrap_servers, fresh_topic, 44)
+    got = sorted((m.key(), m.value(), m.timestamp()[1]) for m in received)
+    assert got == sorted(batch.messages)  # same bytes, Kafka timestamp = event time

@@ -1,0 +1,443 @@
+"""The customer-event producer: determinism, exact fault injection, the event shape.
+
+The JSON Schema below is written from the event contract independently of the
+generator, so a generator bug shows up as a schema failure, not as agreement.
+"""
+
+import collections
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from beam_pipeline.event_producer import (
+    EVENT_KEYS,
+    INVALID_KINDS,
+    MALFORMED_KINDS,
+    Batch,
+    Injected,
+    format_timestamp,
+    generate,
+    parse_timestamp,
+)
+from beam_pipeline.settings import REPO_ROOT
+from transforms.decode import DecodeError, decode_json_object
+
+pytestmark = pytest.mark.unit
+
+START_MS = 1_795_323_600_000  # 2026-11-22T05:00:00.000Z
+RATIOS = {
+    "malformed_ratio": 0.02,
+    "invalid_ratio": 0.02,
+    "duplicate_ratio": 0.05,
+    "out_of_order_ratio": 0.01,
+}
+
+_TS = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"}
+_NULLABLE_INT = {"type": ["integer", "null"]}
+_NULLABLE_NUM = {"type": ["number", "null"]}
+
+
+def _obj(properties: dict, **extra) -> dict:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+        **extra,
+    }
+
+
+def _enum(*values) -> dict:
+    return {"enum": list(values)}
+
+
+STR = {"type": "string", "minLength": 1}
+INT = {"type": "integer"}
+NONNEG = {"type": "integer", "minimum": 0}
+BOOL = {"type": "boolean"}
+
+SCHEMA = _obj(
+    {
+        "event_id": {"type": "string", "pattern": r"^.+-\d{8}$"},
+        "user_id": {"type": "string", "pattern": r"^u-\d+$"},
+        "run_id": STR,
+        "event_type": _enum("content_play", "search", "browse"),
+        "timestamp": _TS,
+        "device": _obj(
+            {
+                "type": _enum("mobile", "desktop", "tablet", "smartTV"),
+                "os": _enum("Android", "iOS", "Windows", "macOS", "Linux"),
+                "os_version": STR,
+                "app_version": STR,
+                "model": STR,
+            }
+        ),
+        "location": _obj({"country": STR, "city": STR, "region": STR, "timezone": STR}),
+        "content": _obj(
+            {
+                "id": STR,
+                "title": STR,
+                "type": _enum("Movie", "TV Show", "Documentary", "Short"),
+                "episode": _NULLABLE_INT,
+                "season": _NULLABLE_INT,
+                "provider": STR,
+                "genre": STR,
+                "release_year": INT,
+                "duration": {"type": "integer", "minimum": 1},
+                "language": STR,
+            },
+            # episode and season are integers for a TV show and null for anything else.
+            **{
+                "if": {"properties": {"type": {"const": "TV Show"}}},
+                "then": {"properties": {"episode": INT, "season": INT}},
+                "else": {"properties": {"episode": {"type": "null"}, "season": {"type": "null"}}},
+            },
+        ),
+        "user_subscription": _obj(
+            {
+                "plan": _enum("Basic", "Standard", "Premium"),
+                "start_date": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
+                "billing_cycle": _enum("monthly", "yearly"),
+                "connected_services": {"type": "array", "items": STR},
+            }
+        ),
+        "event_details": _obj(
+            {
+                "play_duration": NONNEG,
+                "play_percentage": {"type": "number", "minimum": 0, "maximum": 100},
+                "playback_quality": _enum("SD", "HD", "4K"),
+                "buffering_incidents": NONNEG,
+                "playback_speed": {"type": "number", "exclusiveMinimum": 0},
+                "paused": BOOL,
+                "completed": BOOL,
+                "network_type": _enum("WiFi", "Mobile", "Ethernet"),
+                "bandwidth": {"type": "string", "pattern": r"^\d+ Mbps$"},
+            }
+        ),
+        "user_action": {
+            "type": "array",
+            "maxItems": 5,
+            "items": _obj(
+                {
+                    "action_type": _enum("play", "pause", "seek", "quality_change", "speed_change"),
+                    "timestamp": _TS,
+                    "duration": _NULLABLE_INT,
+                    "old_speed": _NULLABLE_NUM,
+                    "new_speed": _NULLABLE_NUM,
+                    "old_quality": {"type": ["string", "null"]},
+                    "new_quality": {"type": ["string", "null"]},
+                    "completed": {"type": ["boolean", "null"]},
+                }
+            ),
+        },
+        "recommendations": {
+            "type": "array",
+            "maxItems": 5,
+            "items": _obj(
+                {
+                    "content_id": STR,
+                    "position": {"type": "integer", "minimum": 1},
+                    "algorithm": _enum("content_based", "collaborative", "hybrid"),
+                    "clicked": BOOL,
+                }
+            ),
+        },
+        "search_history": {
+            "type": "array",
+            "maxItems": 3,
+            "items": _obj(
+                {"search_id": STR, "timestamp": _TS, "query": STR, "results_count": NONNEG}
+            ),
+        },
+    }
+)
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+jsonschema.Draft202012Validator.check_schema(SCHEMA)
+
+
+def _make(count=1000, seed=7, run_id="run-t", **overrides) -> Batch:
+    return generate(count, run_id, seed, START_MS, **{**RATIOS, **overrides})
+
+
+@pytest.fixture(scope="module")
+def batch() -> Batch:
+    return _make()
+
+
+@dataclasses.dataclass
+class Classified:
+    """Each message judged only by the decoder, the schema and byte equality."""
+
+    valid: list  # (index, key, event dict, kafka timestamp) of first sightings
+    duplicates: list  # indices of byte-identical repeats of an earlier message
+    malformed: list  # (index, DecodeError)
+    invalid: list  # (index, decoded dict)
+
+
+@pytest.fixture(scope="module")
+def classified(batch) -> Classified:
+    result = Classified([], [], [], [])
+    seen = set()
+    for index, message in enumerate(batch.messages):
+        key, value, timestamp = message
+        if message in seen:
+            result.duplicates.append(index)
+            continue
+        seen.add(message)
+        try:
+            document = decode_json_object(value)
+        except DecodeError as e:
+            result.malformed.append((index, e))
+            continue
+        if VALIDATOR.is_valid(document):
+            result.valid.append((index, key, document, timestamp))
+        else:
+            result.invalid.append((index, document))
+    return result
+
+
+def _digest(messages) -> str:
+    h = hashlib.sha256()
+    for key, value, timestamp in messages:
+        h.update(b"%d|%d|%d|" % (len(key), len(value), timestamp) + key + value)
+    return h.hexdigest()
+
+
+def test_same_arguments_give_the_same_bytes(batch):
+    again = _make()
+    assert again.messages == batch.messages
+    assert again.labels == batch.labels and again.injected == batch.injected
+
+
+def test_same_bytes_in_another_process_with_another_hash_seed(batch):
+    code = (
+        "from beam_pipeline.event_producer import generate;"
+        "import tests.unit.test_event_producer as t;"
+        "print(t._digest(t._make().messages))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == _digest(batch.messages)
+
+
+def test_another_seed_gives_other_bytes(batch):
+    other = _make(seed=8)
+    assert _digest(other.messages) != _digest(batch.messages)
+    # Same positions for the same ids would be a sign that only the ids differ.
+    same = sum(a[1] == b[1] for a, b in zip(other.messages, batch.messages, strict=True))
+    assert same < len(batch.messages) // 100
+    # Faker is seeded too: its providers and cities change with the seed.
+    for field in ("provider", "city"):
+        assert _faker_values(other, field) != _faker_values(batch, field)
+
+
+def _faker_values(b: Batch, field: str) -> set:
+    section = "content" if field == "provider" else "location"
+    return {
+        json.loads(value)[section][field]
+        for (_, value, _), label in zip(b.messages, b.labels, strict=True)
+        if label == "valid"
+    }
+
+
+def test_run_id_is_in_every_event_id(batch, classified):
+    for _, _, event, _ in classified.valid:
+        assert event["run_id"] == "run-t"
+        assert event["event_id"].startswith("run-t-")
+
+
+def test_injected_counts_are_exact(batch):
+    assert batch.injected == Injected(
+        valid_unique=960, malformed=20, invalid=20, duplicates=50, out_of_order=10, total=1050
+    )
+    assert len(batch.messages) == len(batch.labels) == 1050
+    kinds = collections.Counter(label.split("/")[0] for label in batch.labels)
+    assert kinds == {
+        "valid": 950,
+        "out_of_order": 10,
+        "duplicate": 50,
+        "malformed": 20,
+        "invalid": 20,
+    }
+
+
+def test_decoder_and_schema_agree_with_the_report(batch, classified):
+    injected = batch.injected
+    assert len(classified.valid) == injected.valid_unique
+    assert len(classified.duplicates) == injected.duplicates
+    assert len(classified.malformed) == injected.malformed
+    assert len(classified.invalid) == injected.invalid
+    by_label = {
+        "duplicate": [i for i, _ in enumerate(batch.labels) if batch.labels[i] == "duplicate"],
+        "malformed": [i for i, label in enumerate(batch.labels) if label.startswith("malformed")],
+        "invalid": [i for i, label in enumerate(batch.labels) if label.startswith("invalid/")],
+    }
+    assert classified.duplicates == by_label["duplicate"]
+    assert [i for i, _ in classified.malformed] == by_label["malformed"]
+    assert [i for i, _ in classified.invalid] == by_label["invalid"]
+
+
+def test_duplicates_copy_an_earlier_valid_message(batch, classified):
+    valid_messages = {batch.messages[i] for i, _, _, _ in classified.valid}
+    first_seen = {}
+    for index, message in enumerate(batch.messages):
+        first_seen.setdefault(message, index)
+    for index in classified.duplicates:
+        message = batch.messages[index]
+        assert message in valid_messages  # same key, value and Kafka timestamp
+        assert first_seen[message] < index
+    # Each duplicate repeats a different event, and no original is sent twice otherwise.
+    assert len({batch.messages[i] for i in classified.duplicates}) == batch.injected.duplicates
+
+
+def test_valid_events_have_the_full_shape(batch, classified):
+    ids = [event["event_id"] for _, _, event, _ in classified.valid]
+    assert len(ids) == len(set(ids))
+    for index, key, event, _ in classified.valid:
+        value = batch.messages[index][1]
+        assert json.loads(value.decode("utf-8", errors="strict")) == event
+        assert tuple(event) == EVENT_KEYS
+        assert key == event["user_id"].encode("utf-8")
+        assert 1 <= int(event["user_id"][2:]) <= 200
+        for action in event["user_action"]:
+            assert parse_timestamp(action["timestamp"]) >= parse_timestamp(event["timestamp"])
+        positions = [r["position"] for r in event["recommendations"]]
+        assert positions == list(range(1, len(positions) + 1))
+    types = collections.Counter(event["event_type"] for _, _, event, _ in classified.valid)
+    assert set(types) == {"content_play", "search", "browse"}
+    content_types = {event["content"]["type"] for _, _, event, _ in classified.valid}
+    assert content_types == {"Movie", "TV Show", "Documentary", "Short"}
+
+
+def test_event_ids_count_the_original_events(batch):
+    originals = [
+        m for m, label in zip(batch.messages, batch.labels, strict=True) if label != "duplicate"
+    ]
+    for seq, (_, value, _) in enumerate(originals):
+        assert f'"event_id":"run-t-{seq:08d}"'.encode() in value or not value.startswith(b"{")
+
+
+def test_kafka_timestamp_is_the_event_time(classified):
+    for _, _, event, timestamp in classified.valid:
+        assert timestamp == parse_timestamp(event["timestamp"])
+
+
+def test_in_order_events_advance_by_the_rate():
+    b = generate(50, "r", 1, START_MS, rate_per_s=400.0)
+    times = [t for _, _, t in b.messages]
+    assert times == [START_MS + round(i * 2.5) for i in range(50)]
+    assert json.loads(b.messages[0][1])["timestamp"] == "2026-11-22T05:00:00.000Z"
+
+
+def test_malformed_values_fail_decoding(batch, classified):
+    reasons = collections.Counter(e.reason for _, e in classified.malformed)
+    assert set(reasons) == {
+        "invalid_json",
+        "not_utf8",
+        "non_finite_number",
+        "not_an_object",
+        "empty_payload",
+    }
+    labels = {batch.labels[i] for i, _ in classified.malformed}
+    assert labels == {f"malformed/{kind}" for kind in MALFORMED_KINDS}
+    for index, _ in classified.malformed:
+        key, _, timestamp = batch.messages[index]
+        assert key.startswith(b"u-") and timestamp > 0
+
+
+def test_invalid_events_decode_but_break_the_schema(batch, classified):
+    seen_kinds = {batch.labels[i] for i, _ in classified.invalid}
+    assert seen_kinds == {f"invalid/{kind}" for kind in INVALID_KINDS}
+    ids = [doc["event_id"] for _, doc in classified.invalid]
+    valid_ids = {event["event_id"] for _, _, event, _ in classified.valid}
+    assert len(set(ids)) == len(ids) and not set(ids) & valid_ids
+    documents = [doc for _, doc in classified.invalid]
+    assert any("event_type" not in d for d in documents)
+    assert any("timestamp" not in d for d in documents)
+    assert any(isinstance(d.get("user_id"), int) for d in documents)
+    assert any(d.get("event_type") == "teleport" for d in documents)
+    assert any(d.get("timestamp") == "yesterday" for d in documents)
+    for doc in documents:
+        # Every invalid event breaks exactly one rule; the rest of it is a real event.
+        assert len(list(VALIDATOR.iter_errors(doc))) == 1, doc["event_id"]
+
+
+def test_exactly_the_out_of_order_events_go_back_in_time(batch, classified):
+    # Duplicates go back in time too (they repeat earlier events), so they count as
+    # predecessors but are not themselves judged.
+    duplicates = set(classified.duplicates)
+    late = []
+    latest = None
+    for index in sorted([i for i, _, _, _ in classified.valid] + classified.duplicates):
+        timestamp = batch.messages[index][2]
+        if index not in duplicates and latest is not None and timestamp < latest:
+            late.append(index)
+            assert 5_000 <= latest - timestamp <= 30_000
+        latest = timestamp if latest is None else max(latest, timestamp)
+    assert len(late) == batch.injected.out_of_order
+    assert late == [i for i, label in enumerate(batch.labels) if label == "out_of_order"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    count=st.integers(0, 120),
+    malformed=st.floats(0, 0.3),
+    invalid=st.floats(0, 0.3),
+    duplicates=st.floats(0, 0.2),
+    late=st.floats(0, 0.1),
+)
+def test_counts_are_rounded_ratios_for_any_batch(count, malformed, invalid, duplicates, late):
+    b = generate(
+        count,
+        "h",
+        3,
+        START_MS,
+        users=5,
+        malformed_ratio=malformed,
+        invalid_ratio=invalid,
+        duplicate_ratio=duplicates,
+        out_of_order_ratio=late,
+    )
+    n_mal, n_inv = round(count * malformed), round(count * invalid)
+    n_dup, n_late = round(count * duplicates), round(count * late)
+    assert b.injected == Injected(count - n_mal - n_inv, n_mal, n_inv, n_dup, n_late, count + n_dup)
+    assert len(b.messages) == count + n_dup
+    assert all(key.startswith(b"u-") and int(key[2:]) <= 5 for key, _, _ in b.messages)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"count": -1}, "count must not be negative"),
+        ({"malformed_ratio": 1.5}, "malformed_ratio must be between 0 and 1"),
+        ({"malformed_ratio": 0.6, "invalid_ratio": 0.6}, "cannot hold"),
+        ({"duplicate_ratio": 0.95}, "cannot hold"),
+        ({"rate_per_s": 0}, "rate_per_s must be a positive number"),
+        ({"users": 0}, "users must be at least 1"),
+        ({"start_ms": 0}, "start_ms must exceed"),
+    ],
+)
+def test_impossible_requests_are_value_errors(overrides, message):
+    args = {"count": 100, "run_id": "r", "seed": 1, "start_ms": START_MS, **RATIOS}
+    with pytest.raises(ValueError, match=message):
+        generate(**{**args, **overrides})
+
+
+def test_timestamps_round_trip():
+    assert format_timestamp(START_MS + 123) == "2026-11-22T05:00:00.123Z"
+    for ms in (1, 999, START_MS, START_MS + 86_399_999):
+        assert parse_timestamp(format_timestamp(ms)) == ms
+    for text in ("yesterday", "2026-11-22T05:00:00Z", "2026-11-22T05:00:00.123456Z"):
+        with pytest.raises(ValueError):
+            parse_timestamp(text)
