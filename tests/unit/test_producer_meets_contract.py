@@ -1,0 +1,48 @@
+"""The producer and the contract agree: what it labels valid passes the schema, invalid fails."""
+
+import jsonschema
+import pytest
+
+from beam_pipeline.event_producer import generate
+from schemas.customer_events import load_schema
+from transforms.decode import DecodeError, decode_json_object
+from transforms.validate import compile_schema
+
+pytestmark = pytest.mark.unit
+
+
+def test_every_label_matches_what_decode_and_validate_decide():
+    schema = load_schema()
+    fast = compile_schema(schema)
+    slow = jsonschema.Draft7Validator(schema)
+    batch = generate(
+        600,
+        "agree",
+        11,
+        1_795_300_000_000,
+        malformed_ratio=0.05,
+        invalid_ratio=0.05,
+        duplicate_ratio=0.05,
+        out_of_order_ratio=0.05,
+    )
+    verdicts = []
+    for (_, value, _), label in zip(batch.messages, batch.labels, strict=True):
+        try:
+            event = decode_json_object(value)
+        except DecodeError:
+            verdicts.append((label.split("/")[0], "malformed"))
+            continue
+        ok = fast(event)
+        assert ok == slow.is_valid(event)
+        verdicts.append((label.split("/")[0], "valid" if ok else "invalid"))
+    expected = {
+        "valid": "valid",
+        "out_of_order": "valid",
+        "duplicate": "valid",
+        "malformed": "malformed",
+        "invalid": "invalid",
+    }
+    assert all(expected[kind] == verdict for kind, verdict in verdicts), [
+        v for v in verdicts if expected[v[0]] != v[1]
+    ][:5]
+    assert sum(1 for _, v in verdicts if v == "invalid") == batch.injected.invalid == 30
