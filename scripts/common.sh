@@ -28,10 +28,10 @@ stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# wait_for DESCRIPTION SECONDS COMMAND...: poll COMMAND once a second until it
-# succeeds; fail with DESCRIPTION after SECONDS.
+# wait_for SECONDS COMMAND...: poll COMMAND once a second until it succeeds;
+# return non-zero after SECONDS.
 wait_for() {
-  local what="$1" limit="$2"; shift 2
+  local limit="$1"; shift
   local i
   for ((i = 0; i < limit; i++)); do
     "$@" && return 0

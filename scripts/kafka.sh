@@ -7,10 +7,10 @@ KAFKA_PID="$KAFKA_DIR/kafka.pid"
 KAFKA_PROPS="$KAFKA_DIR/server.properties"
 KAFKA_POM="$ROOT/java/kafka-broker/pom.xml"
 
-kafka_java() {
-  java -cp "$KAFKA_LIBS/*" -Dlog4j2.configurationFile="$ROOT/scripts/kafka-log4j2.yaml" \
-    -Dkafka.logs.dir="$KAFKA_DIR/logs" "$@"
-}
+# java with the broker's classpath and logging; the storage tool and the broker share it.
+# An array, not a function, so that the PID of a background start is java's own.
+KAFKA_JAVA=(java -cp "$KAFKA_LIBS/*" -Dlog4j2.configurationFile="$ROOT/scripts/kafka-log4j2.yaml"
+  -Dkafka.logs.dir="$KAFKA_DIR/logs")
 
 kafka_setup() {
   mkdir -p "$KAFKA_DIR/logs" "$KAFKA_DIR/data"
@@ -22,12 +22,12 @@ kafka_setup() {
   fi
   kafka_write_properties
   if [ ! -s "$KAFKA_DIR/cluster.id" ]; then
-    kafka_java kafka.tools.StorageTool random-uuid >"$KAFKA_DIR/cluster.id.tmp"
+    "${KAFKA_JAVA[@]}" kafka.tools.StorageTool random-uuid >"$KAFKA_DIR/cluster.id.tmp"
     mv "$KAFKA_DIR/cluster.id.tmp" "$KAFKA_DIR/cluster.id"
   fi
   if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
     log "formatting Kafka storage (cluster id $(cat "$KAFKA_DIR/cluster.id"))"
-    kafka_java kafka.tools.StorageTool format --standalone -t "$(cat "$KAFKA_DIR/cluster.id")" \
+    "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format --standalone -t "$(cat "$KAFKA_DIR/cluster.id")" \
       -c "$KAFKA_PROPS" --ignore-formatted >"$KAFKA_DIR/logs/format.log" 2>&1 \
       || die "formatting Kafka storage failed (see $KAFKA_DIR/logs/format.log); delete $KAFKA_DIR/data to start afresh"
   fi
@@ -83,17 +83,15 @@ kafka_start() {
   local log_lines
   log_lines=$(cat "$KAFKA_DIR/logs/server.log" 2>/dev/null | wc -l)
   # The same heap as Kafka's own scripts: a tiny heap fails in the log cleaner.
-  nohup java -Xms1G -Xmx1G -XX:+UseG1GC -cp "$KAFKA_LIBS/*" \
-    -Dlog4j2.configurationFile="$ROOT/scripts/kafka-log4j2.yaml" \
-    -Dkafka.logs.dir="$KAFKA_DIR/logs" \
-    kafka.Kafka "$KAFKA_PROPS" >"$KAFKA_DIR/logs/stdout.log" 2>&1 &
+  nohup "${KAFKA_JAVA[@]}" -Xms1G -Xmx1G -XX:+UseG1GC kafka.Kafka "$KAFKA_PROPS" \
+    >"$KAFKA_DIR/logs/stdout.log" 2>&1 </dev/null &
   echo $! >"$KAFKA_PID"
   kafka_ready() {
     kafka_running || die "Kafka exited while starting (see $KAFKA_DIR/logs/server.log and stdout.log)"
     port_open "$BEAMLINE_KAFKA_PORT" \
       && tail -n "+$((log_lines + 1))" "$KAFKA_DIR/logs/server.log" 2>/dev/null | grep -q "Kafka Server started"
   }
-  wait_for "Kafka" 90 kafka_ready \
+  wait_for 90 kafka_ready \
     || die "Kafka did not start within 90 s (see $KAFKA_DIR/logs/server.log)"
   log "Kafka started (pid $(cat "$KAFKA_PID"))"
 }
