@@ -24,10 +24,24 @@ Semantics worth knowing:
 # and Beam infers row schemas from evaluated annotations.
 import json
 import pathlib
+import typing
 
+from apache_beam import coders
 from jsonschema import Draft7Validator
 
-__all__ = ["SCHEMA_PATH", "load_schema"]
+from transforms.normalise import canonical_json
+from transforms.records import KafkaRecord
+
+__all__ = [
+    "EVENT_TIME_FIELD",
+    "EventTypeCount",
+    "CustomerEvent",
+    "ID_FIELD",
+    "SCHEMA_PATH",
+    "load_schema",
+    "to_customer_event",
+    "to_event_type_count",
+]
 
 SCHEMA_PATH = pathlib.Path(__file__).resolve().with_name("customer_events.schema.json")
 
@@ -45,3 +59,72 @@ def load_schema() -> dict:
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     Draft7Validator.check_schema(schema)
     return schema
+
+
+# The field that identifies an event (dedup key) and the one that dates it.
+ID_FIELD = "event_id"
+EVENT_TIME_FIELD = "timestamp"
+
+
+class CustomerEvent(typing.NamedTuple):
+    """One valid, unique event: the columns people filter on, the whole event as JSON.
+
+    ``payload`` is the event re-serialised (compact, UTF-8) and lands in a
+    ``jsonb`` column; the Kafka coordinates say where the kept copy was read.
+    """
+
+    event_id: str
+    user_id: str
+    event_type: str
+    event_time_ms: int
+    device_type: str
+    country: str
+    content_id: str
+    subscription_plan: str
+    payload: str
+    kafka_topic: str
+    kafka_partition: int
+    kafka_offset: int
+    kafka_timestamp_ms: int
+    run_id: str
+
+
+class EventTypeCount(typing.NamedTuple):
+    """Events of one type in one event-time window ``[window_start_ms, window_end_ms)``."""
+
+    window_start_ms: int
+    window_end_ms: int
+    event_type: str
+    event_count: int
+    run_id: str
+
+
+coders.registry.register_coder(CustomerEvent, coders.RowCoder)
+coders.registry.register_coder(EventTypeCount, coders.RowCoder)
+
+
+def to_customer_event(record: KafkaRecord, event: dict, event_time_ms: int, run_id: str):
+    """The ``CustomerEvent`` row of a valid event read from ``record``."""
+    return CustomerEvent(
+        event_id=event["event_id"],
+        user_id=event["user_id"],
+        event_type=event["event_type"],
+        event_time_ms=event_time_ms,
+        device_type=event["device"]["type"],
+        country=event["location"]["country"],
+        content_id=event["content"]["id"],
+        subscription_plan=event["user_subscription"]["plan"],
+        payload=canonical_json(event),
+        kafka_topic=record.topic,
+        kafka_partition=record.partition,
+        kafka_offset=record.offset,
+        kafka_timestamp_ms=record.timestamp_ms,
+        run_id=run_id,
+    )
+
+
+def to_event_type_count(
+    event_type: str, count: int, window_start_ms: int, window_end_ms: int, run_id: str
+) -> EventTypeCount:
+    """The ``EventTypeCount`` row of one window's count (``CountPerWindow``'s ``to_row``)."""
+    return EventTypeCount(window_start_ms, window_end_ms, event_type, count, run_id)

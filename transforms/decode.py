@@ -85,7 +85,7 @@ class DecodeJsonFn(beam.DoFn):
     def __init__(self, run_id: str):
         self._run_id = run_id
         self._decoded = Metrics.counter(self.__class__, "decoded")
-        self._rejected = Metrics.counter(self.__class__, "rejected")
+        self._rejected = Metrics.counter(self.__class__, "decode_rejected")
 
     def process(self, record: KafkaRecord):
         try:

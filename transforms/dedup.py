@@ -26,9 +26,9 @@ class Duplicate(typing.NamedTuple):
     """A dropped copy: where it was read, and which kept copy it repeated."""
 
     event_id: str
-    topic: str
-    partition: int
-    offset: int
+    kafka_topic: str
+    kafka_partition: int
+    kafka_offset: int
     kept_partition: int
     kept_offset: int
     run_id: str
@@ -38,7 +38,7 @@ coders.registry.register_coder(Duplicate, coders.RowCoder)
 
 
 class _DropLaterCopiesFn(beam.DoFn):
-    """``(id, (KafkaRecord, payload))`` → the first copy, else a ``Duplicate`` (tagged)."""
+    """``(id, row)`` → the row if it is the first copy, else a ``Duplicate`` (tagged)."""
 
     KEPT = ReadModifyWriteStateSpec("kept", coders.TupleCoder([coders.VarIntCoder()] * 2))
     EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
@@ -56,22 +56,22 @@ class _DropLaterCopiesFn(beam.DoFn):
         kept=beam.DoFn.StateParam(KEPT),
         expiry=beam.DoFn.TimerParam(EXPIRY),
     ):
-        event_id, (record, payload) = element
+        event_id, row = element
         first = kept.read()
         if first is None:
-            kept.write((record.partition, record.offset))
+            kept.write((row.kafka_partition, row.kafka_offset))
             expiry.set(timestamp + self._ttl)
             self._unique.inc()
-            yield record, payload
+            yield row
             return
         self._duplicates.inc()
         yield beam.pvalue.TaggedOutput(
             DUPLICATES_TAG,
             Duplicate(
                 event_id=event_id,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
+                kafka_topic=row.kafka_topic,
+                kafka_partition=row.kafka_partition,
+                kafka_offset=row.kafka_offset,
                 kept_partition=first[0],
                 kept_offset=first[1],
                 run_id=self._run_id,
@@ -86,12 +86,13 @@ class _DropLaterCopiesFn(beam.DoFn):
 class DeduplicateById(beam.PTransform):
     """Keeps the first copy of each id seen within ``ttl_s`` of event time.
 
-    Input: ``(KafkaRecord, dict)`` pairs with event-time timestamps.  Main output:
-    the kept pairs.  ``[DUPLICATES_TAG]``: one ``Duplicate`` per dropped copy.
+    Input: rows with event-time timestamps that carry the id field and their Kafka
+    coordinates (``kafka_topic``, ``kafka_partition``, ``kafka_offset``).  Main
+    output: the kept rows.  ``[DUPLICATES_TAG]``: one ``Duplicate`` per dropped copy.
     Which copy is kept among copies arriving together is unspecified; exactly one is.
 
     Args:
-      id_field: the payload field that identifies an event.
+      id_field: the row field that identifies an event.
       ttl_s: how long, in event time after a first copy, later copies are dropped.
       run_id: written into every ``Duplicate``.
     """
@@ -108,7 +109,7 @@ class DeduplicateById(beam.PTransform):
         id_field = self._id_field
         return (
             pairs
-            | "KeyById" >> beam.Map(lambda pair: (str(pair[1][id_field]), pair))
+            | "KeyById" >> beam.Map(lambda row: (str(getattr(row, id_field)), row))
             | "DropLaterCopies"
             >> beam.ParDo(_DropLaterCopiesFn(self._ttl_s, self._run_id)).with_outputs(
                 DUPLICATES_TAG, main="unique"

@@ -38,11 +38,11 @@ class DeadLetter(typing.NamedTuple):
     reason: str
     detail: str
     payload: typing.Optional[bytes]
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: typing.Optional[bytes]
+    kafka_topic: str
+    kafka_partition: int
+    kafka_offset: int
+    kafka_timestamp_ms: int
+    kafka_key: typing.Optional[bytes]
     run_id: str
 
 
@@ -59,10 +59,10 @@ def dead_letter(
         reason=reason,
         detail=detail[:2000],
         payload=record.value,
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        timestamp_ms=record.timestamp_ms,
-        key=record.key,
+        kafka_topic=record.topic,
+        kafka_partition=record.partition,
+        kafka_offset=record.offset,
+        kafka_timestamp_ms=record.timestamp_ms,
+        kafka_key=record.key,
         run_id=run_id,
     )

@@ -61,7 +61,7 @@ def test_fn_yields_exactly_one_output_per_record():
     assert good == [(_record(b'{"id": "a"}', offset=5), {"id": "a"})]
     assert len(bad) == 1 and bad[0].tag == DEAD_LETTER_TAG
     letter = bad[0].value
-    assert (letter.stage, letter.reason, letter.offset, letter.payload, letter.run_id) == (
+    assert (letter.stage, letter.reason, letter.kafka_offset, letter.payload, letter.run_id) == (
         "decode",
         "invalid_json",
         6,
@@ -80,7 +80,8 @@ def test_composite_routes_main_and_dead_letters(pipeline):
             label="CheckDecoded",
         )
         assert_that(
-            out[DEAD_LETTER_TAG] | "Reasons" >> beam.Map(lambda d: (d.offset, d.stage, d.reason)),
+            out[DEAD_LETTER_TAG]
+            | "Reasons" >> beam.Map(lambda d: (d.kafka_offset, d.stage, d.reason)),
             equal_to([(1, "decode", "not_an_object"), (2, "decode", "not_utf8")]),
             label="CheckDeadLetters",
         )

@@ -1,5 +1,7 @@
 """DeduplicateById: first copy kept, later copies logged, state expiring in event time."""
 
+import typing
+
 import apache_beam as beam
 import pytest
 from apache_beam.testing.test_stream import TestStream
@@ -7,14 +9,19 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
 from transforms.dedup import DUPLICATES_TAG, DeduplicateById, Duplicate
-from transforms.records import KafkaRecord
 
 pytestmark = pytest.mark.unit
 
 
+class Row(typing.NamedTuple):
+    event_id: str
+    kafka_topic: str
+    kafka_partition: int
+    kafka_offset: int
+
+
 def _pair(event_id, partition, offset, ts_s):
-    record = KafkaRecord("events", partition, offset, ts_s * 1000, b"k", b"{}")
-    return TimestampedValue((record, {"event_id": event_id}), ts_s)
+    return TimestampedValue(Row(event_id, "events", partition, offset), ts_s)
 
 
 def test_keeps_one_copy_per_id_and_logs_the_others(pipeline):
@@ -28,7 +35,7 @@ def test_keeps_one_copy_per_id_and_logs_the_others(pipeline):
     with pipeline as p:
         out = p | beam.Create(elements) | DeduplicateById("event_id", ttl_s=600, run_id="r")
         assert_that(
-            out.unique | "Ids" >> beam.Map(lambda pair: pair[1]["event_id"]),
+            out.unique | "Ids" >> beam.Map(lambda row: row.event_id),
             equal_to(["a", "b"]),
             label="CheckUnique",
         )
@@ -45,7 +52,7 @@ def test_keeps_one_copy_per_id_and_logs_the_others(pipeline):
                 lambda d: (
                     d.event_id,
                     d.run_id,
-                    (d.partition, d.offset) != (d.kept_partition, d.kept_offset),
+                    (d.kafka_partition, d.kafka_offset) != (d.kept_partition, d.kept_offset),
                 )
             ),
             equal_to([("a", "r", True), ("a", "r", True)]),
@@ -71,7 +78,7 @@ def test_a_copy_after_the_ttl_is_kept_again():
     ) as p:
         out = p | stream | DeduplicateById("event_id", ttl_s=60, run_id="r")
         assert_that(
-            out.unique | "Offsets" >> beam.Map(lambda pair: pair[0].offset),
+            out.unique | "Offsets" >> beam.Map(lambda row: row.kafka_offset),
             equal_to([0, 2]),
             label="CheckKept",
         )

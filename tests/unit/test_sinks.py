@@ -5,7 +5,7 @@ import typing
 import pyarrow as pa
 import pytest
 
-from schemas.proof import KEY_COLUMNS, TABLE, ProofRecord
+from schemas import tables
 from transforms.records import DeadLetter
 from transforms.sinks import JdbcTarget, arrow_schema, upsert_statement
 
@@ -16,7 +16,8 @@ def test_arrow_schema_follows_the_row_type():
     schema = arrow_schema(DeadLetter)
     assert schema.names == list(DeadLetter._fields)
     assert schema.field("payload").type == pa.binary() and schema.field("payload").nullable
-    assert schema.field("offset").type == pa.int64() and not schema.field("offset").nullable
+    offset = schema.field("kafka_offset")
+    assert offset.type == pa.int64() and not offset.nullable
 
 
 def test_arrow_schema_refuses_an_unknown_type():
@@ -28,19 +29,32 @@ def test_arrow_schema_refuses_an_unknown_type():
 
 
 def test_upsert_binds_every_field_in_order_and_updates_the_rest():
-    sql = upsert_statement(TABLE, ProofRecord, KEY_COLUMNS, casts={"payload": "jsonb"})
+    class Row(typing.NamedTuple):
+        record_key: str
+        seq: int
+        payload: str
+        run_id: str
+
+    sql = upsert_statement("proof", Row, ["record_key"], casts={"payload": "jsonb"})
     assert sql == (
-        "INSERT INTO proof_records (record_key, seq, payload, kafka_topic, kafka_partition, "
-        "kafka_offset, run_id) VALUES (?, ?, CAST(? AS jsonb), ?, ?, ?, ?) "
+        "INSERT INTO proof (record_key, seq, payload, run_id) VALUES (?, ?, CAST(? AS jsonb), ?) "
         "ON CONFLICT (record_key) DO UPDATE SET seq = EXCLUDED.seq, payload = EXCLUDED.payload, "
-        "kafka_topic = EXCLUDED.kafka_topic, kafka_partition = EXCLUDED.kafka_partition, "
-        "kafka_offset = EXCLUDED.kafka_offset, run_id = EXCLUDED.run_id"
+        "run_id = EXCLUDED.run_id"
     )
+
+
+@pytest.mark.parametrize(
+    "table", [tables.EVENTS, tables.COUNTS, tables.DEAD_LETTERS, tables.DUPLICATE_LOG]
+)
+def test_every_table_has_an_upsert_over_its_row_type(table):
+    sql = upsert_statement(table.name, table.row_type, table.key_columns, table.casts)
+    assert sql.count("?") == len(table.row_type._fields)
+    assert f"ON CONFLICT ({', '.join(table.key_columns)})" in sql
 
 
 def test_upsert_refuses_a_key_that_is_not_a_field():
     with pytest.raises(ValueError, match="nope"):
-        upsert_statement(TABLE, ProofRecord, ["nope"])
+        upsert_statement("t", tables.EVENTS.row_type, ["nope"])
 
 
 def test_target_repr_hides_the_password():

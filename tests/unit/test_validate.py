@@ -268,7 +268,11 @@ def test_each_violation_gives_one_dead_letter(path, value, reason, text):
     letter = outputs[0].value
     assert isinstance(letter, DeadLetter)
     assert (letter.stage, letter.reason, letter.run_id) == ("validate", reason, "r1")
-    assert (letter.payload, letter.offset, letter.key) == (record.value, record.offset, b"k")
+    assert (letter.payload, letter.kafka_offset, letter.kafka_key) == (
+        record.value,
+        record.offset,
+        b"k",
+    )
     assert text in letter.detail
     assert ";" not in letter.detail  # exactly one violation, so one entry
 
@@ -380,7 +384,7 @@ def test_composite_routes_valid_pairs_and_dead_letters(pipeline):
         )
         assert_that(
             out[DEAD_LETTER_TAG]
-            | "Letters" >> beam.Map(lambda d: (d.offset, d.stage, d.reason, d.run_id)),
+            | "Letters" >> beam.Map(lambda d: (d.kafka_offset, d.stage, d.reason, d.run_id)),
             equal_to(
                 [
                     (1, "validate", "missing_field", "r2"),
@@ -391,7 +395,7 @@ def test_composite_routes_valid_pairs_and_dead_letters(pipeline):
             label="CheckDeadLetters",
         )
         assert_that(
-            decoded[DEAD_LETTER_TAG] | "DecodeLetters" >> beam.Map(lambda d: d.offset),
+            decoded[DEAD_LETTER_TAG] | "DecodeLetters" >> beam.Map(lambda d: d.kafka_offset),
             equal_to([3]),
             label="CheckDecodeDeadLetters",
         )

@@ -1,0 +1,123 @@
+"""NormaliseEvents: event time parsed to UTC ms, rows timestamped, unfit events dead-lettered."""
+
+import copy
+import json
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import TimestampedValue
+
+from beam_pipeline.event_producer import generate
+from schemas.customer_events import CustomerEvent, to_customer_event
+from transforms.normalise import NormaliseError, NormaliseEvents, NormaliseEventsFn, event_time_ms
+from transforms.records import DEAD_LETTER_TAG, DeadLetter, KafkaRecord
+
+pytestmark = pytest.mark.unit
+
+# 2026-11-22T05:00:00Z, computed by hand: 1970→2026 is 56 years with 14 leap days,
+# 20,454 days; Jan..Oct 2026 is 304 days, plus 21 → 20,779 days × 86,400 s
+# = 1,795,305,600 s, + 5 h × 3,600 s = 1,795,323,600 s.
+FIVE_AM_S = 1_795_323_600
+
+
+@pytest.mark.parametrize(
+    "text, expected_ms",
+    [
+        ("2026-11-22T05:00:00Z", FIVE_AM_S * 1000),
+        ("2026-11-22T05:00:00.123Z", FIVE_AM_S * 1000 + 123),
+        ("2026-11-22T06:30:00+01:30", FIVE_AM_S * 1000),  # same instant, other offset
+        ("2026-11-22T05:00:00.5-00:00", FIVE_AM_S * 1000 + 500),
+    ],
+)
+def test_event_time_is_utc_milliseconds(text, expected_ms):
+    assert event_time_ms(text) == expected_ms
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-13-01T00:00:00Z",  # month 13 matches the contract's pattern
+        "2026-02-30T00:00:00Z",
+        "2026-11-22T25:00:00Z",
+        "2026-11-22T05:00:00",  # no offset: which instant?
+        "yesterday",
+    ],
+)
+def test_impossible_or_naive_times_are_refused(text):
+    with pytest.raises(NormaliseError) as info:
+        event_time_ms(text)
+    assert info.value.reason == "bad_timestamp"
+
+
+def _event():
+    return json.loads(generate(1, "n1", 3, FIVE_AM_S * 1000).messages[0][1])
+
+
+def _record(offset=4):
+    return KafkaRecord("customer_events", 1, offset, 1, b"u-1", b"{...}")
+
+
+def _fn():
+    return NormaliseEventsFn(to_customer_event, "timestamp", "r1")
+
+
+def test_a_valid_event_becomes_a_row_at_its_event_time():
+    event = _event()
+    (out,) = _fn().process((_record(), event))
+    assert isinstance(out, TimestampedValue)
+    assert out.timestamp.micros == event_time_ms(event["timestamp"]) * 1000
+    row = out.value
+    assert isinstance(row, CustomerEvent)
+    assert (row.event_id, row.user_id, row.event_type) == (
+        event["event_id"],
+        event["user_id"],
+        event["event_type"],
+    )
+    assert (row.kafka_partition, row.kafka_offset, row.run_id) == (1, 4, "r1")
+    assert row.device_type == event["device"]["type"]
+    assert '"event_id":"' + event["event_id"] + '"' in row.payload
+
+
+@pytest.mark.parametrize(
+    "change, reason, where",
+    [
+        (lambda e: e.update(timestamp="2026-13-01T00:00:00Z"), "bad_timestamp", "2026-13-01"),
+        (lambda e: e["location"].update(city="Pa\x00ris"), "nul_character", "$.location.city"),
+        (lambda e: e["user_action"].append({"a\x00": 1}), "nul_character", "$.user_action"),
+        (lambda e: e.pop("device"), "normalise_error", "KeyError"),
+    ],
+)
+def test_an_unfit_event_is_one_dead_letter(change, reason, where):
+    event = copy.deepcopy(_event())
+    change(event)
+    (out,) = _fn().process((_record(9), event))
+    assert out.tag == DEAD_LETTER_TAG
+    letter = out.value
+    assert isinstance(letter, DeadLetter)
+    assert (letter.stage, letter.reason, letter.kafka_offset) == ("normalise", reason, 9)
+    assert where in letter.detail
+
+
+def test_composite_splits_rows_and_dead_letters_with_event_timestamps(pipeline):
+    good = _event()
+    bad = copy.deepcopy(good)
+    bad["timestamp"] = "2026-02-30T00:00:00Z"
+    with pipeline as p:
+        out = (
+            p
+            | beam.Create([(_record(1), good), (_record(2), bad)])
+            | NormaliseEvents(to_customer_event, CustomerEvent, "timestamp", "r1")
+        )
+        assert_that(
+            out.rows
+            | "Stamp"
+            >> beam.Map(lambda row, ts=beam.DoFn.TimestampParam: (row.kafka_offset, ts.micros)),
+            equal_to([(1, event_time_ms(good["timestamp"]) * 1000)]),
+            label="CheckRows",
+        )
+        assert_that(
+            out[DEAD_LETTER_TAG] | "Letters" >> beam.Map(lambda d: (d.kafka_offset, d.reason)),
+            equal_to([(2, "bad_timestamp")]),
+            label="CheckDeadLetters",
+        )

@@ -1,0 +1,155 @@
+"""Normalising valid events into typed rows stamped with their event time.
+
+A valid event can still be unfit for the sinks, and each such event becomes one
+dead letter with stage ``normalise`` (reason code in brackets):
+
+- an event time the contract's pattern lets through but no calendar has, such as
+  month 13 or 25 o'clock [``bad_timestamp``];
+- a NUL character in any string, which PostgreSQL cannot store in ``text`` or
+  ``jsonb`` and which would otherwise fail a whole database batch
+  [``nul_character``];
+- any other exception while building the row [``normalise_error``], with its
+  type in the detail.
+
+The output element's timestamp is the event time, whatever timestamp the record
+was read with: windows and dedup expiry follow the event, not the transport.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import typing
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import TimestampedValue
+
+from transforms.records import DEAD_LETTER_TAG, KafkaRecord, dead_letter
+
+__all__ = [
+    "NormaliseError",
+    "NormaliseEvents",
+    "NormaliseEventsFn",
+    "canonical_json",
+    "event_time_ms",
+]
+
+STAGE = "normalise"
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_MILLISECOND = datetime.timedelta(milliseconds=1)
+
+
+class NormaliseError(ValueError):
+    """A valid event that cannot become a row; ``reason`` is a stable code."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def event_time_ms(text: str) -> int:
+    """ISO-8601 text with an offset (``…Z`` or ``…+02:00``) → epoch milliseconds (UTC).
+
+    Raises:
+      NormaliseError: not a real instant, or no UTC offset (a naive time has no
+        single meaning).
+    """
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except (TypeError, ValueError) as e:
+        raise NormaliseError("bad_timestamp", f"{text!r}: {e}") from None
+    if moment.utcoffset() is None:
+        raise NormaliseError("bad_timestamp", f"{text!r} has no UTC offset")
+    return (moment - _EPOCH) // _MILLISECOND
+
+
+def _find_nul(value, path: str = "$") -> str | None:
+    """The path of the first string (or object key) holding a NUL character, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}"
+            if "\x00" in key:
+                return where
+            found = _find_nul(item, where)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _find_nul(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+ToRow = typing.Callable[[KafkaRecord, dict, int, str], typing.Any]
+
+
+class NormaliseEventsFn(beam.DoFn):
+    """``(KafkaRecord, dict)`` → ``to_row(record, event, event_time_ms, run_id)`` at event time.
+
+    Every input yields exactly one output: a timestamped row, or a ``DeadLetter``
+    (stage ``normalise``) on ``DEAD_LETTER_TAG``.  Never raises for a bad event.
+    """
+
+    def __init__(self, to_row: ToRow, event_time_field: str, run_id: str):
+        self._to_row = to_row
+        self._event_time_field = event_time_field
+        self._run_id = run_id
+        self._normalised = Metrics.counter(self.__class__, "normalised")
+        self._rejected = Metrics.counter(self.__class__, "normalise_rejected")
+
+    def process(self, element: tuple[KafkaRecord, dict]):
+        record, event = element
+        try:
+            nul = _find_nul(event)
+            if nul:
+                raise NormaliseError("nul_character", f"{nul} holds a NUL character")
+            at_ms = event_time_ms(event[self._event_time_field])
+            row = self._to_row(record, event, at_ms, self._run_id)
+        except NormaliseError as e:
+            reason, detail = e.reason, e.detail
+        except Exception as e:  # noqa: BLE001 - a bad event never fails the bundle
+            reason, detail = "normalise_error", f"{type(e).__name__}: {e}"
+        else:
+            self._normalised.inc()
+            yield TimestampedValue(row, at_ms / 1000)
+            return
+        self._rejected.inc()
+        yield beam.pvalue.TaggedOutput(
+            DEAD_LETTER_TAG, dead_letter(record, STAGE, reason, detail, self._run_id)
+        )
+
+
+class NormaliseEvents(beam.PTransform):
+    """Valid ``(KafkaRecord, dict)`` pairs → typed rows timestamped at event time.
+
+    Returns a ``DoOutputsTuple``: ``rows`` holds the rows, ``[DEAD_LETTER_TAG]``
+    the ``DeadLetter`` rows with stage ``normalise``.
+
+    Args:
+      to_row: builds the row from the record, the event, its event time (ms) and
+        the run id.
+      row_type: the row's ``NamedTuple`` type (registered with ``RowCoder``).
+      event_time_field: the event's ISO-8601 event-time field.
+      run_id: stamped on every dead letter.
+    """
+
+    def __init__(self, to_row: ToRow, row_type: type, event_time_field: str, run_id: str):
+        super().__init__()
+        self._fn = NormaliseEventsFn(to_row, event_time_field, run_id)
+        self._row_type = row_type
+
+    def expand(self, valid):
+        return valid | "Normalise" >> beam.ParDo(self._fn).with_output_types(
+            self._row_type
+        ).with_outputs(DEAD_LETTER_TAG, main="rows")
+
+
+def canonical_json(event: dict) -> str:
+    """The event as compact JSON text, non-ASCII kept: what a ``jsonb`` column stores."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
