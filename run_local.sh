@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Beamline's local stack and main job.  See README.md for the port table.
 #
-#   ./run_local.sh              set up if needed, start the stack, run the main job
+#   ./run_local.sh [--events N] set up if needed, start the stack, run the main job + reconcile
 #   ./run_local.sh setup        install and prepare everything (idempotent, fast when done)
 #   ./run_local.sh start        start Kafka and PostgreSQL, create topics, apply DDL
 #   ./run_local.sh stop         stop them
@@ -68,17 +68,14 @@ cmd_test() {
   "$PY" -m pytest -m integration --durations=10 "$@"
 }
 
-# The main job: produce a batch of keyed JSON records (and a few malformed ones)
-# to the proof topic, then read exactly that batch back through the pipeline.
+# The main job: produce a run of customer events (10,000 by default, --events N),
+# run the pipeline over exactly those records, then reconcile the run from its
+# sinks.  Other flags go to python -m run.
 cmd_main() {
   cmd_setup
   cmd_start
   cd "$ROOT"
-  local count=500 malformed=7 t0
-  t0=$(date +%s%3N)
-  "$PY" -m beam_pipeline.producer --topic proof_records --count "$count" --malformed "$malformed" --tag "run-$t0"
-  "$PY" -m run --kafka_topic proof_records --kafka_start_read_time_ms "$t0" \
-    --kafka_max_records "$((count + malformed))" "$@"
+  "$PY" -m beam_pipeline.main_job "$@"
 }
 
 case "${1:-}" in

@@ -15,11 +15,11 @@ import time
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_pipeline.graph import GraphParams, build_graph, production_sinks
 from beam_pipeline.java_services import ExpansionServiceError, JavaExpansionService
 from beam_pipeline.options import BeamlineOptions, Config, ConfigError
-from beam_pipeline.proof import build_proof, production_sinks
 from beam_pipeline.settings import MissingPasswordError, StackSettings
-from beam_pipeline.stack import ServiceUnavailable, check_kafka, check_postgres
+from beam_pipeline.stack import ServiceUnavailable, check_kafka, check_postgres, commit_offsets
 from transforms.kafka_io import ReadKafkaRecords
 from transforms.sinks import JdbcTarget
 
@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m run",
         usage="python -m run [Beamline flags] [Beam flags]",
-        description="Run Beamline: Kafka → decode → validate → Parquet + PostgreSQL.",
+        description="Run Beamline: Kafka → decode → validate → normalise → dedup → "
+        "windowed counts → Parquet + PostgreSQL, dead letters as data.",
         conflict_handler="resolve",
         allow_abbrev=False,
     )
@@ -64,6 +65,21 @@ def _counter(result, name: str) -> int:
     return sum(c.committed or c.attempted or 0 for c in counters)
 
 
+# The counters of the summary line, in the order of the graph.
+_SUMMARY_COUNTERS = (
+    "records_read",
+    "decoded",
+    "decode_rejected",
+    "valid",
+    "invalid",
+    "normalised",
+    "normalise_rejected",
+    "unique",
+    "duplicates",
+    "window_counts",
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
@@ -80,10 +96,20 @@ def main(argv: list[str] | None = None) -> int:
         _error(str(e))
         return 2
     settings = StackSettings.from_env()
+    consumer_config = {}
     try:
         check_kafka(config.kafka_bootstrap_servers)
         check_postgres(settings)
         target = JdbcTarget(settings.jdbc_url, settings.pg_user, settings.pg_password())
+        if config.kafka_start_offsets is not None:
+            group = f"beamline-{config.run_id}"
+            commit_offsets(
+                config.kafka_bootstrap_servers,
+                group,
+                config.kafka_topic,
+                config.kafka_start_offsets,
+            )
+            consumer_config["group.id"] = group
     except (ServiceUnavailable, MissingPasswordError) as e:
         _error(str(e))
         return 1
@@ -100,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             _error(str(e))
             return 1
         pipeline = beam.Pipeline(options=options)
-        build_proof(
+        build_graph(
             pipeline,
             ReadKafkaRecords(
                 config.kafka_bootstrap_servers,
@@ -109,20 +135,22 @@ def main(argv: list[str] | None = None) -> int:
                 max_num_records=config.kafka_max_records,
                 max_read_time_s=config.kafka_max_read_time_s,
                 start_read_time_ms=config.kafka_start_read_time_ms,
+                consumer_config=consumer_config,
+                partition_counts=config.kafka_partition_counts,
             ),
-            config.run_id,
+            GraphParams(config.run_id, config.dedup_ttl_s, config.window_size_s),
             production_sinks(output_prefix, target, expansion_service),
         )
         _LOG.info("run %s: reading %s on the %s", config.run_id, config.kafka_topic, config.runner)
         result = pipeline.run()
         result.wait_until_finish()
     elapsed = time.monotonic() - started
-    decoded = _counter(result, "decoded")
-    rejected = _counter(result, "rejected")
-    accepted = _counter(result, "accepted")
+    counts = {name: _counter(result, name) for name in _SUMMARY_COUNTERS}
+    read = counts["records_read"]
+    rate = f", {read / elapsed:,.0f} records/s" if elapsed > 0 else ""
     print(
-        f"run {config.run_id}: {result.state} in {elapsed:.1f} s; "
-        f"decoded {decoded}, accepted {accepted}, dead letters {rejected}; "
-        f"Parquet under {output_prefix}/"
+        f"run {config.run_id}: {result.state} in {elapsed:.1f} s{rate}; "
+        + ", ".join(f"{name} {value}" for name, value in counts.items())
+        + f"; Parquet under {output_prefix}/"
     )
     return 0 if result.state == "DONE" else 1

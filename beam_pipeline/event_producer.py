@@ -52,6 +52,7 @@ __all__ = [
     "generate",
     "main",
     "parse_timestamp",
+    "send_batch",
 ]
 
 DEFAULT_TOPIC = "customer_events"
@@ -550,6 +551,32 @@ def generate(
     return Batch(messages=messages, injected=injected, labels=tuple(labels))
 
 
+def send_batch(
+    bootstrap_servers: str, topic: str, batch: Batch, run_id: str, seed: int, start_ms: int
+) -> dict:
+    """Sends ``batch`` to ``topic`` and returns the producer's report.
+
+    The report says what was injected and sent, and the per-partition end offsets
+    before and after the send; ``produced`` is their difference per partition.
+    With no other writer on the topic, the batch is exactly the offsets
+    ``[offsets_before[p], offsets_after[p])`` of each partition ``p``.
+    """
+    before = end_offsets(bootstrap_servers, topic)
+    delivered = produce(bootstrap_servers, topic, batch.messages)
+    after = end_offsets(bootstrap_servers, topic)
+    return {
+        "run_id": run_id,
+        "topic": topic,
+        "seed": seed,
+        "start_ms": start_ms,
+        "injected": dataclasses.asdict(batch.injected),
+        "sent": len(delivered),
+        "offsets_before": before,
+        "offsets_after": after,
+        "produced": {p: after[p] - before.get(p, 0) for p in after},
+    }
+
+
 def main(argv=None) -> int:
     """Generates a batch, sends it to Kafka and prints a one-line JSON report."""
     parser = argparse.ArgumentParser(
@@ -586,25 +613,10 @@ def main(argv=None) -> int:
         )
     except ValueError as e:
         parser.error(str(e))
-    bootstrap = StackSettings.from_env().kafka_bootstrap_servers
-    before = end_offsets(bootstrap, args.topic)
-    delivered = produce(bootstrap, args.topic, batch.messages)
-    after = end_offsets(bootstrap, args.topic)
-    print(
-        json.dumps(
-            {
-                "run_id": run_id,
-                "topic": args.topic,
-                "seed": seed,
-                "start_ms": start_ms,
-                "injected": dataclasses.asdict(batch.injected),
-                "sent": len(delivered),
-                "offsets_before": before,
-                "offsets_after": after,
-                "produced": {p: after[p] - before.get(p, 0) for p in after},
-            }
-        )
+    report = send_batch(
+        StackSettings.from_env().kafka_bootstrap_servers, args.topic, batch, run_id, seed, start_ms
     )
+    print(json.dumps(report))
     return 0
 
 

@@ -10,19 +10,58 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import typing
 import uuid
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_pipeline.settings import StackSettings
 
-__all__ = ["BeamlineOptions", "Config", "ConfigError"]
+__all__ = ["BeamlineOptions", "Config", "ConfigError", "parse_offsets"]
 
 _STREAMING_RUNNERS = {"PrismRunner", "FlinkRunner", "DataflowRunner", "PortableRunner"}
 
 
 class ConfigError(ValueError):
     """A flag is missing or wrong; the message names it and says what to do."""
+
+
+def parse_offsets(flag: str, text: str) -> dict[int, int]:
+    """``"0=120,1=95"`` → ``{0: 120, 1: 95}``; raises ``ConfigError`` naming ``flag``."""
+    offsets: dict[int, int] = {}
+    for pair in text.split(","):
+        partition, sep, offset = pair.strip().partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            p, o = int(partition), int(offset)
+            if p < 0 or o < 0 or p in offsets:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(
+                f"{flag}: {pair.strip()!r} is not a partition=offset pair of "
+                "non-negative integers, each partition once (example: 0=120,1=95,2=101)"
+            ) from None
+        offsets[p] = o
+    return offsets
+
+
+def _partition_counts(
+    start: typing.Mapping[int, int] | None, stop: typing.Mapping[int, int]
+) -> dict[int, int]:
+    """Records per partition between start and stop offsets; ``ConfigError`` if they disagree."""
+    if start is None or set(stop) - set(start):
+        raise ConfigError(
+            "--kafka_stop_offsets needs --kafka_start_offsets for the same partitions "
+            f"(stop names {sorted(stop)}, start names {sorted(start or {})})"
+        )
+    before = [p for p in stop if stop[p] < start[p]]
+    if before:
+        p = before[0]
+        raise ConfigError(
+            f"--kafka_stop_offsets: partition {p} stops at {stop[p]}, before its start {start[p]}"
+        )
+    return {p: stop[p] - start[p] for p in sorted(stop)}
 
 
 class BeamlineOptions(PipelineOptions):
@@ -35,7 +74,7 @@ class BeamlineOptions(PipelineOptions):
             help="Kafka bootstrap servers (default: the local broker, %(default)s).",
         )
         parser.add_argument(
-            "--kafka_topic", default="proof_records", help="Topic to read (default: %(default)s)."
+            "--kafka_topic", default="customer_events", help="Topic to read (default: %(default)s)."
         )
         parser.add_argument(
             "--kafka_max_records",
@@ -54,6 +93,34 @@ class BeamlineOptions(PipelineOptions):
             type=int,
             default=None,
             help="Start at the first offsets whose timestamp is at or after this epoch time (ms).",
+        )
+        parser.add_argument(
+            "--kafka_start_offsets",
+            default=None,
+            help="Start at these offsets, given as partition=offset pairs (0=120,1=95,2=101): "
+            "committed for the run's consumer group beamline-<run_id> before reading. "
+            "Partitions not named start at their earliest offset.",
+        )
+        parser.add_argument(
+            "--kafka_stop_offsets",
+            default=None,
+            help="Read up to these offsets (exclusive), as partition=offset pairs, each "
+            "partition named in --kafka_start_offsets too: a bounded read of exactly "
+            "those ranges.",
+        )
+        parser.add_argument(
+            "--dedup_ttl_s",
+            type=int,
+            default=3600,
+            help="Drop later copies of an event_id seen up to this many seconds of event time "
+            "after the first (default: %(default)s).",
+        )
+        parser.add_argument(
+            "--window_size_s",
+            type=int,
+            default=60,
+            help="Length of the event-time windows that count events per type "
+            "(default: %(default)s).",
         )
         parser.add_argument(
             "--output_dir",
@@ -83,6 +150,10 @@ class Config:
     kafka_max_records: int | None
     kafka_max_read_time_s: int | None
     kafka_start_read_time_ms: int | None
+    kafka_start_offsets: typing.Mapping[int, int] | None
+    kafka_partition_counts: typing.Mapping[int, int] | None
+    dedup_ttl_s: int
+    window_size_s: int
     output_dir: pathlib.Path
     run_id: str
     expansion_service: str | None
@@ -92,15 +163,39 @@ class Config:
         opts = options.view_as(BeamlineOptions)
         runner = options.view_as(StandardOptions).runner or "DirectRunner"
         runner = runner.rsplit(".", 1)[-1]
-        for flag in ("kafka_max_records", "kafka_max_read_time_s"):
+        for flag in ("kafka_max_records", "kafka_max_read_time_s", "dedup_ttl_s", "window_size_s"):
             value = getattr(opts, flag)
             if value is not None and value <= 0:
                 raise ConfigError(f"--{flag} must be a positive number (got {value})")
-        bounded = opts.kafka_max_records is not None or opts.kafka_max_read_time_s is not None
+        start_offsets = (
+            parse_offsets("--kafka_start_offsets", opts.kafka_start_offsets)
+            if opts.kafka_start_offsets
+            else None
+        )
+        if start_offsets is not None and opts.kafka_start_read_time_ms is not None:
+            raise ConfigError(
+                "--kafka_start_offsets and --kafka_start_read_time_ms both say where to start: "
+                "pass one of them"
+            )
+        partition_counts = None
+        if opts.kafka_stop_offsets:
+            stop_offsets = parse_offsets("--kafka_stop_offsets", opts.kafka_stop_offsets)
+            partition_counts = _partition_counts(start_offsets, stop_offsets)
+            if opts.kafka_max_records is not None:
+                raise ConfigError(
+                    "--kafka_stop_offsets and --kafka_max_records both bound the read: "
+                    "pass one of them"
+                )
+        bounded = (
+            opts.kafka_max_records is not None
+            or opts.kafka_max_read_time_s is not None
+            or partition_counts is not None
+        )
         if not bounded and runner not in _STREAMING_RUNNERS:
             raise ConfigError(
-                f"the {runner} reads Kafka as a bounded batch: pass --kafka_max_records "
-                "or --kafka_max_read_time_s, or use a streaming runner (--runner=PrismRunner)"
+                f"the {runner} reads Kafka as a bounded batch: pass --kafka_max_records, "
+                "--kafka_max_read_time_s or --kafka_stop_offsets, or use a streaming runner "
+                "(--runner=PrismRunner)"
             )
         if not opts.kafka_topic:
             raise ConfigError("--kafka_topic is empty: name the topic to read")
@@ -111,6 +206,10 @@ class Config:
             kafka_max_records=opts.kafka_max_records,
             kafka_max_read_time_s=opts.kafka_max_read_time_s,
             kafka_start_read_time_ms=opts.kafka_start_read_time_ms,
+            kafka_start_offsets=start_offsets,
+            kafka_partition_counts=partition_counts,
+            dedup_ttl_s=opts.dedup_ttl_s,
+            window_size_s=opts.window_size_s,
             output_dir=pathlib.Path(opts.output_dir).resolve(),
             run_id=opts.run_id or uuid.uuid4().hex[:12],
             expansion_service=opts.expansion_service,

@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import typing
 
 import psycopg2
-from confluent_kafka import KafkaException
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from beam_pipeline.settings import StackSettings
@@ -22,6 +23,7 @@ __all__ = [
     "ServiceUnavailable",
     "check_kafka",
     "check_postgres",
+    "commit_offsets",
     "create_topics",
     "delete_topics",
 ]
@@ -29,7 +31,7 @@ __all__ = [
 _LOG = logging.getLogger(__name__)
 
 # Every topic the project reads or writes.
-TOPICS = ("customer_events", "customers", "proof_records", "dead_letters")
+TOPICS = ("customer_events", "customers", "dead_letters")
 
 
 class ServiceUnavailable(RuntimeError):
@@ -71,6 +73,22 @@ def delete_topics(bootstrap_servers: str, topics) -> None:
     """Deletes ``topics`` and waits for the broker to confirm."""
     admin = _admin(bootstrap_servers)  # must outlive its futures
     for future in admin.delete_topics(list(topics)).values():
+        future.result(timeout=30)
+
+
+def commit_offsets(
+    bootstrap_servers: str, group: str, topic: str, offsets: typing.Mapping[int, int]
+) -> None:
+    """Sets ``group``'s committed offsets on ``topic``: where a consumer of that group starts.
+
+    ``offsets`` maps partition → the next offset to read.  The group must have no
+    active member (a new group per run has none).
+    """
+    admin = _admin(bootstrap_servers)
+    request = ConsumerGroupTopicPartitions(
+        group, [TopicPartition(topic, p, o) for p, o in sorted(offsets.items())]
+    )
+    for future in admin.alter_consumer_group_offsets([request]).values():
         future.result(timeout=30)
 
 

@@ -5,46 +5,78 @@ from Python) and decoded downstream in Python, where a bad payload becomes a dea
 letter instead of a failed read.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Beam infers the schema of the
+# cross-language payload below from its evaluated annotations.
 import typing
 
 import apache_beam as beam
 from apache_beam.io.kafka import ReadFromKafka
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.external import ExternalTransform, NamedTupleBasedPayloadBuilder
 
 from transforms.records import KafkaRecord
 
-__all__ = ["ReadKafkaRecords"]
+__all__ = ["PARTITION_COUNTS_URN", "ReadKafkaRecords"]
+
+# Registered by java/expansion-service (KafkaRangeReadRegistrar).
+PARTITION_COUNTS_URN = "beamline:transform:kafka_read_partition_counts:v1"
 
 
-def _to_kafka_record(row) -> KafkaRecord:
-    return KafkaRecord(
-        topic=row.topic,
-        partition=int(row.partition),
-        offset=int(row.offset),
-        timestamp_ms=int(row.timestamp),
-        key=row.key,
-        value=row.value,
-    )
+class _PartitionCountsConfig(typing.NamedTuple):
+    topic: str
+    partitions: list[int]
+    counts: list[int]
+    consumer_config: typing.Mapping[str, str]
+    timestamp_policy: str
+    max_read_time_s: typing.Optional[int]
+
+
+class _ToKafkaRecordFn(beam.DoFn):
+    """KafkaIO's metadata row → ``KafkaRecord``; counts ``records_read``."""
+
+    def __init__(self):
+        self._read = Metrics.counter(self.__class__, "records_read")
+
+    def process(self, row):
+        self._read.inc()
+        yield KafkaRecord(
+            topic=row.topic,
+            partition=int(row.partition),
+            offset=int(row.offset),
+            timestamp_ms=int(row.timestamp),
+            key=row.key,
+            value=row.value,
+        )
 
 
 class ReadKafkaRecords(beam.PTransform):
     """Reads ``topics`` as ``KafkaRecord`` rows, with their coordinates.
 
-    Bounded when ``max_num_records`` or ``max_read_time_s`` is set (what the
-    DirectRunner needs); unbounded otherwise.  Records carry their Kafka
-    timestamp as the element timestamp when ``timestamp_policy`` is
+    Bounded when ``partition_counts``, ``max_num_records`` or ``max_read_time_s``
+    is set (what the DirectRunner needs); unbounded otherwise.  Records carry
+    their Kafka timestamp as the element timestamp when ``timestamp_policy`` is
     ``CreateTime``.
+
+    ``max_num_records`` is Beam's own bound, and it has a trap: from 10,000
+    records on, Beam splits the read into ``N // 10,000 + 1`` readers with equal
+    shares of ``N``, so unequal partitions make one reader wait forever and
+    another stop early.  ``partition_counts`` reads each partition with its own
+    count instead (one KafkaIO read per partition, through Beamline's expansion
+    service): exact at any size.
 
     Args:
       bootstrap_servers: Kafka's ``bootstrap.servers``.
       topics: the topics to read.
       expansion_service: ``host:port`` of a running Java expansion service.
       max_num_records: stop after this many records (all partitions together).
+      partition_counts: ``{partition: records}`` to read from one topic, each
+        partition from its start (committed group offset, else earliest).
       max_read_time_s: stop after this many seconds.
       start_read_time_ms: start at the first offsets at or after this time.
       timestamp_policy: ``ProcessingTime``, ``CreateTime`` or ``LogAppendTime``.
-      consumer_config: extra consumer settings, merged over the defaults.
+      consumer_config: extra consumer settings, merged over the defaults.  With a
+        ``group.id`` and no start time, the read starts at the group's committed
+        offsets (``stack.commit_offsets`` sets them); Beam never commits.
     """
 
     def __init__(
@@ -57,8 +89,15 @@ class ReadKafkaRecords(beam.PTransform):
         start_read_time_ms: int | None = None,
         timestamp_policy: str = ReadFromKafka.create_time_policy,
         consumer_config: typing.Mapping[str, str] | None = None,
+        partition_counts: typing.Mapping[int, int] | None = None,
     ):
         super().__init__()
+        if partition_counts is not None:
+            if len(topics) != 1:
+                raise ValueError("partition_counts reads exactly one topic")
+            if max_num_records is not None or start_read_time_ms is not None:
+                raise ValueError("partition_counts excludes max_num_records and start_read_time_ms")
+        self._partition_counts = dict(partition_counts) if partition_counts else None
         self._consumer_config = {
             "bootstrap.servers": bootstrap_servers,
             # The Java default is `latest`: a bounded read of existing data needs the start.
@@ -72,19 +111,36 @@ class ReadKafkaRecords(beam.PTransform):
         self._start_read_time_ms = start_read_time_ms
         self._timestamp_policy = timestamp_policy
 
+    def _read(self) -> beam.PTransform:
+        if self._partition_counts is not None:
+            partitions = sorted(self._partition_counts)
+            config = _PartitionCountsConfig(
+                topic=self._topics[0],
+                partitions=partitions,
+                counts=[self._partition_counts[p] for p in partitions],
+                consumer_config=self._consumer_config,
+                timestamp_policy=self._timestamp_policy,
+                max_read_time_s=self._max_read_time_s,
+            )
+            return ExternalTransform(
+                PARTITION_COUNTS_URN,
+                NamedTupleBasedPayloadBuilder(config),
+                self._expansion_service,
+            )
+        return ReadFromKafka(
+            consumer_config=self._consumer_config,
+            topics=self._topics,
+            with_metadata=True,
+            max_num_records=self._max_num_records,
+            max_read_time=self._max_read_time_s,
+            start_read_time=self._start_read_time_ms,
+            timestamp_policy=self._timestamp_policy,
+            expansion_service=self._expansion_service,
+        )
+
     def expand(self, pbegin):
         return (
             pbegin
-            | "ReadFromKafka"
-            >> ReadFromKafka(
-                consumer_config=self._consumer_config,
-                topics=self._topics,
-                with_metadata=True,
-                max_num_records=self._max_num_records,
-                max_read_time=self._max_read_time_s,
-                start_read_time=self._start_read_time_ms,
-                timestamp_policy=self._timestamp_policy,
-                expansion_service=self._expansion_service,
-            )
-            | "ToKafkaRecord" >> beam.Map(_to_kafka_record).with_output_types(KafkaRecord)
+            | "ReadFromKafka" >> self._read()
+            | "ToKafkaRecord" >> beam.ParDo(_ToKafkaRecordFn()).with_output_types(KafkaRecord)
         )

@@ -1,0 +1,286 @@
+"""The run's reconciliation: every term from its own source, every check printed.
+
+Terms, and where each is read:
+
+=======================  ====================================================
+``produced``             the producer's report: end offsets after − before
+``valid_unique``         PostgreSQL ``customer_events``: distinct ``event_id``
+``postgres_events``      PostgreSQL ``customer_events``: rows
+``parquet_events``       the Parquet files under ``<output>/<run>/events/``
+``duplicates``           PostgreSQL ``duplicate_log``: rows
+``dead_letters``         PostgreSQL ``dead_letters``: rows
+``parquet_dead_letters`` the Parquet files under ``<output>/<run>/dead_letters/``
+``gold_total``           PostgreSQL ``customer_event_counts``: sum of counts
+``parquet_gold_total``   the Parquet files under ``<output>/<run>/event_counts/``
+=======================  ====================================================
+
+All rows are those with the run's ``run_id``.  Beside the counts, the offset
+audit reads the (topic, partition, offset) of every row of the three PostgreSQL
+outputs and compares them with the run's offset ranges from the report: each
+offset must appear exactly once.
+
+``python -m beam_pipeline.reconcile --run_id R`` prints a table whose last line
+is one JSON object, and exits 1 if any check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import pathlib
+import sys
+import typing
+
+import psycopg2
+import pyarrow.parquet as pq
+
+from beam_pipeline.settings import StackSettings
+from schemas import tables
+
+__all__ = [
+    "Check",
+    "OffsetAudit",
+    "Terms",
+    "audit_offsets",
+    "checks",
+    "gather",
+    "main",
+    "render",
+]
+
+REPORT_NAME = "producer.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Terms:
+    produced: int
+    valid_unique: int
+    postgres_events: int
+    parquet_events: int
+    duplicates: int
+    dead_letters: int
+    parquet_dead_letters: int
+    gold_total: int
+    parquet_gold_total: int
+    injected_duplicates: int
+    injected_dead_letters: int  # malformed + invalid
+
+
+_SOURCES = {
+    "produced": "Kafka end offsets, after − before (producer report)",
+    "valid_unique": f"PostgreSQL {tables.EVENTS.name}: distinct event_id",
+    "postgres_events": f"PostgreSQL {tables.EVENTS.name}: rows",
+    "parquet_events": "Parquet events/: rows",
+    "duplicates": f"PostgreSQL {tables.DUPLICATE_LOG.name}: rows",
+    "dead_letters": f"PostgreSQL {tables.DEAD_LETTERS.name}: rows",
+    "parquet_dead_letters": "Parquet dead_letters/: rows",
+    "gold_total": f"PostgreSQL {tables.COUNTS.name}: sum of event_count",
+    "parquet_gold_total": "Parquet event_counts/: sum of event_count",
+    "injected_duplicates": "producer report: duplicates injected",
+    "injected_dead_letters": "producer report: malformed + invalid injected",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class OffsetAudit:
+    """The run's offsets against the coordinates found in the outputs."""
+
+    expected: int  # offsets in the run's ranges
+    found: int  # rows across events, dead letters and the duplicate log
+    missing: int  # expected offsets in no output
+    unexpected: int  # offsets outside the run's ranges (or on another topic)
+    repeated: int  # offsets in more than one row
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+Coordinate = tuple[str, int, int]
+
+
+def audit_offsets(
+    topic: str,
+    ranges: typing.Mapping[int, tuple[int, int]],
+    seen: typing.Iterable[Coordinate],
+) -> OffsetAudit:
+    """Compares ``seen`` coordinates with ``[start, end)`` per partition of ``topic``."""
+    counts = collections.Counter(seen)
+    expected = {(topic, p, o) for p, (start, end) in ranges.items() for o in range(start, end)}
+    return OffsetAudit(
+        expected=len(expected),
+        found=sum(counts.values()),
+        missing=len(expected - counts.keys()),
+        unexpected=len(counts.keys() - expected),
+        repeated=sum(1 for n in counts.values() if n > 1),
+    )
+
+
+def checks(terms: Terms, audit: OffsetAudit) -> list[Check]:
+    """Every check of a run, passed or not, with the numbers behind it."""
+    t = terms
+    sinks = (t.parquet_events, t.postgres_events, t.valid_unique, t.gold_total)
+    return [
+        Check(
+            "produced == valid_unique + duplicates + dead_letters",
+            t.produced == t.valid_unique + t.duplicates + t.dead_letters,
+            f"{t.produced} vs {t.valid_unique} + {t.duplicates} + {t.dead_letters}",
+        ),
+        Check(
+            "parquet_events == postgres_events == valid_unique == gold_total",
+            len(set(sinks)) == 1,
+            " == ".join(str(n) for n in sinks),
+        ),
+        Check(
+            "dead_letters == parquet_dead_letters",
+            t.dead_letters == t.parquet_dead_letters,
+            f"{t.dead_letters} vs {t.parquet_dead_letters}",
+        ),
+        Check(
+            "gold_total == parquet_gold_total",
+            t.gold_total == t.parquet_gold_total,
+            f"{t.gold_total} vs {t.parquet_gold_total}",
+        ),
+        Check(
+            "every offset of the run exactly once across the outputs",
+            audit.missing == audit.unexpected == audit.repeated == 0
+            and audit.found == audit.expected,
+            f"{audit.expected} offsets, {audit.found} rows: {audit.missing} missing, "
+            f"{audit.unexpected} unexpected, {audit.repeated} repeated",
+        ),
+        Check(
+            "duplicates == injected duplicates",
+            t.duplicates == t.injected_duplicates,
+            f"{t.duplicates} vs {t.injected_duplicates}",
+        ),
+        Check(
+            "dead_letters == injected malformed + invalid",
+            t.dead_letters == t.injected_dead_letters,
+            f"{t.dead_letters} vs {t.injected_dead_letters}",
+        ),
+    ]
+
+
+def _parquet(folder: pathlib.Path, column: str | None = None) -> int:
+    """Rows (or the sum of ``column``) of the Parquet files in ``folder``; 0 if none."""
+    files = sorted(folder.glob("*.parquet"))
+    if not files:
+        return 0
+    if column is None:
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    return sum(sum(pq.read_table(f, columns=[column]).column(column).to_pylist()) for f in files)
+
+
+def _scalar(cursor, sql: str, run_id: str) -> int:
+    cursor.execute(sql, (run_id,))
+    return int(cursor.fetchone()[0] or 0)
+
+
+def gather(
+    run_id: str, report: dict, output_dir: pathlib.Path, settings: StackSettings
+) -> tuple[Terms, OffsetAudit]:
+    """Reads every term from its source, and the coordinates for the offset audit."""
+    run_dir = output_dir / run_id
+    events, counts = tables.EVENTS.name, tables.COUNTS.name
+    dead, dups = tables.DEAD_LETTERS.name, tables.DUPLICATE_LOG.name
+    connection = psycopg2.connect(**settings.psycopg2_kwargs())
+    connection.set_session(readonly=True, autocommit=True)
+    try:
+        with connection.cursor() as cur:
+            q = "WHERE run_id = %s"
+            valid_unique = _scalar(
+                cur, f"SELECT count(DISTINCT event_id) FROM {events} {q}", run_id
+            )
+            postgres_events = _scalar(cur, f"SELECT count(*) FROM {events} {q}", run_id)
+            duplicates = _scalar(cur, f"SELECT count(*) FROM {dups} {q}", run_id)
+            dead_letters = _scalar(cur, f"SELECT count(*) FROM {dead} {q}", run_id)
+            gold_total = _scalar(cur, f"SELECT sum(event_count) FROM {counts} {q}", run_id)
+            coordinates = " UNION ALL ".join(
+                f"SELECT kafka_topic, kafka_partition, kafka_offset FROM {t} {q}"
+                for t in (events, dead, dups)
+            )
+            cur.execute(coordinates, (run_id,) * 3)
+            seen = [(t, int(p), int(o)) for t, p, o in cur.fetchall()]
+    finally:
+        connection.close()
+    injected = report["injected"]
+    terms = Terms(
+        produced=sum(int(n) for n in report["produced"].values()),
+        valid_unique=valid_unique,
+        postgres_events=postgres_events,
+        parquet_events=_parquet(run_dir / "events"),
+        duplicates=duplicates,
+        dead_letters=dead_letters,
+        parquet_dead_letters=_parquet(run_dir / "dead_letters"),
+        gold_total=gold_total,
+        parquet_gold_total=_parquet(run_dir / "event_counts", "event_count"),
+        injected_duplicates=int(injected["duplicates"]),
+        injected_dead_letters=int(injected["malformed"]) + int(injected["invalid"]),
+    )
+    before, after = report["offsets_before"], report["offsets_after"]
+    ranges = {int(p): (int(before.get(p, 0)), int(end)) for p, end in after.items()}
+    return terms, audit_offsets(report["topic"], ranges, seen)
+
+
+def render(run_id: str, terms: Terms, results: list[Check], extra: dict | None = None) -> str:
+    """The table a person reads; its last line is one JSON object for machines."""
+    lines = [f"Reconciliation of run {run_id}", "", f"  {'term':<22} {'value':>9}  source"]
+    for name, value in dataclasses.asdict(terms).items():
+        lines.append(f"  {name:<22} {value:>9,}  {_SOURCES[name]}")
+    lines += ["", f"  {'check':<66} result"]
+    for check in results:
+        verdict = "PASS" if check.passed else "FAIL"
+        lines.append(f"  {check.name:<66} {verdict}  {check.detail}")
+    passed = all(c.passed for c in results)
+    lines += ["", f"  {'all checks pass' if passed else 'RECONCILIATION FAILED'}"]
+    summary = {
+        "run_id": run_id,
+        **(extra or {}),
+        "terms": dataclasses.asdict(terms),
+        "checks": {c.name: c.passed for c in results},
+        "passed": passed,
+    }
+    lines.append(json.dumps(summary, separators=(",", ":")))
+    return "\n".join(lines)
+
+
+def reconcile(
+    run_id: str, report: dict, output_dir: pathlib.Path, settings: StackSettings
+) -> tuple[Terms, list[Check]]:
+    terms, audit = gather(run_id, report, output_dir, settings)
+    return terms, checks(terms, audit)
+
+
+def main(argv=None) -> int:
+    settings = StackSettings.from_env()
+    parser = argparse.ArgumentParser(
+        prog="python -m beam_pipeline.reconcile",
+        description="Reconcile one run from its sinks; exit 1 if any check fails.",
+    )
+    parser.add_argument("--run_id", required=True)
+    parser.add_argument("--output_dir", default=str(settings.home / "output"))
+    parser.add_argument(
+        "--report",
+        default=None,
+        help=f"the producer's report (default: <output>/<run>/{REPORT_NAME})",
+    )
+    args = parser.parse_args(argv)
+    output_dir = pathlib.Path(args.output_dir).resolve()
+    report_path = pathlib.Path(args.report or output_dir / args.run_id / REPORT_NAME)
+    try:
+        report = json.loads(report_path.read_text())
+    except FileNotFoundError:
+        print(f"beamline: error: no producer report at {report_path}", file=sys.stderr)
+        return 2
+    terms, results = reconcile(args.run_id, report, output_dir, settings)
+    print(render(args.run_id, terms, results))
+    return 0 if all(c.passed for c in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
