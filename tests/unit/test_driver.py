@@ -23,6 +23,27 @@ def test_help_lists_beamline_and_beam_flags(capsys):
         (["--kafka_max_records=0"], "--kafka_max_records must be a positive number"),
         (["--kafka_max_read_time_s=-5"], "--kafka_max_read_time_s must be a positive number"),
         (["--kafka_max_record=5"], "unknown flag --kafka_max_record: see python -m run --help"),
+        (["--kafka_max_records=5", "--window_size_s=0"], "--window_size_s must be a positive"),
+        (["--kafka_max_records=5", "--dedup_ttl_s=-1"], "--dedup_ttl_s must be a positive"),
+        (["--kafka_start_offsets=0:5"], "'0:5' is not a partition=offset pair"),
+        (["--kafka_start_offsets=0=5,0=6"], "'0=6' is not a partition=offset pair"),
+        (["--kafka_stop_offsets=0=9"], "needs --kafka_start_offsets for the same partitions"),
+        (
+            ["--kafka_start_offsets=0=5", "--kafka_stop_offsets=0=9,1=3"],
+            "needs --kafka_start_offsets for the same partitions",
+        ),
+        (
+            ["--kafka_start_offsets=0=5", "--kafka_stop_offsets=0=4"],
+            "partition 0 stops at 4, before its start 5",
+        ),
+        (
+            ["--kafka_start_offsets=0=5", "--kafka_start_read_time_ms=1"],
+            "both say where to start",
+        ),
+        (
+            ["--kafka_start_offsets=0=5", "--kafka_stop_offsets=0=9", "--kafka_max_records=4"],
+            "both bound the read",
+        ),
     ],
 )
 def test_bad_flags_are_one_clear_line(argv, message, capsys):
@@ -54,3 +75,12 @@ def test_unreachable_kafka_is_one_clear_line(capsys):
 
 def test_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
+
+
+def test_start_and_stop_offsets_give_records_per_partition():
+    options = PipelineOptions(
+        ["--kafka_start_offsets=0=5,1=0,2=7", "--kafka_stop_offsets=0=9,1=0,2=10"]
+    )
+    config = Config.from_options(options)
+    assert config.kafka_start_offsets == {0: 5, 1: 0, 2: 7}
+    assert config.kafka_partition_counts == {0: 4, 1: 0, 2: 3}

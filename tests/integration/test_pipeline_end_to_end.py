@@ -1,0 +1,144 @@
+"""The main job against the real Kafka and PostgreSQL: produce, run the DAG, reconcile.
+
+ReadFromKafka's Java side, WriteToJdbc and Beamline's per-partition read run in
+the loopback Java worker of the expansion service the driver starts.  The
+expectations come from the producer's labels (the batch is regenerated from the
+report's seed), and from the reconciliation, whose every term is read from a sink.
+"""
+
+import collections
+import json
+
+import pytest
+
+from beam_pipeline import driver, main_job, reconcile
+from beam_pipeline.event_producer import generate
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 300
+RATIOS = {"malformed": 0.03, "invalid": 0.03, "duplicates": 0.05, "out_of_order": 0.02}
+RATE = 5.0  # events per second of event time: 300 events span a minute or two
+
+
+def _main_job(topic, output_dir, capsys):
+    flags = [f"--{name}={value}" for name, value in RATIOS.items()]
+    code = main_job.main(
+        [
+            f"--events={EVENTS}",
+            f"--rate={RATE}",
+            f"--kafka_topic={topic}",
+            f"--output_dir={output_dir}",
+            *flags,
+        ]
+    )
+    out = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(out[-1])
+    return code, summary
+
+
+def _regenerate(report):
+    return generate(
+        EVENTS,
+        report["run_id"],
+        report["seed"],
+        report["start_ms"],
+        rate_per_s=RATE,
+        malformed_ratio=RATIOS["malformed"],
+        invalid_ratio=RATIOS["invalid"],
+        duplicate_ratio=RATIOS["duplicates"],
+        out_of_order_ratio=RATIOS["out_of_order"],
+    )
+
+
+def _rows(pg, sql, run_id):
+    with pg.cursor() as cur:
+        cur.execute(sql, (run_id,))
+        return cur.fetchall()
+
+
+def test_two_runs_balance_and_the_sinks_hold_what_was_produced(
+    stack, fresh_topic, pg, tmp_path, capsys
+):
+    code, first = _main_job(fresh_topic, tmp_path, capsys)
+    assert code == 0, first
+    assert first["passed"] and len(first["checks"]) == 7 and all(first["checks"].values())
+    run_id = first["run_id"]
+    report = json.loads((tmp_path / run_id / reconcile.REPORT_NAME).read_text())
+    batch = _regenerate(report)
+    assert report["sent"] == len(batch.messages) == first["terms"]["produced"]
+
+    # The events table holds exactly the valid originals, by id.
+    originals = [
+        json.loads(value)
+        for (_, value, _), label in zip(batch.messages, batch.labels, strict=True)
+        if label in ("valid", "out_of_order")
+    ]
+    ids = _rows(pg, "SELECT event_id FROM customer_events WHERE run_id = %s", run_id)
+    assert sorted(i for (i,) in ids) == sorted(e["event_id"] for e in originals)
+
+    # Dead letters: one per malformed (stage decode) and invalid (stage validate) message.
+    stages = _rows(
+        pg, "SELECT stage, count(*) FROM dead_letters WHERE run_id = %s GROUP BY stage", run_id
+    )
+    labels = collections.Counter(label.split("/")[0] for label in batch.labels)
+    assert dict(stages) == {"decode": labels["malformed"], "validate": labels["invalid"]}
+
+    # Window counts: per minute and event type, counted here from the events.
+    expected = collections.Counter()
+    for (_, value, ts), label in zip(batch.messages, batch.labels, strict=True):
+        if label in ("valid", "out_of_order"):
+            expected[(ts // 60_000 * 60_000, json.loads(value)["event_type"])] += 1
+    counts = _rows(
+        pg,
+        "SELECT window_start_ms, event_type, event_count FROM customer_event_counts "
+        "WHERE run_id = %s",
+        run_id,
+    )
+    assert {(w, t): n for w, t, n in counts} == dict(expected)
+
+    # Duplicate log: one row per injected copy, each naming a kept copy of its id.
+    dups = _rows(
+        pg,
+        "SELECT d.event_id, e.kafka_partition, e.kafka_offset, d.kept_partition, d.kept_offset "
+        "FROM duplicate_log d JOIN customer_events e USING (event_id) WHERE d.run_id = %s",
+        run_id,
+    )
+    assert len(dups) == labels["duplicate"]
+    assert all((p, o) == (kp, ko) for _, p, o, kp, ko in dups)
+
+    # The same records again under the same run_id: upserts leave every table as it was.
+    assert (
+        driver.main(
+            [
+                f"--run_id={run_id}",
+                f"--kafka_topic={fresh_topic}",
+                "--kafka_start_offsets="
+                + ",".join(f"{p}={o}" for p, o in report["offsets_before"].items()),
+                "--kafka_stop_offsets="
+                + ",".join(f"{p}={o}" for p, o in report["offsets_after"].items()),
+                f"--output_dir={tmp_path / 'again'}",
+            ]
+        )
+        == 0
+    )
+    terms, results = reconcile.reconcile(run_id, report, tmp_path, stack)
+    assert all(c.passed for c in results), [c for c in results if not c.passed]
+    assert json.loads(json.dumps(terms.__dict__)) == first["terms"]
+
+    # A second run on the same topic balances for its own run_id.
+    code, second = _main_job(fresh_topic, tmp_path, capsys)
+    assert code == 0 and second["passed"] and second["run_id"] != run_id
+    assert second["terms"]["produced"] == first["terms"]["produced"]  # same sizes, new events
+
+
+def test_unreachable_postgres_is_one_clear_line(stack, monkeypatch, capsys):
+    # Kafka answers; nothing listens on port 1 for PostgreSQL.
+    monkeypatch.setenv("BEAMLINE_PG_PORT", "1")
+    code = driver.main(
+        ["--kafka_max_records=5", f"--kafka_bootstrap_servers={stack.kafka_bootstrap_servers}"]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert "PostgreSQL does not accept connections at 127.0.0.1:1" in err[0]
+    assert "./run_local.sh start" in err[0]

@@ -1,0 +1,92 @@
+"""The reconciliation's checks and offset audit fail when a term or an offset is off."""
+
+import dataclasses
+import json
+
+import pytest
+
+from beam_pipeline.reconcile import Terms, audit_offsets, checks, render
+
+pytestmark = pytest.mark.unit
+
+# A balanced run: 100 records = 90 unique + 6 duplicates + 4 dead letters.
+BALANCED = Terms(
+    produced=100,
+    valid_unique=90,
+    postgres_events=90,
+    parquet_events=90,
+    duplicates=6,
+    dead_letters=4,
+    parquet_dead_letters=4,
+    gold_total=90,
+    parquet_gold_total=90,
+    injected_duplicates=6,
+    injected_dead_letters=4,
+)
+RANGES = {0: (10, 50), 1: (0, 30), 2: (5, 35)}  # 40 + 30 + 30 = 100 offsets
+
+
+def _all_offsets():
+    return [("t", p, o) for p, (a, b) in RANGES.items() for o in range(a, b)]
+
+
+def test_a_balanced_run_passes_every_check():
+    audit = audit_offsets("t", RANGES, _all_offsets())
+    assert (audit.expected, audit.found, audit.missing, audit.unexpected, audit.repeated) == (
+        100,
+        100,
+        0,
+        0,
+        0,
+    )
+    results = checks(BALANCED, audit)
+    assert len(results) == 7 and all(c.passed for c in results)
+
+
+@pytest.mark.parametrize(
+    "change, failing",
+    [
+        ({"valid_unique": 89}, "produced == valid_unique"),
+        ({"parquet_events": 91}, "parquet_events == postgres_events"),
+        ({"gold_total": 89}, "parquet_events == postgres_events"),
+        ({"parquet_dead_letters": 3}, "dead_letters == parquet_dead_letters"),
+        ({"parquet_gold_total": 80}, "gold_total == parquet_gold_total"),
+        ({"injected_duplicates": 7}, "duplicates == injected duplicates"),
+        ({"injected_dead_letters": 5}, "dead_letters == injected malformed"),
+    ],
+)
+def test_each_term_off_by_one_fails_its_check(change, failing):
+    audit = audit_offsets("t", RANGES, _all_offsets())
+    results = checks(dataclasses.replace(BALANCED, **change), audit)
+    failed = [c.name for c in results if not c.passed]
+    assert any(name.startswith(failing) for name in failed)
+    assert not any(c.name.startswith("every offset") for c in results if not c.passed)
+
+
+@pytest.mark.parametrize(
+    "seen, missing, unexpected, repeated",
+    [
+        (_all_offsets()[1:], 1, 0, 0),  # one record in no output
+        (_all_offsets() + [("t", 1, 0)], 0, 0, 1),  # one record in two outputs
+        (_all_offsets() + [("t", 1, 30)], 0, 1, 0),  # a record after the run's range
+        (_all_offsets()[:-1] + [("other", 2, 34)], 1, 1, 0),  # right offset, wrong topic
+    ],
+)
+def test_the_offset_audit_finds_lost_repeated_and_foreign_records(
+    seen, missing, unexpected, repeated
+):
+    audit = audit_offsets("t", RANGES, seen)
+    assert (audit.missing, audit.unexpected, audit.repeated) == (missing, unexpected, repeated)
+    offset_check = checks(BALANCED, audit)[4]
+    assert offset_check.name.startswith("every offset") and not offset_check.passed
+
+
+def test_render_ends_with_one_json_object_that_says_pass_or_fail():
+    audit = audit_offsets("t", RANGES, _all_offsets())
+    good = render("r1", BALANCED, checks(BALANCED, audit), {"events": 94})
+    bad_terms = dataclasses.replace(BALANCED, duplicates=5)
+    bad = render("r1", bad_terms, checks(bad_terms, audit))
+    last = json.loads(good.splitlines()[-1])
+    assert last["passed"] is True and last["events"] == 94 and last["terms"]["produced"] == 100
+    assert json.loads(bad.splitlines()[-1])["passed"] is False
+    assert "FAIL" in bad and "RECONCILIATION FAILED" in bad and "FAIL" not in good
