@@ -4,7 +4,7 @@ import typing
 
 import apache_beam as beam
 import pytest
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing import test_stream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
@@ -64,7 +64,7 @@ def test_a_copy_after_the_ttl_is_kept_again():
     # TTL 60 s.  'a' at t=0 sets expiry at t=60.  The watermark passes 60, the state
     # clears, so 'a' at t=100 is a new first copy; 'a' at t=30 (before expiry) is a duplicate.
     stream = (
-        TestStream()
+        test_stream.TestStream()
         .advance_watermark_to(0)
         .add_elements([_pair("a", 0, 0, 0), _pair("a", 0, 1, 30)])
         .advance_watermark_to(61)
