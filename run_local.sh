@@ -3,7 +3,7 @@
 #
 #   ./run_local.sh [--events N] set up if needed, start the stack, run the main job + reconcile
 #   ./run_local.sh setup        install and prepare everything (idempotent, fast when done)
-#   ./run_local.sh start        start Kafka and PostgreSQL, create topics, apply DDL
+#   ./run_local.sh start        start Kafka and PostgreSQL, create topics, migrate tables
 #   ./run_local.sh stop         stop them
 #   ./run_local.sh status       say what runs where
 #   ./run_local.sh test         set up, start, run the whole test suite, stop what it started
@@ -32,6 +32,7 @@ cmd_start() {
   kafka_start
   pg_start
   "$PY" -m beam_pipeline.stack create-topics
+  "$PY" -m beam_pipeline.stack migrate
 }
 
 cmd_stop() {

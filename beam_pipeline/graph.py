@@ -28,7 +28,7 @@ from schemas import tables
 from schemas.customer_events import (
     EVENT_TIME_FIELD,
     ID_FIELD,
-    CustomerEvent,
+    CustomerEventsRow,
     EventTypeCount,
     load_schema,
     to_customer_event,
@@ -68,7 +68,7 @@ class Sinks:
 
 @dataclasses.dataclass(frozen=True)
 class Outputs:
-    events: beam.PCollection  # of CustomerEvent, timestamped at event time
+    events: beam.PCollection  # of CustomerEventsRow, timestamped at event time
     counts: beam.PCollection  # of EventTypeCount, in the global window
     dead_letters: beam.PCollection  # of DeadLetter
     duplicates: beam.PCollection  # of Duplicate
@@ -83,7 +83,7 @@ def build_graph(
     decoded = records | "Decode" >> DecodeJson(run_id)
     validated = decoded.decoded | "Validate" >> ValidateEvents(load_schema(), run_id)
     normalised = validated.valid | "Normalise" >> NormaliseEvents(
-        to_customer_event, CustomerEvent, EVENT_TIME_FIELD, run_id
+        to_customer_event, CustomerEventsRow, EVENT_TIME_FIELD, run_id
     )
     deduplicated = normalised.rows | "Deduplicate" >> DeduplicateById(
         ID_FIELD, params.dedup_ttl_s, run_id
@@ -133,7 +133,7 @@ def production_sinks(output_prefix: str, target: JdbcTarget, expansion_service: 
 
     return Sinks(
         events={
-            "WriteEventsParquet": parquet("events", CustomerEvent),
+            "WriteEventsParquet": parquet("events", CustomerEventsRow),
             "WriteEventsPostgres": _postgres(tables.EVENTS, target, expansion_service),
         },
         counts={

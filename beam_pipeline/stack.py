@@ -17,6 +17,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicP
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from beam_pipeline.settings import StackSettings
+from schemas.ddl import NonAdditiveChange, plan_migration
 
 __all__ = [
     "TOPICS",
@@ -26,6 +27,7 @@ __all__ = [
     "commit_offsets",
     "create_topics",
     "delete_topics",
+    "migrate",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -107,9 +109,38 @@ def create_topics(bootstrap_servers: str, topics=TOPICS, partitions: int = 3) ->
     return missing
 
 
+def migrate(settings: StackSettings, tables=None) -> list[str]:
+    """Brings every table up to its contract with additive statements; returns them.
+
+    Raises:
+      NonAdditiveChange: a table differs in a way only a person should fix; nothing
+        of that table is changed.
+    """
+    from schemas import tables as all_tables  # imports Beam: only when migrating
+
+    applied = []
+    connection = psycopg2.connect(**settings.psycopg2_kwargs())
+    try:
+        for table in tables or all_tables.ALL:
+            with connection, connection.cursor() as cur:
+                cur.execute(
+                    "SELECT column_name, data_type, is_nullable = 'YES' "
+                    "FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = %s",
+                    (table.name,),
+                )
+                existing = {name: (kind, nullable) for name, kind, nullable in cur.fetchall()}
+                for statement in plan_migration(table, existing):
+                    cur.execute(statement)
+                    applied.append(statement)
+    finally:
+        connection.close()
+    return applied
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m beam_pipeline.stack")
-    parser.add_argument("command", choices=["create-topics", "check"])
+    parser.add_argument("command", choices=["create-topics", "check", "migrate"])
     args = parser.parse_args(argv)
     settings = StackSettings.from_env()
     try:
@@ -122,9 +153,16 @@ def main(argv=None) -> int:
                 f"[beamline] topics created: {', '.join(created) if created else 'none needed'}",
                 file=sys.stderr,
             )
+        elif args.command == "migrate":
+            check_postgres(settings)
+            applied = migrate(settings)
+            print(
+                f"[beamline] tables migrated: {len(applied)} statement(s) applied",
+                file=sys.stderr,
+            )
         else:
             check_postgres(settings)
-    except ServiceUnavailable as e:
+    except (ServiceUnavailable, NonAdditiveChange) as e:
         print(f"beamline: error: {e}", file=sys.stderr)
         return 1
     return 0

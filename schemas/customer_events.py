@@ -1,92 +1,206 @@
-"""The customer-events contract: media-streaming events as JSON objects.
+"""The customer-events contract: media-streaming events as JSON (or Avro) objects.
 
-The contract is ``customer_events.schema.json`` next to this module, shipped as
-package data.  It declares Draft 7 but uses only keywords whose meaning Draft 7
-and 2020-12 share (``type``, ``properties``, ``required``,
-``additionalProperties``, ``enum``, single-schema ``items``, ``minimum``,
-``maximum``, ``minLength``, ``pattern``), so either validator gives the same
-answer.  Every object, nested ones included, requires all of its keys and
-allows no others.
+One declaration, ``CONTRACT``; the JSON Schema the validator compiles, the Avro
+schema, the row types, their pyarrow schemas and the PostgreSQL tables all derive
+from it (``schemas.contract``).  Every object, nested ones included, requires all
+of its keys and allows no others.
 
 Semantics worth knowing:
 
 - ``format`` is not used (validators treat it as an annotation by default);
-  timestamps are checked by ``pattern`` instead, written with ``[0-9]`` rather
-  than ``\\d``, which in Python matches any Unicode digit;
-- ``integer`` accepts a float with no fractional part (``1.0``), as the spec
-  says, and rejects booleans; ``number`` rejects booleans too;
-- Python validators search patterns with ``re.search``, where ``$`` also
-  matches before one final newline, so ``"2026-11-22T05:00:00Z\\n"`` passes here
-  although an ECMA-262 validator would refuse it.
+  timestamps are checked by ``pattern``, written with ``[0-9]`` rather than
+  ``\\d``, which in Python matches any Unicode digit;
+- ``integer`` accepts a float with no fractional part (``1.0``), as the spec says,
+  and rejects booleans; ``number`` rejects booleans too;
+- Python validators search patterns with ``re.search``, where ``$`` also matches
+  before one final newline, so ``"2026-11-22T05:00:00Z\\n"`` passes the pattern
+  although an ECMA-262 validator would refuse it; normalisation then refuses it as
+  a ``bad_timestamp`` (``datetime.fromisoformat`` does not take the newline).
 """
 
-# No `from __future__ import annotations` here: row types may join this module,
-# and Beam infers row schemas from evaluated annotations.
-import json
-import pathlib
+# No `from __future__ import annotations` here: the row types bound below are
+# NamedTuples whose schemas Beam infers from evaluated annotations.
 import typing
 
 from apache_beam import coders
-from jsonschema import Draft7Validator
 
-from transforms.normalise import canonical_json
-from transforms.records import KafkaRecord
+from schemas.contract import (
+    Aggregate,
+    Child,
+    Column,
+    Contract,
+    Field,
+    QualityCheck,
+    RowBuilder,
+)
 
 __all__ = [
+    "CONTRACT",
+    "CustomerEventActionsRow",
+    "CustomerEventRecommendationsRow",
+    "CustomerEventSearchesRow",
+    "CustomerEventsRow",
     "EVENT_TIME_FIELD",
     "EventTypeCount",
-    "CustomerEvent",
     "ID_FIELD",
-    "SCHEMA_PATH",
     "load_schema",
     "to_customer_event",
     "to_event_type_count",
 ]
 
-SCHEMA_PATH = pathlib.Path(__file__).resolve().with_name("customer_events.schema.json")
+
+def _str(name, **kw):
+    return Field(name, "string", **kw)
+
+
+def _obj(name, *fields):
+    return Field(name, "object", fields=tuple(fields))
+
+
+CONTRACT = Contract(
+    name="customer_events",
+    title="One media-streaming customer event",
+    module=__name__,
+    topic="customer_events",
+    table="customer_events",
+    fields=(
+        _str("event_id", min_length=1, description="unique per event; carries the run id"),
+        _str("user_id", min_length=1, description="the Kafka key"),
+        _str("run_id", min_length=1, description="the producer run that made the event"),
+        _str("event_type", enum=("content_play", "search", "browse")),
+        Field("timestamp", "timestamp", description="event time, ISO-8601 with an offset"),
+        _obj(
+            "device",
+            _str("type", enum=("mobile", "desktop", "tablet", "smartTV")),
+            _str("os", enum=("Android", "iOS", "Windows", "macOS", "Linux")),
+            _str("os_version"),
+            _str("app_version"),
+            _str("model"),
+        ),
+        _obj("location", _str("country"), _str("city"), _str("region"), _str("timezone")),
+        _obj(
+            "content",
+            _str("id"),
+            _str("title"),
+            _str("type", enum=("Movie", "TV Show", "Documentary", "Short")),
+            Field("episode", "integer", nullable=True, minimum=1),
+            Field("season", "integer", nullable=True, minimum=1),
+            _str("provider"),
+            _str("genre"),
+            Field("release_year", "integer", minimum=1900, maximum=2100),
+            Field("duration", "integer", minimum=0, description="minutes"),
+            _str("language"),
+        ),
+        _obj(
+            "user_subscription",
+            _str("plan", enum=("Basic", "Standard", "Premium")),
+            Field("start_date", "date"),
+            _str("billing_cycle", enum=("monthly", "yearly")),
+            Field("connected_services", "array", items=_str("service")),
+        ),
+        _obj(
+            "event_details",
+            Field("play_duration", "integer", minimum=0),
+            Field("play_percentage", "number", minimum=0, maximum=100),
+            _str("playback_quality", enum=("SD", "HD", "4K")),
+            Field("buffering_incidents", "integer", minimum=0),
+            Field("playback_speed", "number", minimum=0.1),
+            Field("paused", "boolean"),
+            Field("completed", "boolean"),
+            _str("network_type", enum=("WiFi", "Mobile", "Ethernet")),
+            _str("bandwidth"),
+        ),
+        Field(
+            "user_action",
+            "array",
+            items=_obj(
+                "action",
+                _str(
+                    "action_type",
+                    enum=("play", "pause", "seek", "quality_change", "speed_change"),
+                ),
+                Field("timestamp", "timestamp"),
+                Field("duration", "integer", nullable=True),
+                Field("old_speed", "number", nullable=True),
+                Field("new_speed", "number", nullable=True),
+                Field("old_quality", "string", nullable=True),
+                Field("new_quality", "string", nullable=True),
+                Field("completed", "boolean", nullable=True),
+            ),
+        ),
+        Field(
+            "recommendations",
+            "array",
+            items=_obj(
+                "recommendation",
+                _str("content_id"),
+                Field("position", "integer", minimum=1),
+                _str("algorithm", enum=("content_based", "collaborative", "hybrid")),
+                Field("clicked", "boolean"),
+            ),
+        ),
+        Field(
+            "search_history",
+            "array",
+            items=_obj(
+                "search",
+                _str("search_id"),
+                Field("timestamp", "timestamp"),
+                _str("query"),
+                Field("results_count", "integer", minimum=0),
+            ),
+        ),
+    ),
+    id_field="event_id",
+    event_time_field="timestamp",
+    columns=(
+        Column("event_id", "event_id"),
+        Column("user_id", "user_id"),
+        Column("event_type", "event_type"),
+        Column("event_time_ms", "timestamp"),
+        Column("device_type", "device.type"),
+        Column("country", "location.country"),
+        Column("content_id", "content.id"),
+        Column("subscription_plan", "user_subscription.plan"),
+    ),
+    children=(
+        Child("customer_event_actions", "user_action"),
+        Child("customer_event_recommendations", "recommendations"),
+        Child("customer_event_searches", "search_history"),
+    ),
+    partitioning=("event_date", "event_hour"),
+    aggregates=(Aggregate("customer_event_counts", key="event_type", window_s=60),),
+    quality_checks=(
+        QualityCheck(
+            "completed_play_has_duration",
+            "NOT (payload->'event_details'->>'completed')::boolean "
+            "OR (payload->'event_details'->>'play_duration')::int > 0",
+        ),
+    ),
+    reconciliation=(
+        "produced == valid_unique + duplicates + dead_letters",
+        "parquet_events == postgres_events == valid_unique == gold_total",
+    ),
+    confluent_schema_id=1,
+)
+
+# The field that identifies an event (dedup key) and the one that dates it.
+ID_FIELD = CONTRACT.id_field
+EVENT_TIME_FIELD = CONTRACT.event_time_field
+
+# Row types, bound here under their own names so that they pickle by reference.
+CustomerEventsRow = CONTRACT.row_type()
+_children = CONTRACT.child_row_types()
+CustomerEventActionsRow = _children["customer_event_actions"]
+CustomerEventRecommendationsRow = _children["customer_event_recommendations"]
+CustomerEventSearchesRow = _children["customer_event_searches"]
+
+to_customer_event = RowBuilder(CONTRACT)
 
 
 def load_schema() -> dict:
-    """Reads the contract and returns it as a fresh dict.
-
-    Returns:
-        The parsed schema; a new object on every call, so callers may keep or
-        change it freely.
-
-    Raises:
-        jsonschema.exceptions.SchemaError: the file is not a valid Draft 7 schema.
-    """
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    Draft7Validator.check_schema(schema)
-    return schema
-
-
-# The field that identifies an event (dedup key) and the one that dates it.
-ID_FIELD = "event_id"
-EVENT_TIME_FIELD = "timestamp"
-
-
-class CustomerEvent(typing.NamedTuple):
-    """One valid, unique event: the columns people filter on, the whole event as JSON.
-
-    ``payload`` is the event re-serialised (compact, UTF-8) and lands in a
-    ``jsonb`` column; the Kafka coordinates say where the kept copy was read.
-    """
-
-    event_id: str
-    user_id: str
-    event_type: str
-    event_time_ms: int
-    device_type: str
-    country: str
-    content_id: str
-    subscription_plan: str
-    payload: str
-    kafka_topic: str
-    kafka_partition: int
-    kafka_offset: int
-    kafka_timestamp_ms: int
-    run_id: str
+    """The contract's JSON Schema, a fresh dict on every call (callers may change it)."""
+    return CONTRACT.json_schema()
 
 
 class EventTypeCount(typing.NamedTuple):
@@ -99,28 +213,7 @@ class EventTypeCount(typing.NamedTuple):
     run_id: str
 
 
-coders.registry.register_coder(CustomerEvent, coders.RowCoder)
 coders.registry.register_coder(EventTypeCount, coders.RowCoder)
-
-
-def to_customer_event(record: KafkaRecord, event: dict, event_time_ms: int, run_id: str):
-    """The ``CustomerEvent`` row of a valid event read from ``record``."""
-    return CustomerEvent(
-        event_id=event["event_id"],
-        user_id=event["user_id"],
-        event_type=event["event_type"],
-        event_time_ms=event_time_ms,
-        device_type=event["device"]["type"],
-        country=event["location"]["country"],
-        content_id=event["content"]["id"],
-        subscription_plan=event["user_subscription"]["plan"],
-        payload=canonical_json(event),
-        kafka_topic=record.topic,
-        kafka_partition=record.partition,
-        kafka_offset=record.offset,
-        kafka_timestamp_ms=record.timestamp_ms,
-        run_id=run_id,
-    )
 
 
 def to_event_type_count(

@@ -1,41 +1,39 @@
-"""The PostgreSQL tables the pipeline writes: name, row type, upsert key, casts.
+"""The PostgreSQL tables the pipeline writes: name, row type, upsert key, DDL hints.
 
-The DDL is ``schemas/sql/002_customer_events.sql``; the column order of each
-table's upsert is the field order of its row type (``WriteToJdbc`` binds rows
-positionally).
+The customer-events table derives from its contract; the pipeline's own tables
+(window counts, dead letters, the duplicate log) from their row types.  DDL is
+derived from these (``schemas.ddl``) and applied as additive migrations by
+``python -m beam_pipeline.stack migrate`` (``./run_local.sh start`` runs it).
+The column order of each upsert is the field order of its row type
+(``WriteToJdbc`` binds rows positionally).
 """
 
-# No `from __future__ import annotations`: the row modules below must not have it
-# either, and this one stays consistent with them.
-import dataclasses
-import typing
-
-from schemas.customer_events import CustomerEvent, EventTypeCount
+from schemas.contract import Table
+from schemas.customer_events import CONTRACT, EventTypeCount
 from transforms.dedup import Duplicate
 from transforms.records import DeadLetter
 
-__all__ = ["COUNTS", "DEAD_LETTERS", "DUPLICATE_LOG", "EVENTS", "Table"]
+__all__ = ["ALL", "COUNTS", "DEAD_LETTERS", "DUPLICATE_LOG", "EVENTS", "Table"]
 
-
-@dataclasses.dataclass(frozen=True)
-class Table:
-    """A table and how rows of ``row_type`` are upserted into it."""
-
-    name: str
-    row_type: type
-    key_columns: tuple[str, ...]
-    casts: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
-
-
-EVENTS = Table("customer_events", CustomerEvent, ("event_id",), {"payload": "jsonb"})
+EVENTS = CONTRACT.tables()[0]
 COUNTS = Table(
     "customer_event_counts",
     EventTypeCount,
     ("run_id", "window_start_ms", "window_end_ms", "event_type"),
+    generated_times=("window_start_ms",),
 )
 DEAD_LETTERS = Table(
-    "dead_letters", DeadLetter, ("kafka_topic", "kafka_partition", "kafka_offset", "stage")
+    "dead_letters",
+    DeadLetter,
+    ("kafka_topic", "kafka_partition", "kafka_offset", "stage"),
+    sql_types={"kafka_partition": "integer"},
 )
 DUPLICATE_LOG = Table(
-    "duplicate_log", Duplicate, ("kafka_topic", "kafka_partition", "kafka_offset")
+    "duplicate_log",
+    Duplicate,
+    ("kafka_topic", "kafka_partition", "kafka_offset"),
+    sql_types={"kafka_partition": "integer", "kept_partition": "integer"},
 )
+
+# Every table the pipeline writes, in the order migrations create them.
+ALL = (EVENTS, COUNTS, DEAD_LETTERS, DUPLICATE_LOG)

@@ -93,7 +93,8 @@ pg_start() {
   pg_bootstrap
 }
 
-# Role, database and DDL: idempotent, run at every start.
+# Role and database: idempotent, run at every start.  The tables are migrated
+# from the contracts by `python -m beam_pipeline.stack migrate` (run_local.sh start).
 pg_bootstrap() {
   local bin; bin=$(pg_bin)
   # The password travels in the environment, never on a command line.
@@ -107,12 +108,6 @@ SELECT format('ALTER ROLE %I PASSWORD %L', '$BEAMLINE_PG_USER', :'pw') \\gexec
 SELECT format('CREATE DATABASE %I OWNER %I', '$BEAMLINE_PG_DB', '$BEAMLINE_PG_USER')
   WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$BEAMLINE_PG_DB') \\gexec
 SQL
-  local f
-  for f in "$ROOT"/schemas/sql/*.sql; do
-    PGPASSWORD="$(pg_password)" "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$BEAMLINE_PG_PORT" \
-      -U "$BEAMLINE_PG_USER" -d "$BEAMLINE_PG_DB" -f "$f" >>"$BEAMLINE_HOME/logs/pg_bootstrap.log" 2>&1 \
-      || die "applying $f failed (see $BEAMLINE_HOME/logs/pg_bootstrap.log)"
-  done
 }
 
 pg_stop() {

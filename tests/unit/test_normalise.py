@@ -9,7 +9,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipeline.event_producer import generate
-from schemas.customer_events import CustomerEvent, to_customer_event
+from schemas.customer_events import CustomerEventsRow, to_customer_event
 from transforms.normalise import NormaliseError, NormaliseEvents, NormaliseEventsFn, event_time_ms
 from transforms.records import DEAD_LETTER_TAG, DeadLetter, KafkaRecord
 
@@ -68,7 +68,7 @@ def test_a_valid_event_becomes_a_row_at_its_event_time():
     assert isinstance(out, TimestampedValue)
     assert out.timestamp.micros == event_time_ms(event["timestamp"]) * 1000
     row = out.value
-    assert isinstance(row, CustomerEvent)
+    assert isinstance(row, CustomerEventsRow)
     assert (row.event_id, row.user_id, row.event_type) == (
         event["event_id"],
         event["user_id"],
@@ -107,7 +107,7 @@ def test_composite_splits_rows_and_dead_letters_with_event_timestamps(pipeline):
         out = (
             p
             | beam.Create([(_record(1), good), (_record(2), bad)])
-            | NormaliseEvents(to_customer_event, CustomerEvent, "timestamp", "r1")
+            | NormaliseEvents(to_customer_event, CustomerEventsRow, "timestamp", "r1")
         )
         assert_that(
             out.rows

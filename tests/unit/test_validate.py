@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft7Validator, Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from schemas.customer_events import SCHEMA_PATH, load_schema
+from schemas.customer_events import load_schema
 from transforms.decode import DecodeJson
 from transforms.records import DEAD_LETTER_TAG, DeadLetter, KafkaRecord
 from transforms.validate import (
@@ -164,7 +164,6 @@ def _outputs(event, fn=None):
 
 
 def test_contract_is_draft7_and_loads_fresh_copies():
-    assert SCHEMA_PATH.name == "customer_events.schema.json"
     assert SCHEMA["$schema"] == "http://json-schema.org/draft-07/schema#"
     Draft7Validator.check_schema(SCHEMA)
     Draft202012Validator.check_schema(SCHEMA)

@@ -1,0 +1,560 @@
+"""One contract per dataset, and everything derived from it.
+
+A ``Contract`` declares a dataset's fields once.  From it come:
+
+- ``json_schema()``: the validator's JSON Schema, within what Draft 7 and 2020-12
+  share (``type``, ``properties``, ``required``, ``additionalProperties``, ``enum``,
+  single-schema ``items``, ``minimum``, ``maximum``, ``minLength``, ``pattern``);
+- ``avro_schema()``: the Avro record schema for binary payloads;
+- ``row_type()`` and ``child_row_types()``: Beam rows (``NamedTuple`` + ``RowCoder``)
+  for the main table and one per array that fans out to a child table;
+- ``tables()``: the PostgreSQL tables (DDL and upsert keys) of those rows, whose
+  pyarrow schemas come from the same row types (``transforms.sinks.arrow_schema``).
+
+It also declares what later stages read: the id and event-time fields, the dedup
+policy, Parquet partitioning, the aggregates, quality checks and the dataset's
+reconciliation equations.
+
+Semantics fixed here:
+
+- A field is required unless ``required=False``; an optional field's ``default``
+  is filled in by normalisation.  ``nullable=True`` admits JSON ``null``.
+- Avro cannot tell a missing field from a null one: optional fields are
+  ``["null", T]`` unions with a null default, and a null read from Avro for an
+  optional, non-nullable field means "absent" (``from_avro`` removes it).
+- ``enum`` values become Avro ``string``s (Avro enum symbols cannot hold ``"TV
+  Show"``); the enum is enforced by the JSON Schema check after decoding.
+- ``timestamp`` fields are ISO-8601 text with an offset in both JSON and Avro; a
+  column of one holds epoch milliseconds (``bigint``) beside a generated
+  ``timestamptz`` column for people.
+"""
+
+# No `from __future__ import annotations` here: the row types built below are
+# NamedTuples whose schemas Beam infers from evaluated annotations.
+import copy
+import dataclasses
+import datetime
+import re
+import typing
+
+from apache_beam import coders
+
+from transforms.normalise import canonical_json, event_time_ms
+from transforms.records import KafkaRecord
+
+__all__ = [
+    "Aggregate",
+    "Child",
+    "Column",
+    "Computed",
+    "Contract",
+    "ContractError",
+    "DedupPolicy",
+    "Field",
+    "QualityCheck",
+    "RowBuilder",
+    "Table",
+    "TIMESTAMP_PATTERN",
+]
+
+TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+_SCALARS = ("string", "integer", "number", "boolean", "timestamp", "date")
+_KINDS = _SCALARS + ("object", "array")
+_JSON_TYPES = {
+    "string": "string",
+    "integer": "integer",
+    "number": "number",
+    "boolean": "boolean",
+    "timestamp": "string",
+    "date": "string",
+    "object": "object",
+    "array": "array",
+}
+_AVRO_TYPES = {
+    "string": "string",
+    "integer": "long",
+    "number": "double",
+    "boolean": "boolean",
+    "timestamp": "string",
+    "date": "string",
+}
+_PY_TYPES = {
+    "string": str,
+    "integer": int,
+    "number": float,
+    "boolean": bool,
+    "timestamp": int,  # epoch milliseconds in rows
+    "date": str,
+}
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+# Columns every main table carries after the contract's own.
+ENVELOPE = (
+    ("payload", str),
+    ("kafka_topic", str),
+    ("kafka_partition", int),
+    ("kafka_offset", int),
+    ("kafka_timestamp_ms", int),
+    ("run_id", str),
+)
+_RESERVED = {name for name, _ in ENVELOPE} | {"written_at", "item_index"}
+
+
+class ContractError(ValueError):
+    """A contract that contradicts itself; the message names the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One field of an event, possibly nested.
+
+    Attributes:
+      name: the JSON key (lower snake case, so it is also a column name).
+      kind: one of string, integer, number, boolean, timestamp, date, object, array.
+      required: the key must be present (else ``default`` fills it in normalisation).
+      nullable: JSON ``null`` is a valid value.
+      default: the value normalisation gives an absent optional field.
+      enum, pattern, min_length, minimum, maximum: constraints, as in JSON Schema.
+      fields: an object's fields.
+      items: an array's item field (its name is ignored).
+      description: what the field means, carried into the JSON Schema.
+    """
+
+    name: str
+    kind: str
+    required: bool = True
+    nullable: bool = False
+    default: typing.Any = None
+    enum: typing.Optional[tuple[str, ...]] = None
+    pattern: typing.Optional[str] = None
+    min_length: typing.Optional[int] = None
+    minimum: typing.Optional[float] = None
+    maximum: typing.Optional[float] = None
+    fields: tuple["Field", ...] = ()
+    items: typing.Optional["Field"] = None
+    description: str = ""
+
+    def __post_init__(self):
+        if self.kind not in _KINDS:
+            raise ContractError(f"{self.name}: unknown kind {self.kind!r}")
+        if (self.kind == "object") != bool(self.fields):
+            raise ContractError(f"{self.name}: an object and only an object has fields")
+        if (self.kind == "array") != (self.items is not None):
+            raise ContractError(f"{self.name}: an array and only an array has items")
+
+    def json_schema(self) -> dict:
+        schema: dict = {"type": _JSON_TYPES[self.kind]}
+        if self.nullable:
+            schema["type"] = [schema["type"], "null"]
+        if self.description:
+            schema["description"] = self.description
+        if self.enum is not None:
+            schema["enum"] = list(self.enum) + ([None] if self.nullable else [])
+        pattern = self.pattern or {"timestamp": TIMESTAMP_PATTERN, "date": DATE_PATTERN}.get(
+            self.kind
+        )
+        if pattern:
+            schema["pattern"] = pattern
+        for key, value in (
+            ("minLength", self.min_length),
+            ("minimum", self.minimum),
+            ("maximum", self.maximum),
+        ):
+            if value is not None:
+                schema[key] = value
+        if self.kind == "object":
+            schema["properties"] = {f.name: f.json_schema() for f in self.fields}
+            schema["required"] = [f.name for f in self.fields if f.required]
+            schema["additionalProperties"] = False
+        if self.kind == "array":
+            schema["items"] = self.items.json_schema()
+        return schema
+
+    def avro_type(self, record_name: str):
+        if self.kind == "object":
+            avro = {
+                "type": "record",
+                "name": record_name,
+                "fields": [f.avro_field(f"{record_name}_{f.name}") for f in self.fields],
+            }
+        elif self.kind == "array":
+            avro = {"type": "array", "items": self.items.avro_type(f"{record_name}_item")}
+        else:
+            avro = _AVRO_TYPES[self.kind]
+        return ["null", avro] if self.nullable or not self.required else avro
+
+    def avro_field(self, record_name: str) -> dict:
+        field = {"name": self.name, "type": self.avro_type(record_name)}
+        if not self.required:
+            field["default"] = None
+        return field
+
+    def python_type(self):
+        base = _PY_TYPES[self.kind]
+        return typing.Optional[base] if self.nullable or not self.required else base
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """A main-table column taken from a scalar field at ``path`` (dots for nesting).
+
+    A timestamp field's column holds epoch milliseconds; its name ends in ``_ms``.
+    """
+
+    name: str
+    path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Child:
+    """An array field at the top level that fans out to a child table, one row per item."""
+
+    table: str
+    path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DedupPolicy:
+    """``drop_later_copies`` by the id, or ``keep_latest`` by the id ordered by ``order_by``."""
+
+    kind: str
+    order_by: typing.Optional[str] = None
+
+    def __post_init__(self):
+        if self.kind not in ("drop_later_copies", "keep_latest"):
+            raise ContractError(f"unknown dedup policy {self.kind!r}")
+        if (self.kind == "keep_latest") != (self.order_by is not None):
+            raise ContractError("keep_latest and only keep_latest orders by a field")
+
+
+@dataclasses.dataclass(frozen=True)
+class Aggregate:
+    """Events counted per ``key`` column in event-time windows of ``window_s``."""
+
+    name: str
+    key: str
+    window_s: int = 60
+    allowed_lateness_s: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class QualityCheck:
+    """A named rule over a row, as a SQL boolean expression a person can run."""
+
+    name: str
+    sql: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A PostgreSQL table written from rows of ``row_type``.
+
+    Attributes:
+      name: the table.
+      row_type: the ``NamedTuple`` bound positionally by the upsert.
+      key_columns: the upsert's conflict target and primary key.
+      casts: column → SQL type its bound text is cast to (``jsonb``).
+      sql_types: column → SQL type where the default from the Python type is wrong.
+      generated_times: ``*_ms`` columns that get a generated ``timestamptz`` beside them.
+    """
+
+    name: str
+    row_type: type
+    key_columns: tuple[str, ...]
+    casts: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
+    sql_types: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
+    generated_times: tuple[str, ...] = ()
+
+
+def _row(name: str, columns, module: str) -> type:
+    row_type = typing.NamedTuple(name, list(columns))
+    # Pickled by reference: the dataset module binds the type under this name.
+    row_type.__module__ = module
+    coders.registry.register_coder(row_type, coders.RowCoder)
+    return row_type
+
+
+@dataclasses.dataclass(frozen=True)
+class Computed:
+    """``name`` = ``left`` ``op`` ``right`` (two fields, op one of + - *), when absent or null."""
+
+    name: str
+    left: str
+    op: str
+    right: str
+
+    def __post_init__(self):
+        if self.op not in ("+", "-", "*"):
+            raise ContractError(f"computed {self.name}: op must be +, - or *")
+
+    def apply(self, event: dict) -> None:
+        if event.get(self.name) is not None:
+            return
+        a, b = event.get(self.left), event.get(self.right)
+        if a is None or b is None:
+            return
+        value = {"+": a + b, "-": a - b, "*": a * b}[self.op]
+        event[self.name] = round(value, 6) if isinstance(value, float) else value
+
+
+@dataclasses.dataclass(frozen=True)
+class Contract:
+    """A dataset: its fields and everything later stages need to know about it."""
+
+    name: str
+    title: str
+    module: str  # the dataset module that binds the row types, for pickling
+    topic: str
+    table: str
+    fields: tuple[Field, ...]
+    id_field: str
+    event_time_field: str
+    columns: tuple[Column, ...]
+    dedup: DedupPolicy = DedupPolicy("drop_later_copies")
+    children: tuple[Child, ...] = ()
+    partitioning: tuple[str, ...] = ()
+    aggregates: tuple[Aggregate, ...] = ()
+    computed: tuple[Computed, ...] = ()
+    quality_checks: tuple[QualityCheck, ...] = ()
+    reconciliation: tuple[str, ...] = ()
+    confluent_schema_id: typing.Optional[int] = None
+
+    def __post_init__(self):
+        names = [f.name for f in self.fields]
+        if len(set(names)) != len(names):
+            raise ContractError(f"{self.name}: a field is declared twice")
+        for name in names:
+            if not _NAME.match(name):
+                raise ContractError(f"{self.name}.{name}: field names are lower snake case")
+        for column in self.columns:
+            if column.name in _RESERVED:
+                raise ContractError(f"{self.name}: column {column.name} is reserved")
+            field = self.field(column.path)
+            if field.kind not in _SCALARS:
+                raise ContractError(f"{self.name}: column {column.name} is not a scalar")
+            if field.kind == "timestamp" and not column.name.endswith("_ms"):
+                raise ContractError(f"{self.name}: timestamp column {column.name} must end in _ms")
+        for path in (self.id_field, self.event_time_field, self.dedup.order_by):
+            if path:
+                self.field(path)
+        if self.field(self.event_time_field).kind != "timestamp":
+            raise ContractError(f"{self.name}: the event-time field must be a timestamp")
+        if self.id_field not in {c.path for c in self.columns}:
+            raise ContractError(f"{self.name}: the id field must be a column")
+        for child in self.children:
+            if self.field(child.path).kind != "array" or "." in child.path:
+                raise ContractError(f"{self.name}: child {child.table} is not a top-level array")
+        for rule in self.computed:
+            for path in (rule.name, rule.left, rule.right):
+                self.field(path)
+        object.__setattr__(self, "_rows", {})
+
+    # --- lookups ---------------------------------------------------------------
+
+    def field(self, path: str) -> Field:
+        fields, found = self.fields, None
+        for part in path.split("."):
+            found = next((f for f in fields if f.name == part), None)
+            if found is None:
+                raise ContractError(f"{self.name}: no field {path!r}")
+            fields = found.fields
+        return found
+
+    def column(self, path: str) -> Column:
+        return next(c for c in self.columns if c.path == path)
+
+    # --- derived forms -----------------------------------------------------------
+
+    def json_schema(self) -> dict:
+        """The JSON Schema of one event (Draft 7 ∩ 2020-12), as a fresh dict."""
+        root = Field(self.name, "object", fields=self.fields, description=self.title).json_schema()
+        return {"$schema": "http://json-schema.org/draft-07/schema#", "title": self.title, **root}
+
+    def avro_schema(self) -> dict:
+        """The Avro record schema of one event (namespace ``beamline``)."""
+        record = _camel(self.name)
+        return {
+            "type": "record",
+            "name": record,
+            "namespace": "beamline",
+            "doc": self.title,
+            "fields": [f.avro_field(f"{record}_{f.name}") for f in self.fields],
+        }
+
+    def row_type(self) -> type:
+        """The main table's row: the declared columns, then the envelope (built once)."""
+        if "main" not in self._rows:
+            columns = [(c.name, self.field(c.path).python_type()) for c in self.columns]
+            self._rows["main"] = _row(
+                f"{_camel(self.name)}Row", columns + list(ENVELOPE), self.module
+            )
+        return self._rows["main"]
+
+    def child_columns(self, child: Child) -> list[tuple[str, str]]:
+        """(column, item field) of a child table's item columns; timestamps get ``_ms``."""
+        items = self.field(child.path).items
+        if items.kind != "object":
+            return [("value", "")]
+        return [
+            (f"{f.name}_ms" if f.kind == "timestamp" else f.name, f.name)
+            for f in items.fields
+            if f.kind in _SCALARS
+        ]
+
+    def child_row_types(self) -> dict[str, type]:
+        """Per child table: the parent id, the item's index, its scalar fields, run_id."""
+        id_column = self.column(self.id_field)
+        for child in self.children:
+            if child.table in self._rows:
+                continue
+            items = self.field(child.path).items
+            parts = [
+                (id_column.name, self.field(self.id_field).python_type()),
+                ("item_index", int),
+            ]
+            if items.kind == "object":
+                by_name = {f.name: f for f in items.fields}
+                parts += [(c, by_name[f].python_type()) for c, f in self.child_columns(child)]
+            else:
+                parts.append(("value", items.python_type()))
+            parts.append(("run_id", str))
+            self._rows[child.table] = _row(f"{_camel(child.table)}Row", parts, self.module)
+        return {child.table: self._rows[child.table] for child in self.children}
+
+    def tables(self) -> list[Table]:
+        """The main table and the child tables, keyed for idempotent upserts."""
+        id_column = self.column(self.id_field).name
+        timestamps = tuple(c.name for c in self.columns if self.field(c.path).kind == "timestamp")
+        main = Table(
+            self.table,
+            self.row_type(),
+            (id_column,),
+            casts={"payload": "jsonb"},
+            sql_types={"payload": "jsonb", "kafka_partition": "integer"},
+            generated_times=timestamps,
+        )
+        children = []
+        for child, row_type in zip(self.children, self.child_row_types().values(), strict=True):
+            items = self.field(child.path).items
+            times = tuple(
+                column
+                for column, name in self.child_columns(child)
+                if items.kind == "object"
+                and next(f for f in items.fields if f.name == name).kind == "timestamp"
+            )
+            children.append(
+                Table(child.table, row_type, (id_column, "item_index"), generated_times=times)
+            )
+        return [main] + children
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+# --- normalisation and rows ---------------------------------------------------------
+
+
+def _utc(text: str) -> str:
+    """ISO-8601 with an offset → the same instant in UTC, ``Z``, ms (µs if it has them)."""
+    moment = datetime.datetime.fromisoformat(text).astimezone(datetime.timezone.utc)
+    spec = "milliseconds" if moment.microsecond % 1000 == 0 else "microseconds"
+    return moment.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+
+
+def _normalise_value(field: Field, value):
+    if value is None:
+        return None
+    if field.kind == "timestamp":
+        return _utc(value)
+    if field.kind == "object":
+        _normalise_object(field.fields, value)
+    elif field.kind == "array":
+        return [_normalise_value(field.items, item) for item in value]
+    return value
+
+
+def _normalise_object(fields: tuple[Field, ...], obj: dict) -> None:
+    for field in fields:
+        if field.name not in obj:
+            if field.required:
+                continue  # validation has refused such events; nothing to fill
+            obj[field.name] = copy.deepcopy(field.default)
+        obj[field.name] = _normalise_value(field, obj[field.name])
+
+
+def _at(event: dict, path: str):
+    value = event
+    for part in path.split("."):
+        value = value[part]
+    return value
+
+
+class RowBuilder:
+    """Valid event → the contract's normalised main row (``NormaliseEvents``' ``to_row``).
+
+    Normalisation, in order: absent optional fields get their default; computed
+    fields are computed where absent or null; every timestamp is rewritten in UTC.
+    The row's ``payload`` is the normalised event as JSON.  Pure and picklable.
+    """
+
+    def __init__(self, contract: "Contract"):
+        self._contract = contract
+
+    def normalise(self, event: dict) -> dict:
+        contract = self._contract
+        event = copy.deepcopy(event)
+        _normalise_object(contract.fields, event)
+        for rule in contract.computed:
+            rule.apply(event)
+        return event
+
+    def __call__(self, record: KafkaRecord, event: dict, event_ms: int, run_id: str):
+        contract = self._contract
+        event = self.normalise(event)
+        values = {}
+        for column in contract.columns:
+            value = _at(event, column.path)
+            if contract.field(column.path).kind == "timestamp" and value is not None:
+                value = (
+                    event_ms if column.path == contract.event_time_field else event_time_ms(value)
+                )
+            values[column.name] = value
+        return contract.row_type()(
+            **values,
+            payload=canonical_json(event),
+            kafka_topic=record.topic,
+            kafka_partition=record.partition,
+            kafka_offset=record.offset,
+            kafka_timestamp_ms=record.timestamp_ms,
+            run_id=run_id,
+        )
+
+    def child_rows(self, event: dict, run_id: str) -> dict[str, list]:
+        """The child-table rows of a normalised event, per child table."""
+        contract = self._contract
+        event_id = _at(event, contract.id_field)
+        rows = {}
+        row_types = contract.child_row_types().values()
+        for child, row_type in zip(contract.children, row_types, strict=True):
+            items = contract.field(child.path).items
+            kinds = {f.name: f.kind for f in items.fields}
+            out = []
+            for index, item in enumerate(_at(event, child.path)):
+                if items.kind != "object":
+                    values = [item]
+                else:
+                    values = [
+                        event_time_ms(item[name])
+                        if kinds[name] == "timestamp" and item.get(name) is not None
+                        else item.get(name)
+                        for _, name in contract.child_columns(child)
+                    ]
+                out.append(row_type(event_id, index, *values, run_id))
+            rows[child.table] = out
+        return rows

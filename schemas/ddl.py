@@ -1,0 +1,122 @@
+"""PostgreSQL DDL derived from row types, applied as additive migrations.
+
+``create_statement`` gives the ``CREATE TABLE IF NOT EXISTS`` of a ``Table``;
+``plan_migration`` compares it with the columns the database already has and
+returns the additive statements that bring the table up to date
+(``ADD COLUMN IF NOT EXISTS``, ``DROP NOT NULL`` where the contract relaxed a
+column), or raises ``NonAdditiveChange`` for anything else: a column whose type
+changed, or one the contract no longer has.  Those need a person.
+"""
+
+# No `from __future__ import annotations`: Table holds NamedTuple row types.
+import typing
+
+__all__ = ["NonAdditiveChange", "create_statement", "expected_columns", "plan_migration"]
+
+_SQL_TYPES = {
+    str: "text",
+    int: "bigint",
+    float: "double precision",
+    bool: "boolean",
+    bytes: "bytea",
+}
+
+# information_schema.columns.data_type spells some types differently.
+_INFORMATION_SCHEMA = {"timestamptz": "timestamp with time zone"}
+
+
+class NonAdditiveChange(RuntimeError):
+    """The database's table differs from its contract in a way only a person should fix."""
+
+
+class ColumnSpec(typing.NamedTuple):
+    name: str
+    sql_type: str
+    nullable: bool
+    definition: str  # the text after the name in CREATE TABLE / ADD COLUMN
+
+
+def _base(tp) -> tuple[type, bool]:
+    if typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def expected_columns(table) -> list[ColumnSpec]:
+    """Every column of ``table`` in order: the row's fields, generated times, ``written_at``."""
+    columns = []
+    for name, tp in typing.get_type_hints(table.row_type).items():
+        base, nullable = _base(tp)
+        sql_type = table.sql_types.get(name) or _SQL_TYPES.get(base)
+        if sql_type is None:
+            raise TypeError(f"{table.name}.{name}: no SQL type for {tp!r}")
+        definition = sql_type if nullable else f"{sql_type} NOT NULL"
+        columns.append(ColumnSpec(name, sql_type, nullable, definition))
+        if name in table.generated_times:
+            generated = name[: -len("_ms")]
+            columns.append(
+                ColumnSpec(
+                    generated,
+                    "timestamptz",
+                    True,
+                    f"timestamptz GENERATED ALWAYS AS (to_timestamp({name} / 1000.0)) STORED",
+                )
+            )
+    columns.append(
+        ColumnSpec("written_at", "timestamptz", False, "timestamptz NOT NULL DEFAULT now()")
+    )
+    return columns
+
+
+def create_statement(table) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` with every column and the upsert key as primary key."""
+    lines = [f"    {c.name} {c.definition}" for c in expected_columns(table)]
+    lines.append(f"    PRIMARY KEY ({', '.join(table.key_columns)})")
+    return f"CREATE TABLE IF NOT EXISTS {table.name} (\n" + ",\n".join(lines) + "\n)"
+
+
+def plan_migration(table, existing: typing.Mapping[str, tuple[str, bool]]) -> list[str]:
+    """The statements that make ``existing`` match ``table``, additive ones only.
+
+    Args:
+      table: the ``schemas.contract.Table`` wanted.
+      existing: column → (``information_schema`` data type, nullable) as the database
+        has it; empty when the table does not exist.
+
+    Raises:
+      NonAdditiveChange: a type differs, or a column is no longer in the contract.
+    """
+    if not existing:
+        return [create_statement(table)]
+    wanted = {c.name: c for c in expected_columns(table)}
+    gone = sorted(set(existing) - set(wanted))
+    if gone:
+        raise NonAdditiveChange(
+            f"table {table.name} has column(s) {', '.join(gone)} that its contract no longer "
+            "declares: dropping or renaming a column is not an additive change; migrate it by "
+            "hand (or restore the field)"
+        )
+    statements = []
+    for column in wanted.values():
+        if column.name not in existing:
+            # Added columns are nullable: rows written before them have no value.
+            definition = column.definition.replace(" NOT NULL", "")
+            if column.name == "written_at":
+                definition = column.definition
+            statements.append(
+                f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS {column.name} {definition}"
+            )
+            continue
+        have_type, have_nullable = existing[column.name]
+        want_type = _INFORMATION_SCHEMA.get(column.sql_type, column.sql_type)
+        if have_type != want_type:
+            raise NonAdditiveChange(
+                f"column {table.name}.{column.name} is {have_type} in PostgreSQL but {want_type} "
+                "in its contract: changing a column's type is not an additive change; migrate "
+                "it by hand"
+            )
+        if column.nullable and not have_nullable:
+            statements.append(f"ALTER TABLE {table.name} ALTER COLUMN {column.name} DROP NOT NULL")
+    return statements
