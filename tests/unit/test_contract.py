@@ -1,0 +1,184 @@
+"""The contracts and what derives from them: one declaration, forms that agree."""
+
+import dataclasses
+import io
+import json
+
+import fastavro
+import jsonschema
+import pytest
+
+from beam_pipeline.event_producer import generate
+from schemas import customer_events, customers
+from schemas.contract import Column, Computed, Contract, ContractError, DedupPolicy, Field
+from schemas.ddl import create_statement, expected_columns
+from transforms.records import KafkaRecord
+from transforms.sinks import arrow_schema
+from transforms.validate import compile_schema
+
+pytestmark = pytest.mark.unit
+
+CONTRACTS = [customer_events.CONTRACT, customers.CONTRACT]
+START_MS = 1_795_323_600_000
+
+
+def _events(n=40):
+    batch = generate(n, "c1", 8, START_MS)
+    return [json.loads(value) for _, value, _ in batch.messages]
+
+
+@pytest.mark.parametrize("contract", CONTRACTS, ids=lambda c: c.name)
+def test_every_derived_form_is_valid_for_its_tool(contract):
+    schema = contract.json_schema()
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    compile_schema(schema)  # the validator's fast path supports every keyword used
+    fastavro.parse_schema(contract.avro_schema())
+    for table in contract.tables():
+        arrow_schema(table.row_type)
+        assert create_statement(table).startswith(f"CREATE TABLE IF NOT EXISTS {table.name} (")
+
+
+def test_a_field_added_to_the_contract_appears_in_every_form():
+    base = customer_events.CONTRACT
+    added = dataclasses.replace(
+        base,
+        name="customer_events_v2",
+        table="customer_events_v2",
+        fields=base.fields + (Field("referrer", "string", required=False, default="direct"),),
+        columns=base.columns + (Column("referrer", "referrer"),),
+        children=(),
+    )
+    assert "referrer" in added.json_schema()["properties"]
+    assert "referrer" not in added.json_schema()["required"]
+    avro = {f["name"]: f for f in added.avro_schema()["fields"]}
+    assert avro["referrer"] == {"name": "referrer", "type": ["null", "string"], "default": None}
+    row_type = added.row_type()
+    assert "referrer" in row_type._fields
+    assert "referrer" in arrow_schema(row_type).names
+    (main,) = added.tables()
+    assert any(c.name == "referrer" and c.nullable for c in expected_columns(main))
+    assert "    referrer text,\n" in create_statement(main)
+
+
+def test_producer_events_round_trip_through_the_avro_schema():
+    schema = fastavro.parse_schema(customer_events.CONTRACT.avro_schema())
+    for event in _events():
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, schema, event)
+        buffer.seek(0)
+        assert fastavro.schemaless_reader(buffer, schema) == event
+        assert buffer.tell() == len(buffer.getvalue())
+
+
+def test_enums_are_avro_strings_because_avro_symbols_cannot_hold_spaces():
+    fields = {f["name"]: f for f in customer_events.CONTRACT.avro_schema()["fields"]}
+    assert fields["event_type"]["type"] == "string"
+    content = fields["content"]["type"]
+    assert {f["name"]: f["type"] for f in content["fields"]}["episode"] == ["null", "long"]
+
+
+def test_the_row_builder_normalises_timestamps_to_utc_and_keeps_the_payload():
+    event = _events(1)[0]
+    utc = event["timestamp"]
+    event["timestamp"] = utc.replace("Z", "+00:00")  # same instant, other spelling
+    event["user_action"] = [
+        dict(a, timestamp=a["timestamp"].replace("Z", "+00:00")) for a in event["user_action"]
+    ]
+    record = KafkaRecord("customer_events", 2, 17, 5, b"k", b"{}")
+    row = customer_events.to_customer_event(record, event, 123, "r1")
+    payload = json.loads(row.payload)
+    assert payload["timestamp"] == utc
+    assert all(a["timestamp"].endswith("Z") for a in payload["user_action"])
+    assert (row.event_time_ms, row.kafka_partition, row.kafka_offset, row.run_id) == (
+        123,
+        2,
+        17,
+        "r1",
+    )
+    assert (row.device_type, row.country) == (event["device"]["type"], event["location"]["country"])
+
+
+def test_child_rows_fan_out_each_array_with_item_index_and_ms_timestamps():
+    event = next(e for e in _events() if e["user_action"] and e["recommendations"])
+    builder = customer_events.to_customer_event
+    rows = builder.child_rows(builder.normalise(event), "r1")
+    assert len(rows["customer_event_actions"]) == len(event["user_action"])
+    assert len(rows["customer_event_recommendations"]) == len(event["recommendations"])
+    first = rows["customer_event_actions"][0]
+    assert isinstance(first, customer_events.CustomerEventActionsRow)
+    assert (first.event_id, first.item_index, first.run_id) == (event["event_id"], 0, "r1")
+    assert first.timestamp_ms % 1000 == int(event["user_action"][0]["timestamp"][20:23])
+
+
+def _customer(**changes):
+    customer = {
+        "customer_id": "c-1",
+        "gender": "Female",
+        "senior_citizen": False,
+        "partner": True,
+        "dependents": False,
+        "tenure": 12,
+        "phone_service": True,
+        "internet_service": "Fiber optic",
+        "contract": "One year",
+        "monthly_charges": 70.35,
+        "updated_at": "2026-11-22T06:00:00+01:00",
+        "first_name": "Ada",
+        "last_name": "Byron",
+        "email": "ada@example.org",
+    }
+    customer.update(changes)
+    return customer
+
+
+def test_customers_keep_the_latest_by_updated_at_and_compute_total_charges():
+    contract = customers.CONTRACT
+    assert (contract.dedup.kind, contract.dedup.order_by) == ("keep_latest", "updated_at")
+    validator = jsonschema.Draft7Validator(contract.json_schema())
+    assert validator.is_valid(_customer())  # total_charges may be absent
+    assert not validator.is_valid(_customer(total_charges="12"))
+    normalised = customers.to_customer_row.normalise(_customer())
+    # 70.35 × 12 months = 844.2; the time is rewritten in UTC (06:00+01:00 = 05:00Z).
+    assert normalised["total_charges"] == pytest.approx(844.2)
+    assert normalised["updated_at"] == "2026-11-22T05:00:00.000Z"
+    given = customers.to_customer_row.normalise(_customer(total_charges=900.0))
+    assert given["total_charges"] == 900.0  # present: kept, not recomputed
+    row = customers.to_customer_row(
+        KafkaRecord("customers", 0, 1, 2, None, b""), _customer(), 9, "r"
+    )
+    assert (row.total_charges, row.updated_at_ms) == (pytest.approx(844.2), 9)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"fields": (Field("a", "string"), Field("a", "string"))}, "declared twice"),
+        ({"columns": (Column("event_id", "event_id"), Column("at", "at"))}, "must end in _ms"),
+        ({"columns": (Column("event_id", "event_id"), Column("run_id", "a"))}, "reserved"),
+        ({"event_time_field": "a"}, "event-time field must be a timestamp"),
+        ({"columns": (Column("a", "a"),)}, "the id field must be a column"),
+        ({"computed": (Computed("a", "a", "*", "nope"),)}, "no field 'nope'"),
+    ],
+)
+def test_a_contract_that_contradicts_itself_is_refused(changes, message):
+    spec = {
+        "name": "t",
+        "title": "t",
+        "module": __name__,
+        "topic": "t",
+        "table": "t",
+        "fields": (Field("event_id", "string"), Field("a", "string"), Field("at", "timestamp")),
+        "id_field": "event_id",
+        "event_time_field": "at",
+        "columns": (Column("event_id", "event_id"),),
+    }
+    with pytest.raises(ContractError, match=message):
+        Contract(**{**spec, **changes})
+
+
+def test_dedup_policies_are_checked():
+    with pytest.raises(ContractError):
+        DedupPolicy("keep_latest")
+    with pytest.raises(ContractError):
+        DedupPolicy("drop_later_copies", order_by="x")
