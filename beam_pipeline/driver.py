@@ -28,9 +28,16 @@ __all__ = ["help_text", "main"]
 _LOG = logging.getLogger(__name__)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Raises ``ConfigError`` instead of printing usage and exiting: one line per problem."""
+
+    def error(self, message):
+        raise ConfigError(f"{message}: see python -m run --help")
+
+
 def _parser() -> argparse.ArgumentParser:
     """Beamline's flags first, then every flag Beam knows (``--runner`` …)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m run",
         usage="python -m run [Beamline flags] [Beam flags]",
         description="Run Beamline: Kafka → decode → validate → normalise → dedup → "
@@ -85,12 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     if "-h" in argv or "--help" in argv:
         print(help_text())
         return 0
-    unknown = unknown_flags(argv)
-    if unknown:
-        _error(f"unknown flag {unknown[0].split('=')[0]}: see python -m run --help")
-        return 2
-    options = PipelineOptions(argv)
     try:
+        unknown = unknown_flags(argv)
+        if unknown:
+            raise ConfigError(f"unknown flag {unknown[0].split('=')[0]}: see python -m run --help")
+        options = PipelineOptions(argv)
         config = Config.from_options(options)
     except ConfigError as e:
         _error(str(e))
@@ -138,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
                 consumer_config=consumer_config,
                 partition_counts=config.kafka_partition_counts,
             ),
-            GraphParams(config.run_id, config.dedup_ttl_s, config.window_size_s),
+            GraphParams(
+                config.run_id, config.dedup_ttl_s, config.window_size_s, config.value_format
+            ),
             production_sinks(output_prefix, target, expansion_service),
         )
         _LOG.info("run %s: reading %s on the %s", config.run_id, config.kafka_topic, config.runner)

@@ -28,13 +28,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import io
 import json
 import math
 import random
 import secrets
+import struct
 import sys
 import time
 
+import fastavro
 from faker import Faker
 
 from beam_pipeline.producer import end_offsets, produce
@@ -45,6 +48,7 @@ __all__ = [
     "DEFAULT_TOPIC",
     "EVENT_KEYS",
     "EVENT_TYPES",
+    "AVRO_INVALID_KINDS",
     "INVALID_KINDS",
     "Injected",
     "MALFORMED_KINDS",
@@ -52,6 +56,7 @@ __all__ = [
     "generate",
     "main",
     "parse_timestamp",
+    "encoder_for",
     "send_batch",
 ]
 
@@ -84,6 +89,11 @@ INVALID_KINDS = (
     "bad_timestamp",
     "duration_not_integer",
 )
+
+# Invalid kinds that Avro can carry (it cannot carry a missing or mistyped field).
+AVRO_INVALID_KINDS = ("unknown_event_type", "bad_timestamp", "empty_event_id", "negative_duration")
+# A Confluent schema id no contract has.
+UNKNOWN_SCHEMA_ID = 999
 
 # Out-of-order events go back this far (ms) behind the latest event time sent before them.
 OUT_OF_ORDER_SHIFT_MS = (5_000, 30_000)
@@ -193,6 +203,7 @@ class Batch:
     messages: list[tuple[bytes, bytes, int]]
     injected: Injected
     labels: tuple[str, ...]
+    value_format: str = "json"
 
 
 def format_timestamp(ms: int) -> str:
@@ -421,6 +432,92 @@ def _invalid(kind: str, event: dict) -> bytes:
     return _encode(event)
 
 
+class _JsonFormat:
+    """JSON values: the kinds above, made by ``_malformed`` and ``_invalid``."""
+
+    name = "json"
+    malformed_kinds = MALFORMED_KINDS
+    invalid_kinds = INVALID_KINDS
+
+    def encode(self, event: dict) -> bytes:
+        return _encode(event)
+
+    def malformed(self, kind: str, event: dict) -> bytes:
+        return _malformed(kind, event)
+
+    def invalid(self, kind: str, event: dict) -> bytes:
+        return _invalid(kind, event)
+
+
+class _AvroFormat:
+    """Avro values with the contract's schema, schemaless or in Confluent's wire format.
+
+    Avro cannot carry a missing field or a mistyped one, so its invalid kinds break
+    the contract within Avro's types; its malformed kinds are bytes the strict
+    decoder refuses (a truncated record, one with a trailing byte, an empty value,
+    the event as JSON, and for the wire format a bad magic byte and an unknown id).
+    """
+
+    def __init__(self, confluent: bool):
+        from schemas.customer_events import CONTRACT  # imports Beam: only for Avro
+
+        self.name = "avro_confluent" if confluent else "avro"
+        self._schema = fastavro.parse_schema(CONTRACT.avro_schema())
+        self._schema_id = CONTRACT.confluent_schema_id if confluent else None
+        extra = ("bad_magic_byte", "unknown_schema_id") if confluent else ()
+        self.malformed_kinds = ("truncated", "trailing_bytes", "empty", "json_value") + extra
+        self.invalid_kinds = AVRO_INVALID_KINDS
+
+    def _frame(self, body: bytes, schema_id: int | None = None) -> bytes:
+        if self._schema_id is None:
+            return body
+        sid = self._schema_id if schema_id is None else schema_id
+        return struct.pack(">bI", 0, sid) + body
+
+    def encode(self, event: dict) -> bytes:
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, self._schema, event)
+        return self._frame(buffer.getvalue())
+
+    def malformed(self, kind: str, event: dict) -> bytes:
+        value = self.encode(event)
+        if kind == "truncated":
+            return value[: len(value) // 2]
+        if kind == "trailing_bytes":
+            return value + b"\x00"
+        if kind == "empty":
+            return b""
+        if kind == "json_value":
+            return _encode(event)
+        if kind == "bad_magic_byte":
+            return b"\x01" + value[1:]
+        if kind == "unknown_schema_id":
+            return struct.pack(">bI", 0, UNKNOWN_SCHEMA_ID) + value[5:]
+        raise ValueError(f"unknown malformed kind {kind!r}")
+
+    def invalid(self, kind: str, event: dict) -> bytes:
+        if kind == "unknown_event_type":
+            event["event_type"] = "teleport"
+        elif kind == "bad_timestamp":
+            event["timestamp"] = "yesterday"
+        elif kind == "empty_event_id":
+            event["event_id"] = ""
+        elif kind == "negative_duration":
+            event["content"]["duration"] = -event["content"]["duration"] - 1
+        else:
+            raise ValueError(f"unknown invalid kind {kind!r}")
+        return self.encode(event)
+
+
+def encoder_for(name: str):
+    """The encoder of ``name``: ``json``, ``avro`` or ``avro_confluent``."""
+    if name == "json":
+        return _JsonFormat()
+    if name in ("avro", "avro_confluent"):
+        return _AvroFormat(confluent=name == "avro_confluent")
+    raise ValueError(f"value format must be json, avro or avro_confluent, not {name!r}")
+
+
 def generate(
     count: int,
     run_id: str,
@@ -432,6 +529,7 @@ def generate(
     invalid_ratio: float = 0.0,
     duplicate_ratio: float = 0.0,
     out_of_order_ratio: float = 0.0,
+    value_format: str = "json",
 ) -> Batch:
     """Generates one deterministic batch of customer events with injected faults.
 
@@ -462,6 +560,9 @@ def generate(
       duplicate_ratio: extra byte-identical copies of valid events, as a share of
         ``count``.
       out_of_order_ratio: share of originals that are valid but late.
+      value_format: ``json``, ``avro`` (schemaless, the contract's schema) or
+        ``avro_confluent`` (Confluent's wire format, the contract's schema id); the
+        malformed and invalid kinds are the format's own.
 
     Returns:
       The ``Batch``: messages in send order, their labels and the injected counts.
@@ -489,6 +590,7 @@ def generate(
             f"{n_late} out-of-order and {n_duplicates} duplicated events"
         )
 
+    encoder = encoder_for(value_format)
     rng = random.Random(seed)
     fake = Faker("en_US")
     fake.seed_instance(seed)
@@ -499,11 +601,12 @@ def generate(
     invalid = sorted(faulty[n_malformed:])
     roles: dict[int, str] = {}
     roles.update(
-        (i, f"malformed/{MALFORMED_KINDS[k % len(MALFORMED_KINDS)]}")
+        (i, f"malformed/{encoder.malformed_kinds[k % len(encoder.malformed_kinds)]}")
         for k, i in enumerate(malformed)
     )
     roles.update(
-        (i, f"invalid/{INVALID_KINDS[k % len(INVALID_KINDS)]}") for k, i in enumerate(invalid)
+        (i, f"invalid/{encoder.invalid_kinds[k % len(encoder.invalid_kinds)]}")
+        for k, i in enumerate(invalid)
     )
     valid = [i for i in range(count) if i not in roles]
     late = set(rng.sample(valid[1:], n_late))
@@ -526,11 +629,11 @@ def generate(
         event = _event(rng, world, run_id, i, event_ms)
         key = event["user_id"].encode()
         if role.startswith("malformed/"):
-            value = _malformed(role.split("/", 1)[1], event)
+            value = encoder.malformed(role.split("/", 1)[1], event)
         elif role.startswith("invalid/"):
-            value = _invalid(role.split("/", 1)[1], event)
+            value = encoder.invalid(role.split("/", 1)[1], event)
         else:
-            value = _encode(event)
+            value = encoder.encode(event)
             latest_ms = event_ms if latest_ms is None else max(latest_ms, event_ms)
         message = (key, value, event_ms)
         sent[i] = message
@@ -548,7 +651,9 @@ def generate(
         out_of_order=n_late,
         total=count + n_duplicates,
     )
-    return Batch(messages=messages, injected=injected, labels=tuple(labels))
+    return Batch(
+        messages=messages, injected=injected, labels=tuple(labels), value_format=encoder.name
+    )
 
 
 def send_batch(
@@ -567,6 +672,7 @@ def send_batch(
     return {
         "run_id": run_id,
         "topic": topic,
+        "value_format": batch.value_format,
         "seed": seed,
         "start_ms": start_ms,
         "injected": dataclasses.asdict(batch.injected),
@@ -594,6 +700,9 @@ def main(argv=None) -> int:
     parser.add_argument("--duplicates", type=float, default=0.0, help="ratio of duplicates")
     parser.add_argument("--out_of_order", type=float, default=0.0, help="ratio out of order")
     parser.add_argument("--topic", default=DEFAULT_TOPIC)
+    parser.add_argument(
+        "--value_format", default="json", choices=("json", "avro", "avro_confluent")
+    )
     args = parser.parse_args(argv)
     run_id = args.run_id or secrets.token_hex(6)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
@@ -610,6 +719,7 @@ def main(argv=None) -> int:
             invalid_ratio=args.invalid,
             duplicate_ratio=args.duplicates,
             out_of_order_ratio=args.out_of_order,
+            value_format=args.value_format,
         )
     except ValueError as e:
         parser.error(str(e))

@@ -26,6 +26,7 @@ from apache_beam.transforms import window
 
 from schemas import tables
 from schemas.customer_events import (
+    CONTRACT,
     EVENT_TIME_FIELD,
     ID_FIELD,
     CustomerEventsRow,
@@ -35,7 +36,7 @@ from schemas.customer_events import (
     to_event_type_count,
 )
 from transforms.aggregate import CountPerWindow
-from transforms.decode import DecodeJson
+from transforms.decode import Decode
 from transforms.dedup import DUPLICATES_TAG, DeduplicateById
 from transforms.normalise import NormaliseEvents
 from transforms.records import DEAD_LETTER_TAG, DeadLetter
@@ -54,6 +55,7 @@ class GraphParams:
     run_id: str
     dedup_ttl_s: int = 3600
     window_size_s: int = 60
+    value_format: str = "json"  # json, avro or avro_confluent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +82,7 @@ def build_graph(
     """Applies the customer-events graph to ``pipeline``; ``source`` yields ``KafkaRecord``."""
     run_id = params.run_id
     records = pipeline | "ReadRecords" >> source
-    decoded = records | "Decode" >> DecodeJson(run_id)
+    decoded = records | "Decode" >> Decode(CONTRACT.decoder(params.value_format), run_id)
     validated = decoded.decoded | "Validate" >> ValidateEvents(load_schema(), run_id)
     normalised = validated.valid | "Normalise" >> NormaliseEvents(
         to_customer_event, CustomerEventsRow, EVENT_TIME_FIELD, run_id

@@ -42,9 +42,15 @@ def _parser(settings: StackSettings) -> argparse.ArgumentParser:
     parser.add_argument("--duplicates", type=float, default=0.05, help="share of duplicates")
     parser.add_argument("--out_of_order", type=float, default=0.01, help="share out of order")
     parser.add_argument(
-        "--rate", type=float, default=1000.0, help="events per second of event time"
+        "--rate", type=float, default=100.0, help="events per second of event time"
     )
     parser.add_argument("--kafka_topic", default=DEFAULT_TOPIC)
+    parser.add_argument(
+        "--value_format",
+        default="json",
+        choices=("json", "avro", "avro_confluent"),
+        help="encoding of the produced values, passed on to python -m run",
+    )
     parser.add_argument("--output_dir", default=str(settings.home / "output"))
     return parser
 
@@ -77,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             invalid_ratio=args.invalid,
             duplicate_ratio=args.duplicates,
             out_of_order_ratio=args.out_of_order,
+            value_format=args.value_format,
         )
     except ValueError as e:
         parser.error(str(e))
@@ -92,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / reconcile.REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
     print(
-        f"run {run_id}: produced {report['sent']:,} records to {args.kafka_topic} "
+        f"run {run_id}: produced {report['sent']:,} {args.value_format} records to "
+        f"{args.kafka_topic} "
         f"(seed {seed}; injected {json.dumps(report['injected'])})",
         flush=True,
     )
@@ -102,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         [
             f"--run_id={run_id}",
             f"--kafka_topic={args.kafka_topic}",
+            f"--value_format={args.value_format}",
             f"--kafka_start_offsets={_offsets(report['offsets_before'])}",
             f"--kafka_stop_offsets={_offsets(report['offsets_after'])}",
             f"--output_dir={args.output_dir}",

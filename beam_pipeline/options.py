@@ -109,6 +109,14 @@ class BeamlineOptions(PipelineOptions):
             "those ranges.",
         )
         parser.add_argument(
+            "--value_format",
+            default="json",
+            choices=("json", "avro", "avro_confluent"),
+            help="How the topic's values are encoded: JSON objects, schemaless Avro binary "
+            "with the contract's schema, or Confluent's wire format with the contract's "
+            "fixed schema id (default: %(default)s).",
+        )
+        parser.add_argument(
             "--dedup_ttl_s",
             type=int,
             default=3600,
@@ -152,6 +160,7 @@ class Config:
     kafka_start_read_time_ms: int | None
     kafka_start_offsets: typing.Mapping[int, int] | None
     kafka_partition_counts: typing.Mapping[int, int] | None
+    value_format: str
     dedup_ttl_s: int
     window_size_s: int
     output_dir: pathlib.Path
@@ -208,6 +217,7 @@ class Config:
             kafka_start_read_time_ms=opts.kafka_start_read_time_ms,
             kafka_start_offsets=start_offsets,
             kafka_partition_counts=partition_counts,
+            value_format=opts.value_format,
             dedup_ttl_s=opts.dedup_ttl_s,
             window_size_s=opts.window_size_s,
             output_dir=pathlib.Path(opts.output_dir).resolve(),

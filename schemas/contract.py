@@ -39,6 +39,7 @@ import typing
 
 from apache_beam import coders
 
+from transforms.decode import AvroDecoder, ConfluentAvroDecoder, decode_json_object
 from transforms.normalise import canonical_json, event_time_ms
 from transforms.records import KafkaRecord
 
@@ -385,6 +386,22 @@ class Contract:
             "doc": self.title,
             "fields": [f.avro_field(f"{record}_{f.name}") for f in self.fields],
         }
+
+    VALUE_FORMATS = ("json", "avro", "avro_confluent")
+
+    def decoder(self, value_format: str):
+        """The decoder of this dataset's values in ``value_format`` (one of ``VALUE_FORMATS``)."""
+        if value_format == "json":
+            return decode_json_object
+        absent_if_null = [f.name for f in self.fields if not f.required and not f.nullable]
+        avro = AvroDecoder(self.avro_schema(), absent_if_null)
+        if value_format == "avro":
+            return avro
+        if value_format == "avro_confluent":
+            if self.confluent_schema_id is None:
+                raise ContractError(f"{self.name} has no Confluent schema id")
+            return ConfluentAvroDecoder({self.confluent_schema_id: avro})
+        raise ContractError(f"value format must be one of {', '.join(self.VALUE_FORMATS)}")
 
     def row_type(self) -> type:
         """The main table's row: the declared columns, then the envelope (built once)."""

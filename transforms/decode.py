@@ -1,6 +1,12 @@
-"""Strict JSON decoding of Kafka record values, with dead letters for the rest.
+"""Strict decoding of Kafka record values (JSON, Avro), with dead letters for the rest.
 
-Rules (each rejection is a dead letter with the reason code in brackets):
+``Decode(decoder, run_id)`` applies a decoder — a callable from the value's bytes
+to a ``dict`` that raises ``DecodeError`` — and turns every failure, whatever its
+type, into one dead letter with stage ``decode``.  Three decoders:
+``decode_json_object``, ``AvroDecoder`` (schemaless Avro binary) and
+``ConfluentAvroDecoder`` (Confluent's wire format).
+
+JSON rules (each rejection is a dead letter with the reason code in brackets):
 
 - the value must be present and non-empty [``empty_payload``];
 - it must be valid UTF-8 [``not_utf8``].  Bytes are decoded as UTF-8 *before*
@@ -15,21 +21,52 @@ Rules (each rejection is a dead letter with the reason code in brackets):
 - nesting deep enough to exhaust the parser's recursion [``too_deep``];
 - any other exception while decoding is caught too [``decode_error``], with its
   type in the detail: a decoder never fails a bundle.
+
+Avro rules:
+
+- the value must be present [``empty_payload``] and at most ``MAX_VALUE_BYTES``
+  [``too_large``];
+- it must decode with the contract's schema [``invalid_avro``, with the exception
+  type in the detail] and decoding must consume every byte [``trailing_bytes``]:
+  a shorter record followed by garbage is not a record;
+- with the Confluent wire format, the value starts with the magic byte 0
+  [``bad_magic_byte``] and a 4-byte schema id this pipeline knows
+  [``unknown_schema_id``]; a value shorter than that header is
+  [``truncated_header``].
+
+Avro block counts are bounded by the bytes: every item of every array in a
+contract takes at least one byte (there is no null-only item kind), so a forged
+count of 2**62 items runs out of input and fails in at most ``len(value)`` steps,
+allocating nothing in advance.  Strings are checked as UTF-8 by the reader.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import struct
 import typing
 
 import apache_beam as beam
+import fastavro
 from apache_beam.metrics import Metrics
 
 from transforms.records import DEAD_LETTER_TAG, KafkaRecord, dead_letter
 
-__all__ = ["DecodeError", "DecodeJson", "DecodeJsonFn", "decode_json_object"]
+__all__ = [
+    "AvroDecoder",
+    "ConfluentAvroDecoder",
+    "Decode",
+    "DecodeError",
+    "DecodeFn",
+    "DecodeJson",
+    "DecodeJsonFn",
+    "MAX_VALUE_BYTES",
+    "decode_json_object",
+]
 
 STAGE = "decode"
+MAX_VALUE_BYTES = 1 << 20  # 1 MiB: Kafka's default message.max.bytes is about that
 
 
 class DecodeError(ValueError):
@@ -75,21 +112,105 @@ def decode_json_object(value: typing.Optional[bytes]) -> dict:
     return document
 
 
-class DecodeJsonFn(beam.DoFn):
+class AvroDecoder:
+    """Schemaless Avro binary → ``dict``, strictly (see the module's Avro rules).
+
+    Args:
+      schema: the Avro record schema (``Contract.avro_schema()``).
+      absent_if_null: top-level fields that are optional but not nullable: Avro
+        cannot say "absent", so a null read for one of them removes the key.
+    """
+
+    def __init__(self, schema: dict, absent_if_null: typing.Sequence[str] = ()):
+        self._schema = schema
+        self._absent_if_null = tuple(absent_if_null)
+        self._parsed = None
+
+    def _parsed_schema(self):
+        if self._parsed is None:
+            self._parsed = fastavro.parse_schema(self._schema)
+        return self._parsed
+
+    def __call__(self, value: typing.Optional[bytes]) -> dict:
+        if not value:
+            raise DecodeError("empty_payload", "the record has no value")
+        return self.decode_body(value, 0)
+
+    def decode_body(self, value: bytes, start: int) -> dict:
+        if len(value) > MAX_VALUE_BYTES:
+            raise DecodeError("too_large", f"{len(value)} bytes, more than {MAX_VALUE_BYTES}")
+        buffer = io.BytesIO(value)
+        buffer.seek(start)
+        try:
+            record = fastavro.schemaless_reader(buffer, self._parsed_schema(), None)
+        except Exception as e:  # noqa: BLE001 - any reader failure is the value's
+            raise DecodeError("invalid_avro", f"{type(e).__name__}: {e}") from None
+        if buffer.tell() != len(value):
+            raise DecodeError(
+                "trailing_bytes", f"the record ends at byte {buffer.tell()} of {len(value)}"
+            )
+        if not isinstance(record, dict):
+            raise DecodeError("not_an_object", f"the schema gives a {type(record).__name__}")
+        for name in self._absent_if_null:
+            if record.get(name, ...) is None:
+                del record[name]
+        return record
+
+
+class ConfluentAvroDecoder:
+    """Confluent's wire format: magic byte 0, a big-endian 4-byte schema id, Avro binary.
+
+    Args:
+      decoders: schema id → the ``AvroDecoder`` of that schema.  Ids are fixed in
+        ``schemas/`` (no registry is consulted).
+    """
+
+    HEADER = struct.Struct(">bI")
+
+    def __init__(self, decoders: typing.Mapping[int, AvroDecoder]):
+        self._decoders = dict(decoders)
+
+    def __call__(self, value: typing.Optional[bytes]) -> dict:
+        if not value:
+            raise DecodeError("empty_payload", "the record has no value")
+        if len(value) < self.HEADER.size:
+            raise DecodeError("truncated_header", f"{len(value)} bytes, the header needs 5")
+        magic, schema_id = self.HEADER.unpack_from(value)
+        if magic != 0:
+            raise DecodeError("bad_magic_byte", f"first byte is {magic}, not 0")
+        decoder = self._decoders.get(schema_id)
+        if decoder is None:
+            raise DecodeError(
+                "unknown_schema_id", f"schema id {schema_id}; known: {sorted(self._decoders)}"
+            )
+        return decoder.decode_body(value, self.HEADER.size)
+
+    @classmethod
+    def encode(cls, schema_id: int, body: bytes) -> bytes:
+        """The wire-format value of an Avro ``body`` written with schema ``schema_id``."""
+        return cls.HEADER.pack(0, schema_id) + body
+
+
+Decoder = typing.Callable[[typing.Optional[bytes]], dict]
+
+
+class DecodeFn(beam.DoFn):
     """``KafkaRecord`` → ``(KafkaRecord, dict)``; rejects to ``DEAD_LETTER_TAG``.
 
     Every input yields exactly one output: a decoded pair on the main output or a
-    ``DeadLetter`` on the dead-letter output.  Never raises for a bad value.
+    ``DeadLetter`` (stage ``decode``) on the dead-letter output.  Never raises for
+    a bad value, whatever the decoder raises.
     """
 
-    def __init__(self, run_id: str):
+    def __init__(self, decoder: Decoder, run_id: str):
+        self._decoder = decoder
         self._run_id = run_id
         self._decoded = Metrics.counter(self.__class__, "decoded")
         self._rejected = Metrics.counter(self.__class__, "decode_rejected")
 
     def process(self, record: KafkaRecord):
         try:
-            payload = decode_json_object(record.value)
+            payload = self._decoder(record.value)
         except DecodeError as e:
             reason, detail = e.reason, e.detail
         except Exception as e:  # noqa: BLE001 - any failure to decode is the record's, not ours
@@ -104,18 +225,33 @@ class DecodeJsonFn(beam.DoFn):
         )
 
 
-class DecodeJson(beam.PTransform):
-    """Decodes Kafka values as JSON objects.
+class Decode(beam.PTransform):
+    """Decodes Kafka values with ``decoder``.
 
-    Returns a ``DoOutputsTuple``: the main output holds ``(KafkaRecord, dict)``
-    pairs, ``[DEAD_LETTER_TAG]`` holds ``DeadLetter`` rows with stage ``decode``.
+    Returns a ``DoOutputsTuple``: the main output ``decoded`` holds ``(KafkaRecord,
+    dict)`` pairs, ``[DEAD_LETTER_TAG]`` holds ``DeadLetter`` rows with stage ``decode``.
     """
 
-    def __init__(self, run_id: str):
+    def __init__(self, decoder: Decoder, run_id: str):
         super().__init__()
+        self._decoder = decoder
         self._run_id = run_id
 
     def expand(self, records):
-        return records | "DecodeJson" >> beam.ParDo(DecodeJsonFn(self._run_id)).with_outputs(
+        return records | "Decode" >> beam.ParDo(DecodeFn(self._decoder, self._run_id)).with_outputs(
             DEAD_LETTER_TAG, main="decoded"
         )
+
+
+class DecodeJsonFn(DecodeFn):
+    """``DecodeFn`` with ``decode_json_object``."""
+
+    def __init__(self, run_id: str):
+        super().__init__(decode_json_object, run_id)
+
+
+class DecodeJson(Decode):
+    """``Decode`` with ``decode_json_object``: strict UTF-8 JSON objects."""
+
+    def __init__(self, run_id: str):
+        super().__init__(decode_json_object, run_id)

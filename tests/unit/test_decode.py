@@ -8,7 +8,14 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.decode import DecodeError, DecodeJson, DecodeJsonFn, decode_json_object
+from transforms.decode import (
+    MAX_VALUE_BYTES,
+    DecodeError,
+    DecodeFn,
+    DecodeJson,
+    DecodeJsonFn,
+    decode_json_object,
+)
 from transforms.records import DEAD_LETTER_TAG, DeadLetter, KafkaRecord
 
 pytestmark = pytest.mark.unit
@@ -121,3 +128,82 @@ def test_any_bytes_give_an_object_or_one_dead_letter(value):
 )
 def test_every_json_object_round_trips(document):
     assert decode_json_object(json.dumps(document).encode()) == document
+
+
+# --- Avro ---------------------------------------------------------------------------
+
+
+def _avro_value(confluent=False):
+    from beam_pipeline.event_producer import encoder_for, generate
+
+    batch = generate(1, "a1", 4, 1_795_323_600_000)
+    event = json.loads(batch.messages[0][1])
+    return event, encoder_for("avro_confluent" if confluent else "avro").encode(event)
+
+
+def _decoder(value_format):
+    from schemas.customer_events import CONTRACT
+
+    return CONTRACT.decoder(value_format)
+
+
+def test_avro_decodes_the_contracts_events_exactly():
+    event, value = _avro_value()
+    assert _decoder("avro")(value) == event
+    event, value = _avro_value(confluent=True)
+    assert value[:5] == b"\x00\x00\x00\x00\x01"  # magic byte 0, schema id 1
+    assert _decoder("avro_confluent")(value) == event
+
+
+@pytest.mark.parametrize(
+    "value_format, change, reason",
+    [
+        ("avro", lambda v: None, "empty_payload"),
+        ("avro", lambda v: b"", "empty_payload"),
+        ("avro", lambda v: v[: len(v) // 2], "invalid_avro"),
+        ("avro", lambda v: v + b"\x00", "trailing_bytes"),
+        ("avro", lambda v: b"\x00" * (MAX_VALUE_BYTES + 1), "too_large"),
+        # A string claiming 2**62 bytes, then nothing: the reader runs out, allocates nothing.
+        ("avro", lambda v: b"\xfe\xff\xff\xff\xff\xff\xff\xff\x7f", "invalid_avro"),
+        ("avro_confluent", lambda v: v[:3], "truncated_header"),
+        ("avro_confluent", lambda v: b"\x01" + v[1:], "bad_magic_byte"),
+        ("avro_confluent", lambda v: b"\x00\x00\x00\x03\xe7" + v[5:], "unknown_schema_id"),
+        ("avro_confluent", lambda v: v + b"\x01\x02", "trailing_bytes"),
+        ("avro_confluent", lambda v: v[5:], "bad_magic_byte"),  # schemaless on a wire topic
+    ],
+)
+def test_avro_rejects_with_reason(value_format, change, reason):
+    _, value = _avro_value(confluent=value_format == "avro_confluent")
+    with pytest.raises(DecodeError) as raised:
+        _decoder(value_format)(change(value))
+    assert raised.value.reason == reason
+
+
+@pytest.mark.parametrize("value_format", ["avro", "avro_confluent"])
+def test_any_bytes_give_one_avro_event_or_one_dead_letter(value_format):
+    fn = DecodeFn(_decoder(value_format), run_id="r")
+    _, valid = _avro_value(confluent=value_format == "avro_confluent")
+
+    @settings(max_examples=1500, deadline=None)
+    @given(
+        st.one_of(
+            st.none(),
+            st.binary(max_size=512),
+            # Near misses: a valid value with bytes flipped, cut or appended.
+            st.tuples(st.integers(0, len(valid) - 1), st.integers(0, 255)).map(
+                lambda f: valid[: f[0]] + bytes([f[1]]) + valid[f[0] + 1 :]
+            ),
+            st.integers(0, len(valid)).map(lambda n: valid[:n]),
+            st.binary(min_size=1, max_size=8).map(lambda tail: valid + tail),
+        )
+    )
+    def check(value):
+        outputs = list(fn.process(_record(value)))
+        assert len(outputs) == 1
+        out = outputs[0]
+        if hasattr(out, "tag"):
+            assert out.tag == DEAD_LETTER_TAG and out.value.payload == value
+        else:
+            assert isinstance(out[1], dict)
+
+    check()

@@ -24,6 +24,8 @@ def test_help_lists_beamline_and_beam_flags(capsys):
         (["--kafka_max_read_time_s=-5"], "--kafka_max_read_time_s must be a positive number"),
         (["--kafka_max_record=5"], "unknown flag --kafka_max_record: see python -m run --help"),
         (["--kafka_max_records=5", "--window_size_s=0"], "--window_size_s must be a positive"),
+        (["--kafka_max_records=5", "--value_format=xml"], "invalid choice: 'xml'"),
+        (["--kafka_max_records=five"], "argument --kafka_max_records: invalid int value"),
         (["--kafka_max_records=5", "--dedup_ttl_s=-1"], "--dedup_ttl_s must be a positive"),
         (["--kafka_start_offsets=0:5"], "'0:5' is not a partition=offset pair"),
         (["--kafka_start_offsets=0=5,0=6"], "'0=6' is not a partition=offset pair"),

@@ -4,14 +4,15 @@ import jsonschema
 import pytest
 
 from beam_pipeline.event_producer import generate
-from schemas.customer_events import load_schema
-from transforms.decode import DecodeError, decode_json_object
+from schemas.customer_events import CONTRACT, load_schema
+from transforms.decode import DecodeError
 from transforms.validate import compile_schema
 
 pytestmark = pytest.mark.unit
 
 
-def test_every_label_matches_what_decode_and_validate_decide():
+@pytest.mark.parametrize("value_format", ["json", "avro", "avro_confluent"])
+def test_every_label_matches_what_decode_and_validate_decide(value_format):
     schema = load_schema()
     fast = compile_schema(schema)
     slow = jsonschema.Draft7Validator(schema)
@@ -24,11 +25,13 @@ def test_every_label_matches_what_decode_and_validate_decide():
         invalid_ratio=0.05,
         duplicate_ratio=0.05,
         out_of_order_ratio=0.05,
+        value_format=value_format,
     )
+    decode = CONTRACT.decoder(value_format)
     verdicts = []
     for (_, value, _), label in zip(batch.messages, batch.labels, strict=True):
         try:
-            event = decode_json_object(value)
+            event = decode(value)
         except DecodeError:
             verdicts.append((label.split("/")[0], "malformed"))
             continue
