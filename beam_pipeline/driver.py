@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             GraphParams(
                 config.run_id, config.dedup_ttl_s, config.window_size_s, config.value_format
             ),
-            production_sinks(output_prefix, target, expansion_service),
+            production_sinks(
+                output_prefix, target, expansion_service, config.kafka_bootstrap_servers
+            ),
         )
         _LOG.info("run %s: reading %s on the %s", config.run_id, config.kafka_topic, config.runner)
         result = pipeline.run()

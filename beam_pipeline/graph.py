@@ -38,14 +38,25 @@ from schemas.customer_events import (
 from transforms.aggregate import CountPerWindow
 from transforms.decode import Decode
 from transforms.dedup import DUPLICATES_TAG, DeduplicateById
+from transforms.kafka_io import WriteDeadLettersToKafka
 from transforms.normalise import NormaliseEvents
 from transforms.records import DEAD_LETTER_TAG, DeadLetter
 from transforms.sinks import JdbcTarget, WriteParquetFiles, WriteToPostgres, upsert_statement
 from transforms.validate import ValidateEvents
 
-__all__ = ["GraphParams", "Outputs", "Sinks", "build_graph", "production_sinks"]
+__all__ = [
+    "DEAD_LETTER_TOPIC",
+    "GraphParams",
+    "Outputs",
+    "Sinks",
+    "build_graph",
+    "production_sinks",
+]
 
 Sink = typing.Mapping[str, beam.PTransform]
+
+# Dead letters also go to this topic: the raw message, and the reason as headers.
+DEAD_LETTER_TOPIC = "dead_letters"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,8 +138,15 @@ def _postgres(table: tables.Table, target: JdbcTarget, expansion_service: str) -
     return WriteToPostgres(table.name, table.row_type, statement, target, expansion_service)
 
 
-def production_sinks(output_prefix: str, target: JdbcTarget, expansion_service: str) -> Sinks:
-    """Parquet files under ``output_prefix/<output>/`` and the PostgreSQL tables."""
+def production_sinks(
+    output_prefix: str,
+    target: JdbcTarget,
+    expansion_service: str,
+    kafka_bootstrap_servers: str,
+    dead_letter_topic: str = DEAD_LETTER_TOPIC,
+) -> Sinks:
+    """Parquet files under ``output_prefix/<output>/``, the PostgreSQL tables, and the
+    dead-letter topic."""
 
     def parquet(name: str, row_type: type) -> WriteParquetFiles:
         return WriteParquetFiles(f"{output_prefix}/{name}/part", row_type)
@@ -145,6 +163,9 @@ def production_sinks(output_prefix: str, target: JdbcTarget, expansion_service: 
         dead_letters={
             "WriteDeadLettersParquet": parquet("dead_letters", DeadLetter),
             "WriteDeadLettersPostgres": _postgres(tables.DEAD_LETTERS, target, expansion_service),
+            "WriteDeadLettersKafka": WriteDeadLettersToKafka(
+                kafka_bootstrap_servers, dead_letter_topic, expansion_service
+            ),
         },
         duplicates={
             "WriteDuplicatesPostgres": _postgres(tables.DUPLICATE_LOG, target, expansion_service),

@@ -41,9 +41,7 @@ def _parser(settings: StackSettings) -> argparse.ArgumentParser:
     parser.add_argument("--invalid", type=float, default=0.02, help="share of invalid events")
     parser.add_argument("--duplicates", type=float, default=0.05, help="share of duplicates")
     parser.add_argument("--out_of_order", type=float, default=0.01, help="share out of order")
-    parser.add_argument(
-        "--rate", type=float, default=100.0, help="events per second of event time"
-    )
+    parser.add_argument("--rate", type=float, default=100.0, help="events per second of event time")
     parser.add_argument("--kafka_topic", default=DEFAULT_TOPIC)
     parser.add_argument(
         "--value_format",

@@ -10,6 +10,7 @@ Terms, and where each is read:
 ``duplicates``           PostgreSQL ``duplicate_log``: rows
 ``dead_letters``         PostgreSQL ``dead_letters``: rows
 ``parquet_dead_letters`` the Parquet files under ``<output>/<run>/dead_letters/``
+``kafka_dead_letters``   the dead-letter topic: distinct source records in the run's messages
 ``gold_total``           PostgreSQL ``customer_event_counts``: sum of counts
 ``parquet_gold_total``   the Parquet files under ``<output>/<run>/event_counts/``
 =======================  ====================================================
@@ -35,9 +36,12 @@ import typing
 
 import psycopg2
 import pyarrow.parquet as pq
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from beam_pipeline.graph import DEAD_LETTER_TOPIC
 from beam_pipeline.settings import StackSettings
 from schemas import tables
+from transforms.kafka_io import HEADER_PREFIX
 
 __all__ = [
     "Check",
@@ -62,6 +66,7 @@ class Terms:
     duplicates: int
     dead_letters: int
     parquet_dead_letters: int
+    kafka_dead_letters: int
     gold_total: int
     parquet_gold_total: int
     injected_duplicates: int
@@ -76,6 +81,7 @@ _SOURCES = {
     "duplicates": f"PostgreSQL {tables.DUPLICATE_LOG.name}: rows",
     "dead_letters": f"PostgreSQL {tables.DEAD_LETTERS.name}: rows",
     "parquet_dead_letters": "Parquet dead_letters/: rows",
+    "kafka_dead_letters": "Kafka dead_letters topic: distinct source records of the run",
     "gold_total": f"PostgreSQL {tables.COUNTS.name}: sum of event_count",
     "parquet_gold_total": "Parquet event_counts/: sum of event_count",
     "injected_duplicates": "producer report: duplicates injected",
@@ -137,9 +143,9 @@ def checks(terms: Terms, audit: OffsetAudit) -> list[Check]:
             " == ".join(str(n) for n in sinks),
         ),
         Check(
-            "dead_letters == parquet_dead_letters",
-            t.dead_letters == t.parquet_dead_letters,
-            f"{t.dead_letters} vs {t.parquet_dead_letters}",
+            "dead_letters == parquet_dead_letters == kafka_dead_letters",
+            t.dead_letters == t.parquet_dead_letters == t.kafka_dead_letters,
+            f"{t.dead_letters} == {t.parquet_dead_letters} == {t.kafka_dead_letters}",
         ),
         Check(
             "gold_total == parquet_gold_total",
@@ -174,6 +180,50 @@ def _parquet(folder: pathlib.Path, column: str | None = None) -> int:
     if column is None:
         return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     return sum(sum(pq.read_table(f, columns=[column]).column(column).to_pylist()) for f in files)
+
+
+def count_dead_letter_messages(bootstrap_servers: str, topic: str, run_id: str) -> int:
+    """Distinct source records among the run's messages on the dead-letter ``topic``.
+
+    A Kafka sink is at least once (a retried bundle, or a re-run of the same records,
+    writes a message again), so the term counts distinct source coordinates.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": "beamline-reconcile",
+            "enable.auto.commit": False,
+            "log_level": 0,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        remaining = {}
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                remaining[p] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in remaining])
+        wanted, found = run_id.encode(), set()
+        while remaining:
+            message = consumer.poll(10)
+            if message is None:
+                raise RuntimeError(f"reading {topic} stalled with {remaining} left to reach")
+            if message.error():
+                continue
+            headers = dict(message.headers() or [])
+            if headers.get(HEADER_PREFIX + "run_id") == wanted:
+                found.add(
+                    tuple(
+                        headers.get(HEADER_PREFIX + f"source.{name}")
+                        for name in ("topic", "partition", "offset")
+                    )
+                )
+            if message.offset() + 1 >= remaining.get(message.partition(), 0):
+                remaining.pop(message.partition(), None)
+        return len(found)
+    finally:
+        consumer.close()
 
 
 def _scalar(cursor, sql: str, run_id: str) -> int:
@@ -217,6 +267,9 @@ def gather(
         duplicates=duplicates,
         dead_letters=dead_letters,
         parquet_dead_letters=_parquet(run_dir / "dead_letters"),
+        kafka_dead_letters=count_dead_letter_messages(
+            settings.kafka_bootstrap_servers, DEAD_LETTER_TOPIC, run_id
+        ),
         gold_total=gold_total,
         parquet_gold_total=_parquet(run_dir / "event_counts", "event_count"),
         injected_duplicates=int(injected["duplicates"]),

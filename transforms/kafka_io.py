@@ -10,16 +10,46 @@ letter instead of a failed read.
 import typing
 
 import apache_beam as beam
+from apache_beam import coders
 from apache_beam.io.kafka import ReadFromKafka
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.external import ExternalTransform, NamedTupleBasedPayloadBuilder
 
-from transforms.records import KafkaRecord
+from transforms.records import DeadLetter, KafkaRecord
 
-__all__ = ["PARTITION_COUNTS_URN", "ReadKafkaRecords"]
+__all__ = [
+    "HEADERS_WRITE_URN",
+    "PARTITION_COUNTS_URN",
+    "KafkaMessage",
+    "ReadKafkaRecords",
+    "WriteDeadLettersToKafka",
+    "WriteToKafkaWithHeaders",
+    "dead_letter_message",
+]
 
-# Registered by java/expansion-service (KafkaRangeReadRegistrar).
+# Registered by java/expansion-service (KafkaRangeReadRegistrar, KafkaHeadersWriteRegistrar).
 PARTITION_COUNTS_URN = "beamline:transform:kafka_read_partition_counts:v1"
+HEADERS_WRITE_URN = "beamline:transform:kafka_write_with_headers:v1"
+
+# The prefix of the headers Beamline writes on dead-letter messages.
+HEADER_PREFIX = "beamline."
+
+
+class KafkaMessage(typing.NamedTuple):
+    """A message to write: key and value bytes, and text headers."""
+
+    key: typing.Optional[bytes]
+    value: typing.Optional[bytes]
+    headers: typing.Mapping[str, str]
+
+
+coders.registry.register_coder(KafkaMessage, coders.RowCoder)
+
+
+class _HeadersWriteConfig(typing.NamedTuple):
+    topic: str
+    bootstrap_servers: str
+    producer_config: typing.Mapping[str, str]
 
 
 class _PartitionCountsConfig(typing.NamedTuple):
@@ -143,4 +173,76 @@ class ReadKafkaRecords(beam.PTransform):
             pbegin
             | "ReadFromKafka" >> self._read()
             | "ToKafkaRecord" >> beam.ParDo(_ToKafkaRecordFn()).with_output_types(KafkaRecord)
+        )
+
+
+class WriteToKafkaWithHeaders(beam.PTransform):
+    """Writes ``KafkaMessage`` rows to ``topic``, headers included (Java ``KafkaIO``).
+
+    Python's ``WriteToKafka`` takes key/value pairs only; this goes through
+    Beamline's expansion service (``KafkaHeadersWriteRegistrar``).  The producer is
+    idempotent; a retried bundle can still write a message twice (Kafka sinks
+    without transactions are at least once).
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        expansion_service: str,
+        producer_config: typing.Optional[typing.Mapping[str, str]] = None,
+    ):
+        super().__init__()
+        self._config = _HeadersWriteConfig(
+            topic=topic,
+            bootstrap_servers=bootstrap_servers,
+            producer_config={"enable.idempotence": "true", **(producer_config or {})},
+        )
+        self._expansion_service = expansion_service
+
+    def expand(self, messages):
+        return (
+            messages
+            | "AsRows" >> beam.Map(lambda m: m).with_output_types(KafkaMessage)
+            | "WriteToKafka"
+            >> ExternalTransform(
+                HEADERS_WRITE_URN,
+                NamedTupleBasedPayloadBuilder(self._config),
+                self._expansion_service,
+            )
+        )
+
+
+def dead_letter_message(letter: DeadLetter) -> KafkaMessage:
+    """A dead letter as a Kafka message: the original key and bytes, the rest as headers."""
+    headers = {
+        "stage": letter.stage,
+        "reason": letter.reason,
+        "detail": letter.detail,
+        "source.topic": letter.kafka_topic,
+        "source.partition": str(letter.kafka_partition),
+        "source.offset": str(letter.kafka_offset),
+        "source.timestamp_ms": str(letter.kafka_timestamp_ms),
+        "run_id": letter.run_id,
+        "pipeline_version": letter.pipeline_version,
+    }
+    return KafkaMessage(
+        key=letter.kafka_key,
+        value=letter.payload,
+        headers={HEADER_PREFIX + name: value for name, value in headers.items()},
+    )
+
+
+class WriteDeadLettersToKafka(beam.PTransform):
+    """``DeadLetter`` rows → the dead-letter topic, replayable: raw bytes plus headers."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, expansion_service: str):
+        super().__init__()
+        self._write = WriteToKafkaWithHeaders(bootstrap_servers, topic, expansion_service)
+
+    def expand(self, letters):
+        return (
+            letters
+            | "ToMessage" >> beam.Map(dead_letter_message).with_output_types(KafkaMessage)
+            | "Write" >> self._write
         )

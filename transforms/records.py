@@ -10,10 +10,22 @@ import typing
 
 from apache_beam import coders
 
-__all__ = ["DEAD_LETTER_TAG", "DeadLetter", "KafkaRecord", "dead_letter"]
+__all__ = [
+    "DEAD_LETTER_TAG",
+    "DeadLetter",
+    "KafkaRecord",
+    "PIPELINE_VERSION",
+    "dead_letter",
+    "preview",
+]
 
 # The tag of every dead-letter output in the graph.
 DEAD_LETTER_TAG = "dead_letters"
+
+# Written into every dead letter: which code refused the record (setup.py agrees).
+PIPELINE_VERSION = "0.1.0"
+
+PREVIEW_CHARS = 200
 
 
 class KafkaRecord(typing.NamedTuple):
@@ -31,23 +43,39 @@ class DeadLetter(typing.NamedTuple):
     """A record a stage could not accept, with what a person needs to act on it.
 
     ``reason`` is a stable code to group by (``not_utf8``, ``invalid_json`` …);
-    ``detail`` is the human-readable message, exception types included as text.
+    ``detail`` is the human-readable message, exception types included as text;
+    ``payload`` the raw bytes, unchanged, and ``preview`` their first characters
+    as readable text (see ``preview``).
     """
 
     stage: str
     reason: str
     detail: str
     payload: typing.Optional[bytes]
+    preview: str
     kafka_topic: str
     kafka_partition: int
     kafka_offset: int
     kafka_timestamp_ms: int
     kafka_key: typing.Optional[bytes]
     run_id: str
+    pipeline_version: str
 
 
 coders.registry.register_coder(KafkaRecord, coders.RowCoder)
 coders.registry.register_coder(DeadLetter, coders.RowCoder)
+
+
+def preview(value: typing.Optional[bytes], limit: int = PREVIEW_CHARS) -> str:
+    """The start of ``value`` as text a person can read and PostgreSQL can store.
+
+    UTF-8 where it decodes, ``\\xNN`` escapes where it does not, NUL as ``\\x00``;
+    ``…`` marks a cut.
+    """
+    if value is None:
+        return ""
+    text = value[: limit * 4].decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def dead_letter(
@@ -57,12 +85,14 @@ def dead_letter(
     return DeadLetter(
         stage=stage,
         reason=reason,
-        detail=detail[:2000],
+        detail=detail[:2000].replace("\x00", "\\x00"),
         payload=record.value,
+        preview=preview(record.value),
         kafka_topic=record.topic,
         kafka_partition=record.partition,
         kafka_offset=record.offset,
         kafka_timestamp_ms=record.timestamp_ms,
         kafka_key=record.key,
         run_id=run_id,
+        pipeline_version=PIPELINE_VERSION,
     )

@@ -10,9 +10,11 @@ import collections
 import json
 
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from beam_pipeline import driver, main_job, reconcile
 from beam_pipeline.event_producer import generate
+from beam_pipeline.graph import DEAD_LETTER_TOPIC
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +53,46 @@ def _regenerate(report):
     )
 
 
+def _dead_letter_messages(bootstrap_servers, run_id):
+    """(partition, offset, stage, reason, value) of the run's messages on the dead-letter topic."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"it-dlq-{run_id}",
+            "enable.auto.commit": False,
+            "log_level": 0,
+        }
+    )
+    topic = DEAD_LETTER_TOPIC
+    try:
+        ends = {}
+        for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        found = []
+        while ends:
+            message = consumer.poll(10)
+            assert message is not None, f"the dead-letter topic stalled before {ends}"
+            headers = {k: v.decode() for k, v in message.headers() or []}
+            if headers.get("beamline.run_id") == run_id:
+                found.append(
+                    (
+                        int(headers["beamline.source.partition"]),
+                        int(headers["beamline.source.offset"]),
+                        headers["beamline.stage"],
+                        headers["beamline.reason"],
+                        message.value(),
+                    )
+                )
+            if message.offset() + 1 >= ends.get(message.partition(), 0):
+                ends.pop(message.partition(), None)
+        return found
+    finally:
+        consumer.close()
+
+
 def _rows(pg, sql, run_id):
     with pg.cursor() as cur:
         cur.execute(sql, (run_id,))
@@ -63,6 +105,7 @@ def test_two_runs_balance_and_the_sinks_hold_what_was_produced(
     code, first = _main_job(fresh_topic, tmp_path, capsys)
     assert code == 0, first
     assert first["passed"] and len(first["checks"]) == 7 and all(first["checks"].values())
+    assert first["terms"]["kafka_dead_letters"] == first["terms"]["dead_letters"] > 0
     run_id = first["run_id"]
     report = json.loads((tmp_path / run_id / reconcile.REPORT_NAME).read_text())
     batch = _regenerate(report)
@@ -83,6 +126,19 @@ def test_two_runs_balance_and_the_sinks_hold_what_was_produced(
     )
     labels = collections.Counter(label.split("/")[0] for label in batch.labels)
     assert dict(stages) == {"decode": labels["malformed"], "validate": labels["invalid"]}
+
+    # The dead-letter topic holds the same records: raw bytes, coordinates in headers.
+    in_postgres = _rows(
+        pg,
+        "SELECT kafka_partition, kafka_offset, stage, reason, payload FROM dead_letters "
+        "WHERE run_id = %s",
+        run_id,
+    )
+    in_kafka = _dead_letter_messages(stack.kafka_bootstrap_servers, run_id)
+    assert sorted(in_kafka) == sorted(
+        (p, o, stage, reason, bytes(payload) if payload is not None else None)
+        for p, o, stage, reason, payload in in_postgres
+    )
 
     # Window counts: per minute and event type, counted here from the events.
     expected = collections.Counter()
