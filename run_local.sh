@@ -15,6 +15,7 @@ source "$ROOT/scripts/python.sh"
 source "$ROOT/scripts/kafka.sh"
 source "$ROOT/scripts/postgres.sh"
 source "$ROOT/scripts/java.sh"
+source "$ROOT/scripts/prism.sh"
 
 cmd_setup() {
   mkdir -p "$BEAMLINE_HOME/logs"
@@ -22,6 +23,7 @@ cmd_setup() {
   require_maven
   python_setup
   java_setup
+  prism_setup
   kafka_setup
   pg_setup
   log "setup complete"
@@ -67,6 +69,7 @@ cmd_test() {
   "$PY" -m ruff check .
   "$PY" -m pytest -m unit --durations=10 "$@"
   "$PY" -m pytest -m integration --durations=10 "$@"
+  "$PY" -m pytest -m streaming --durations=10 "$@"
 }
 
 # The main job: produce a run of customer events (10,000 by default, --events N),

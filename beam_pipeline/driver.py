@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
+import signal
 import sys
+import threading
 import time
 
 import apache_beam as beam
@@ -18,6 +21,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_pipeline.graph import GraphParams, build_graph, production_sinks
 from beam_pipeline.java_services import ExpansionServiceError, JavaExpansionService
 from beam_pipeline.options import BeamlineOptions, Config, ConfigError
+from beam_pipeline.reconcile import rows_so_far
+from beam_pipeline.runners import RunnerSetupError, preset_flags
 from beam_pipeline.settings import MissingPasswordError, StackSettings
 from beam_pipeline.stack import ServiceUnavailable, check_kafka, check_postgres, commit_offsets
 from transforms.kafka_io import ReadKafkaRecords
@@ -87,6 +92,9 @@ _SUMMARY_COUNTERS = (
 )
 
 
+_TERMINAL = ("DONE", "FAILED", "CANCELLED", "STOPPED", "UPDATED", "DRAINED")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
@@ -96,11 +104,14 @@ def main(argv: list[str] | None = None) -> int:
         unknown = unknown_flags(argv)
         if unknown:
             raise ConfigError(f"unknown flag {unknown[0].split('=')[0]}: see python -m run --help")
-        options = PipelineOptions(argv)
-        config = Config.from_options(options)
+        config = Config.from_options(PipelineOptions(argv))
+        options = PipelineOptions(argv + preset_flags(config.runner, argv, config.unbounded))
     except ConfigError as e:
         _error(str(e))
         return 2
+    except RunnerSetupError as e:
+        _error(str(e))
+        return 1
     settings = StackSettings.from_env()
     consumer_config = {}
     try:
@@ -143,24 +154,111 @@ def main(argv: list[str] | None = None) -> int:
                 start_read_time_ms=config.kafka_start_read_time_ms,
                 consumer_config=consumer_config,
                 partition_counts=config.kafka_partition_counts,
+                max_delay_s=config.kafka_max_delay_s if config.unbounded else 0,
             ),
             GraphParams(
                 config.run_id, config.dedup_ttl_s, config.window_size_s, config.value_format
             ),
             production_sinks(
-                output_prefix, target, expansion_service, config.kafka_bootstrap_servers
+                output_prefix,
+                target,
+                expansion_service,
+                config.kafka_bootstrap_servers,
+                file_window_s=config.window_size_s,
             ),
         )
         _LOG.info("run %s: reading %s on the %s", config.run_id, config.kafka_topic, config.runner)
         result = pipeline.run()
-        result.wait_until_finish()
+        if config.unbounded:
+            print(
+                f"run {config.run_id}: streaming from {config.kafka_topic} on the "
+                f"{config.runner}; Ctrl-C stops it",
+                flush=True,
+            )
+        state = _wait(
+            result,
+            config.duration_s,
+            functools.partial(rows_so_far, settings, config.run_id),
+            config.progress_every_s,
+            started,
+        )
+        counts = _counters(result)
     elapsed = time.monotonic() - started
-    counts = {name: _counter(result, name) for name in _SUMMARY_COUNTERS}
     read = counts["records_read"]
-    rate = f", {read / elapsed:,.0f} records/s" if elapsed > 0 else ""
+    # A streaming job's rate would mostly measure how long it waited for data.
+    rate = f", {read / elapsed:,.0f} records/s" if elapsed > 0 and not config.unbounded else ""
     print(
-        f"run {config.run_id}: {result.state} in {elapsed:.1f} s{rate}; "
+        f"run {config.run_id}: {state} in {elapsed:.1f} s{rate}; "
         + ", ".join(f"{name} {value}" for name, value in counts.items())
         + f"; Parquet under {output_prefix}/"
     )
-    return 0 if result.state == "DONE" else 1
+    return 0 if state in ("DONE", "CANCELLED") else 1
+
+
+def _counters(result) -> dict[str, int]:
+    try:
+        return {name: _counter(result, name) for name in _SUMMARY_COUNTERS}
+    except Exception as e:  # noqa: BLE001 - a runner without metrics still ends cleanly
+        _LOG.warning("no counters from the runner: %s", e)
+        return dict.fromkeys(_SUMMARY_COUNTERS, 0)
+
+
+def _progress(snapshot, started: float, every_s: float, stop: threading.Event) -> None:
+    """Prints one progress line every ``every_s`` seconds until ``stop`` is set.
+
+    The numbers are rows already in the sinks: portable runners report counters
+    only when a job ends.
+    """
+    while not stop.wait(every_s):
+        try:
+            counts = snapshot()
+        except Exception as e:  # noqa: BLE001 - progress must never stop the job
+            counts = {"unavailable": str(e).splitlines()[0]}
+        print(
+            f"  … {time.monotonic() - started:.0f} s, rows so far: "
+            + ", ".join(f"{name} {value}" for name, value in counts.items()),
+            flush=True,
+        )
+
+
+def _wait(result, duration_s: int | None, progress, progress_every_s: int, started: float) -> str:
+    """Waits for the job: to its end, for ``duration_s``, or until Ctrl-C; then cancels it.
+
+    Returns the final state.  Ctrl-C (SIGINT) is caught here rather than raised
+    inside Beam's wait, which would close the job service's channel and leave
+    nothing to cancel with; a job still running when the wait ends is cancelled,
+    so a stop by time or by Ctrl-C leaves no job behind.
+    """
+    done, interrupted, quiet = threading.Event(), threading.Event(), threading.Event()
+
+    def wait_for_job():
+        try:
+            result.wait_until_finish()
+        except Exception as e:  # noqa: BLE001 - a cancelled job "fails"; the state says which
+            _LOG.debug("the job ended: %s", e)
+        finally:
+            done.set()
+
+    threading.Thread(target=wait_for_job, name="beamline-wait", daemon=True).start()
+    threading.Thread(
+        target=_progress, args=(progress, started, progress_every_s, quiet), daemon=True
+    ).start()
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set()) if in_main else None
+    deadline = time.monotonic() + duration_s if duration_s else None
+    try:
+        while not done.wait(0.2):
+            if interrupted.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                break
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+        quiet.set()
+    if not done.is_set():
+        print("stopping the job …", flush=True)
+        result.cancel()
+        done.wait(120)
+    state = str(result.state)
+    if state not in _TERMINAL:
+        state = "CANCELLED"
+    return state

@@ -57,6 +57,7 @@ __all__ = [
     "main",
     "parse_timestamp",
     "encoder_for",
+    "paced",
     "send_batch",
 ]
 
@@ -656,18 +657,38 @@ def generate(
     )
 
 
+def paced(messages, clock=time.time, sleep=time.sleep):
+    """Yields ``(key, value, timestamp_ms)`` messages no earlier than their timestamps.
+
+    A live feed: a message whose event time is in the future waits for it; one whose
+    event time has passed (out of order, a duplicate) goes at once.
+    """
+    for message in messages:
+        wait_s = message[2] / 1000 - clock()
+        if wait_s > 0:
+            sleep(wait_s)
+        yield message
+
+
 def send_batch(
-    bootstrap_servers: str, topic: str, batch: Batch, run_id: str, seed: int, start_ms: int
+    bootstrap_servers: str,
+    topic: str,
+    batch: Batch,
+    run_id: str,
+    seed: int,
+    start_ms: int,
+    live: bool = False,
 ) -> dict:
     """Sends ``batch`` to ``topic`` and returns the producer's report.
 
     The report says what was injected and sent, and the per-partition end offsets
     before and after the send; ``produced`` is their difference per partition.
     With no other writer on the topic, the batch is exactly the offsets
-    ``[offsets_before[p], offsets_after[p])`` of each partition ``p``.
+    ``[offsets_before[p], offsets_after[p])`` of each partition ``p``.  With
+    ``live``, each message is sent when the wall clock reaches its event time.
     """
     before = end_offsets(bootstrap_servers, topic)
-    delivered = produce(bootstrap_servers, topic, batch.messages)
+    delivered = produce(bootstrap_servers, topic, paced(batch.messages) if live else batch.messages)
     after = end_offsets(bootstrap_servers, topic)
     return {
         "run_id": run_id,
@@ -701,6 +722,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out_of_order", type=float, default=0.0, help="ratio out of order")
     parser.add_argument("--topic", default=DEFAULT_TOPIC)
     parser.add_argument(
+        "--live", action="store_true", help="send each event when its event time comes"
+    )
+    parser.add_argument(
         "--value_format", default="json", choices=("json", "avro", "avro_confluent")
     )
     args = parser.parse_args(argv)
@@ -724,7 +748,13 @@ def main(argv=None) -> int:
     except ValueError as e:
         parser.error(str(e))
     report = send_batch(
-        StackSettings.from_env().kafka_bootstrap_servers, args.topic, batch, run_id, seed, start_ms
+        StackSettings.from_env().kafka_bootstrap_servers,
+        args.topic,
+        batch,
+        run_id,
+        seed,
+        start_ms,
+        live=args.live,
     )
     print(json.dumps(report))
     return 0

@@ -144,12 +144,14 @@ def production_sinks(
     expansion_service: str,
     kafka_bootstrap_servers: str,
     dead_letter_topic: str = DEAD_LETTER_TOPIC,
+    file_window_s: int = 60,
 ) -> Sinks:
     """Parquet files under ``output_prefix/<output>/``, the PostgreSQL tables, and the
-    dead-letter topic."""
+    dead-letter topic.  A streaming job writes a set of files per ``file_window_s`` of
+    event time."""
 
     def parquet(name: str, row_type: type) -> WriteParquetFiles:
-        return WriteParquetFiles(f"{output_prefix}/{name}/part", row_type)
+        return WriteParquetFiles(f"{output_prefix}/{name}/part", row_type, file_window_s)
 
     return Sinks(
         events={

@@ -109,6 +109,14 @@ class BeamlineOptions(PipelineOptions):
             "those ranges.",
         )
         parser.add_argument(
+            "--kafka_max_delay_s",
+            type=float,
+            default=5.0,
+            help="How late after its Kafka timestamp a record may arrive on a live topic: "
+            "the watermark trails the newest timestamp, or the clock on a quiet partition, "
+            "by this much (default: %(default)s).",
+        )
+        parser.add_argument(
             "--value_format",
             default="json",
             choices=("json", "avro", "avro_confluent"),
@@ -129,6 +137,19 @@ class BeamlineOptions(PipelineOptions):
             default=60,
             help="Length of the event-time windows that count events per type "
             "(default: %(default)s).",
+        )
+        parser.add_argument(
+            "--duration_s",
+            type=int,
+            default=None,
+            help="Stop the job after this many seconds (cancelled cleanly; Ctrl-C does the "
+            "same at any time). Default: until the read ends.",
+        )
+        parser.add_argument(
+            "--progress_every_s",
+            type=int,
+            default=30,
+            help="Print a progress line this often while the job runs (default: %(default)s).",
         )
         parser.add_argument(
             "--output_dir",
@@ -161,21 +182,44 @@ class Config:
     kafka_start_offsets: typing.Mapping[int, int] | None
     kafka_partition_counts: typing.Mapping[int, int] | None
     value_format: str
+    kafka_max_delay_s: float
+    duration_s: int | None
+    progress_every_s: int
     dedup_ttl_s: int
     window_size_s: int
     output_dir: pathlib.Path
     run_id: str
     expansion_service: str | None
 
+    @property
+    def unbounded(self) -> bool:
+        """True when nothing bounds the read: the job runs until stopped."""
+        return (
+            self.kafka_max_records is None
+            and self.kafka_max_read_time_s is None
+            and self.kafka_partition_counts is None
+        )
+
     @classmethod
     def from_options(cls, options: PipelineOptions) -> Config:
         opts = options.view_as(BeamlineOptions)
         runner = options.view_as(StandardOptions).runner or "DirectRunner"
         runner = runner.rsplit(".", 1)[-1]
-        for flag in ("kafka_max_records", "kafka_max_read_time_s", "dedup_ttl_s", "window_size_s"):
+        for flag in (
+            "kafka_max_records",
+            "kafka_max_read_time_s",
+            "dedup_ttl_s",
+            "window_size_s",
+            "duration_s",
+            "progress_every_s",
+        ):
             value = getattr(opts, flag)
             if value is not None and value <= 0:
                 raise ConfigError(f"--{flag} must be a positive number (got {value})")
+        if opts.kafka_max_delay_s < 0:
+            raise ConfigError(
+                f"--kafka_max_delay_s must not be negative (got {opts.kafka_max_delay_s})"
+            )
         start_offsets = (
             parse_offsets("--kafka_start_offsets", opts.kafka_start_offsets)
             if opts.kafka_start_offsets
@@ -218,6 +262,9 @@ class Config:
             kafka_start_offsets=start_offsets,
             kafka_partition_counts=partition_counts,
             value_format=opts.value_format,
+            kafka_max_delay_s=opts.kafka_max_delay_s,
+            duration_s=opts.duration_s,
+            progress_every_s=opts.progress_every_s,
             dedup_ttl_s=opts.dedup_ttl_s,
             window_size_s=opts.window_size_s,
             output_dir=pathlib.Path(opts.output_dir).resolve(),

@@ -172,6 +172,23 @@ def checks(terms: Terms, audit: OffsetAudit) -> list[Check]:
     ]
 
 
+def rows_so_far(settings: StackSettings, run_id: str) -> dict[str, int]:
+    """Rows the run has in each PostgreSQL output now: a progress line's numbers."""
+    queries = {
+        "events": f"SELECT count(*) FROM {tables.EVENTS.name} WHERE run_id = %s",
+        "dead_letters": f"SELECT count(*) FROM {tables.DEAD_LETTERS.name} WHERE run_id = %s",
+        "duplicates": f"SELECT count(*) FROM {tables.DUPLICATE_LOG.name} WHERE run_id = %s",
+        "windowed": f"SELECT sum(event_count) FROM {tables.COUNTS.name} WHERE run_id = %s",
+    }
+    connection = psycopg2.connect(**settings.psycopg2_kwargs())
+    connection.set_session(readonly=True, autocommit=True)
+    try:
+        with connection.cursor() as cur:
+            return {name: _scalar(cur, sql, run_id) for name, sql in queries.items()}
+    finally:
+        connection.close()
+
+
 def _parquet(folder: pathlib.Path, column: str | None = None) -> int:
     """Rows (or the sum of ``column``) of the Parquet files in ``folder``; 0 if none."""
     files = sorted(folder.glob("*.parquet"))

@@ -59,6 +59,7 @@ class _PartitionCountsConfig(typing.NamedTuple):
     consumer_config: typing.Mapping[str, str]
     timestamp_policy: str
     max_read_time_s: typing.Optional[int]
+    max_delay_ms: int
 
 
 class _ToKafkaRecordFn(beam.DoFn):
@@ -101,6 +102,11 @@ class ReadKafkaRecords(beam.PTransform):
       max_num_records: stop after this many records (all partitions together).
       partition_counts: ``{partition: records}`` to read from one topic, each
         partition from its start (committed group offset, else earliest).
+      max_delay_s: how late after its timestamp a record may still arrive: the
+        CreateTime watermark trails the newest timestamp (or, on a caught-up
+        partition, the clock) by this much.  ReadFromKafka's own policy has none,
+        so on a live topic every record in flight would be late; a positive delay
+        reads through Beamline's own read.
       max_read_time_s: stop after this many seconds.
       start_read_time_ms: start at the first offsets at or after this time.
       timestamp_policy: ``ProcessingTime``, ``CreateTime`` or ``LogAppendTime``.
@@ -120,6 +126,7 @@ class ReadKafkaRecords(beam.PTransform):
         timestamp_policy: str = ReadFromKafka.create_time_policy,
         consumer_config: typing.Mapping[str, str] | None = None,
         partition_counts: typing.Mapping[int, int] | None = None,
+        max_delay_s: float = 0,
     ):
         super().__init__()
         if partition_counts is not None:
@@ -128,6 +135,15 @@ class ReadKafkaRecords(beam.PTransform):
             if max_num_records is not None or start_read_time_ms is not None:
                 raise ValueError("partition_counts excludes max_num_records and start_read_time_ms")
         self._partition_counts = dict(partition_counts) if partition_counts else None
+        self._max_delay_ms = int(max_delay_s * 1000)
+        # An unbounded read with a watermark delay goes through Beamline's own read
+        # (ReadFromKafka's CreateTime policy has no delay); so does a read by counts.
+        self._own_read = partition_counts is not None or (
+            self._max_delay_ms > 0
+            and max_num_records is None
+            and start_read_time_ms is None
+            and len(topics) == 1
+        )
         self._consumer_config = {
             "bootstrap.servers": bootstrap_servers,
             # The Java default is `latest`: a bounded read of existing data needs the start.
@@ -142,15 +158,17 @@ class ReadKafkaRecords(beam.PTransform):
         self._timestamp_policy = timestamp_policy
 
     def _read(self) -> beam.PTransform:
-        if self._partition_counts is not None:
-            partitions = sorted(self._partition_counts)
+        if self._own_read:
+            counts = self._partition_counts or {}
+            partitions = sorted(counts)
             config = _PartitionCountsConfig(
                 topic=self._topics[0],
                 partitions=partitions,
-                counts=[self._partition_counts[p] for p in partitions],
+                counts=[counts[p] for p in partitions],
                 consumer_config=self._consumer_config,
                 timestamp_policy=self._timestamp_policy,
                 max_read_time_s=self._max_read_time_s,
+                max_delay_ms=self._max_delay_ms,
             )
             return ExternalTransform(
                 PARTITION_COUNTS_URN,

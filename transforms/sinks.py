@@ -7,12 +7,15 @@ derived from the row type, so a field added to the row reaches both.
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.parquet as pq
 from apache_beam.io.jdbc import WriteToJdbc
 from apache_beam.io.parquetio import WriteToParquet
+from apache_beam.transforms import window
 
 __all__ = ["JdbcTarget", "WriteParquetFiles", "WriteToPostgres", "arrow_schema", "upsert_statement"]
 
@@ -123,19 +126,55 @@ class WriteToPostgres(beam.PTransform):
         )
 
 
+class _WriteWindowFileFn(beam.DoFn):
+    """``(None, rows of one window pane)`` → one Parquet file named after window and pane."""
+
+    def __init__(self, prefix: str, schema: pa.Schema):
+        self._prefix = prefix
+        self._schema = schema
+
+    def process(
+        self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam
+    ) -> typing.Iterator[str]:
+        _, rows = element
+        table = pa.Table.from_pylist(list(rows), schema=self._schema)
+        start, end = win.start.micros // 1000, win.end.micros // 1000
+        path = f"{self._prefix}-{start}-{end}-pane{pane.index}.parquet"
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        pq.write_table(table, path + ".tmp")
+        os.replace(path + ".tmp", path)
+        yield path
+
+
 class WriteParquetFiles(beam.PTransform):
     """Writes typed rows to ``<prefix>-SSSSS-of-NNNNN.parquet`` files.
 
     Files appear only when the write finalizes (Beam writes to a temporary folder
     first), so a reader never sees a half-written file.
+
+    On an unbounded input, rows are cut into event-time windows of ``window_s`` and
+    each window pane becomes one file, ``<prefix>-<start>-<end>-pane<N>.parquet``,
+    written to a temporary name and renamed, so a retried bundle rewrites the same
+    file instead of adding one.  (Beam's own unbounded file write uses windowed side
+    inputs that make Prism 2.71 panic in its aggregate stage.)
     """
 
-    def __init__(self, file_path_prefix: str, row_type: type):
+    def __init__(self, file_path_prefix: str, row_type: type, window_s: int = 60):
         super().__init__()
         self._prefix = file_path_prefix
         self._row_type = row_type
+        self._window_s = window_s
 
     def expand(self, rows):
+        if not rows.is_bounded:
+            return (
+                rows
+                | "FileWindows" >> beam.WindowInto(window.FixedWindows(self._window_s))
+                | "ToKeyedDict" >> beam.Map(lambda row: (None, row._asdict()))
+                | "GroupWindow" >> beam.GroupByKey()
+                | "WriteWindowFile"
+                >> beam.ParDo(_WriteWindowFileFn(self._prefix, arrow_schema(self._row_type)))
+            )
         return (
             rows
             | "ToDict" >> beam.Map(lambda row: row._asdict())

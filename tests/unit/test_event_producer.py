@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from beam_pipeline import event_producer
 from beam_pipeline.event_producer import (
     EVENT_KEYS,
     INVALID_KINDS,
@@ -441,3 +442,20 @@ def test_timestamps_round_trip():
     for text in ("yesterday", "2026-11-22T05:00:00Z", "2026-11-22T05:00:00.123456Z"):
         with pytest.raises(ValueError):
             parse_timestamp(text)
+
+
+def test_paced_sends_each_message_at_its_event_time():
+    # A fake clock at t=100 s: messages at 99 s (past: at once), 101.5 s and 103 s.
+    now = [100.0]
+    slept = []
+
+    def sleep(seconds):
+        slept.append(round(seconds, 3))
+        now[0] += seconds
+
+    messages = [(b"k", b"a", 99_000), (b"k", b"b", 101_500), (b"k", b"c", 103_000)]
+    sent = []
+    for message in event_producer.paced(messages, clock=lambda: now[0], sleep=sleep):
+        sent.append((message[1], now[0]))
+    assert sent == [(b"a", 100.0), (b"b", 101.5), (b"c", 103.0)]
+    assert slept == [1.5, 1.5]

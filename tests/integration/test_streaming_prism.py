@@ -1,0 +1,145 @@
+"""A streaming run on Prism: an unbounded read of a live topic, stopped with Ctrl-C.
+
+The producer sends each event when its event time comes (20 a second for 20 s);
+the job reads without any record or time bound.  The test asserts that window
+counts reached PostgreSQL while the producer was still sending, waits for the run
+to balance, stops the job with SIGINT and checks the reconciliation exactly as
+``./run_local.sh`` does.  Waits poll a condition with a deadline; none stands in
+for one.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from beam_pipeline import reconcile
+from beam_pipeline.event_producer import generate, send_batch
+from beam_pipeline.producer import end_offsets
+from beam_pipeline.settings import REPO_ROOT
+
+pytestmark = pytest.mark.streaming
+
+EVENTS, RATE, WINDOW_S = 400, 20.0, 5
+
+
+def _poll(condition, deadline_s, what):
+    """Calls ``condition`` every half second until it returns a truthy value."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {deadline_s} s waiting for {what}")
+
+
+def _window_rows(pg, run_id):
+    with pg.cursor() as cur:
+        cur.execute("SELECT count(*) FROM customer_event_counts WHERE run_id = %s", (run_id,))
+        return cur.fetchone()[0]
+
+
+def test_prism_fires_windows_while_the_producer_sends_and_the_run_balances(
+    stack, fresh_topic, pg, tmp_path
+):
+    run_id = f"prism{uuid.uuid4().hex[:6]}"
+    start = end_offsets(stack.kafka_bootstrap_servers, fresh_topic)
+    log = open(tmp_path / "driver.log", "w")  # noqa: SIM115 - closed below
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "run",
+            "--runner=PrismRunner",
+            f"--kafka_topic={fresh_topic}",
+            "--kafka_start_offsets=" + ",".join(f"{p}={o}" for p, o in start.items()),
+            f"--run_id={run_id}",
+            f"--output_dir={tmp_path}",
+            f"--window_size_s={WINDOW_S}",
+            "--progress_every_s=5",
+        ],
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        _poll(
+            lambda: (
+                "streaming from" in (tmp_path / "driver.log").read_text() or job.poll() is not None
+            ),
+            180,
+            "the job to start",
+        )
+        assert job.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+
+        batch = generate(
+            EVENTS,
+            run_id,
+            7,
+            time.time_ns() // 1_000_000 + 1000,
+            rate_per_s=RATE,
+            malformed_ratio=0.02,
+            invalid_ratio=0.02,
+            duplicate_ratio=0.05,
+        )
+        reports = []
+        producer = threading.Thread(
+            target=lambda: reports.append(
+                send_batch(
+                    stack.kafka_bootstrap_servers, fresh_topic, batch, run_id, 7, 0, live=True
+                )
+            )
+        )
+        sending_since = time.monotonic()
+        producer.start()
+        _poll(lambda: _window_rows(pg, run_id), 60, "the first window row in PostgreSQL")
+        first_window_s = time.monotonic() - sending_since
+        still_sending = producer.is_alive()
+        producer.join(120)
+        assert reports, "the producer did not finish"
+        report = reports[0]
+        sent_for_s = time.monotonic() - sending_since
+
+        def balanced():
+            terms, results = reconcile.reconcile(run_id, report, tmp_path, stack)
+            return (terms, results) if all(c.passed for c in results) else None
+
+        _poll(balanced, 120, "the run to balance")
+        balanced_s = time.monotonic() - sending_since
+
+        stopping = time.monotonic()
+        job.send_signal(signal.SIGINT)
+        code = job.wait(90)
+        stop_s = time.monotonic() - stopping
+    finally:
+        if job.poll() is None:
+            job.kill()
+        log.close()
+    output = (tmp_path / "driver.log").read_text()
+    print(
+        json.dumps(
+            {
+                "first_window_s": round(first_window_s, 1),
+                "producer_s": round(sent_for_s, 1),
+                "balanced_s": round(balanced_s, 1),
+                "stop_s": round(stop_s, 1),
+                "sent": report["sent"],
+            }
+        )
+    )
+    assert still_sending, (
+        f"the first window arrived after the producer stopped ({first_window_s} s)"
+    )
+    assert code == 0, output[-3000:]
+    assert f"run {run_id}: CANCELLED" in output
+    terms, results = reconcile.reconcile(run_id, report, tmp_path, stack)
+    assert [c.name for c in results if not c.passed] == []
+    assert terms.produced == report["sent"] == len(batch.messages)
