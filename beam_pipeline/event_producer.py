@@ -657,16 +657,22 @@ def generate(
     )
 
 
-def paced(messages, clock=time.time, sleep=time.sleep):
+def paced(messages, clock=time.time, sleep=time.sleep, stop=None):
     """Yields ``(key, value, timestamp_ms)`` messages no earlier than their timestamps.
 
     A live feed: a message whose event time is in the future waits for it; one whose
-    event time has passed (out of order, a duplicate) goes at once.
+    event time has passed (out of order, a duplicate) goes at once.  Setting the
+    ``stop`` event ends the feed early (the report then says what was sent).
     """
     for message in messages:
         wait_s = message[2] / 1000 - clock()
         if wait_s > 0:
-            sleep(wait_s)
+            if stop is None:
+                sleep(wait_s)
+            elif stop.wait(wait_s):
+                return
+        if stop is not None and stop.is_set():
+            return
         yield message
 
 
@@ -678,6 +684,7 @@ def send_batch(
     seed: int,
     start_ms: int,
     live: bool = False,
+    stop=None,
 ) -> dict:
     """Sends ``batch`` to ``topic`` and returns the producer's report.
 

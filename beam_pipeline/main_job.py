@@ -17,12 +17,16 @@ import argparse
 import json
 import pathlib
 import secrets
+import signal
+import subprocess
 import sys
+import threading
 import time
 
 from beam_pipeline import driver, reconcile
 from beam_pipeline.event_producer import DEFAULT_TOPIC, generate, send_batch
-from beam_pipeline.settings import StackSettings
+from beam_pipeline.producer import end_offsets
+from beam_pipeline.settings import REPO_ROOT, StackSettings
 from beam_pipeline.stack import ServiceUnavailable, check_kafka
 
 __all__ = ["main"]
@@ -40,8 +44,28 @@ def _parser(settings: StackSettings) -> argparse.ArgumentParser:
     parser.add_argument("--malformed", type=float, default=0.02, help="share of malformed values")
     parser.add_argument("--invalid", type=float, default=0.02, help="share of invalid events")
     parser.add_argument("--duplicates", type=float, default=0.05, help="share of duplicates")
-    parser.add_argument("--out_of_order", type=float, default=0.01, help="share out of order")
+    parser.add_argument(
+        "--out_of_order",
+        type=float,
+        default=None,
+        help="share of events sent 5-30 s behind (default 0.01; 0 with --runner prism: "
+        "until the late lane exists, windows drop such events and the run cannot balance)",
+    )
+    parser.add_argument(
+        "--settle_s",
+        type=float,
+        default=120.0,
+        help="streaming: how long to wait, after the last event is sent, for the run to "
+        "balance before stopping the job (default: %(default)s)",
+    )
     parser.add_argument("--rate", type=float, default=100.0, help="events per second of event time")
+    parser.add_argument(
+        "--runner",
+        default="direct",
+        choices=sorted(RUNNERS),
+        help="direct: produce, then a bounded batch run; prism: a streaming job on a live "
+        "feed (events sent at their event time) until the run balances or Ctrl-C",
+    )
     parser.add_argument("--kafka_topic", default=DEFAULT_TOPIC)
     parser.add_argument(
         "--value_format",
@@ -51,6 +75,100 @@ def _parser(settings: StackSettings) -> argparse.ArgumentParser:
     )
     parser.add_argument("--output_dir", default=str(settings.home / "output"))
     return parser
+
+
+RUNNERS = {"direct": "DirectRunner", "prism": "PrismRunner"}
+
+
+def _stream(args, run_flags, settings, batch, run_id, seed) -> int:
+    """A streaming job on a live feed: start the job, send the events at their event
+    time, wait until the run balances (or Ctrl-C), stop the job, reconcile."""
+    run_dir = pathlib.Path(args.output_dir).resolve() / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = end_offsets(settings.kafka_bootstrap_servers, args.kafka_topic)
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "run",
+            f"--runner={RUNNERS[args.runner]}",
+            f"--run_id={run_id}",
+            f"--kafka_topic={args.kafka_topic}",
+            f"--value_format={args.value_format}",
+            f"--kafka_start_offsets={_offsets(start)}",
+            f"--output_dir={args.output_dir}",
+            *run_flags,
+        ],
+        cwd=REPO_ROOT,
+        # Ctrl-C reaches this process only; the job is stopped below, in order.
+        start_new_session=True,
+    )
+    reports: list[dict] = []
+    stop = threading.Event()
+    interrupted = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    try:
+        # The job prints a line when it streams; events are sent from then on, live.
+        producer = threading.Thread(
+            target=lambda: reports.append(
+                send_batch(
+                    settings.kafka_bootstrap_servers,
+                    args.kafka_topic,
+                    batch,
+                    run_id,
+                    seed,
+                    batch.messages[0][2],
+                    live=True,
+                    stop=stop,
+                )
+            ),
+            daemon=True,
+        )
+        producer.start()
+        print(
+            f"run {run_id}: sending {len(batch.messages):,} {args.value_format} records to "
+            f"{args.kafka_topic} at their event times (about {len(batch.messages) / args.rate:.0f}"
+            " s); Ctrl-C stops",
+            flush=True,
+        )
+        started = time.monotonic()
+        sent_at = None
+        while job.poll() is None and not interrupted.is_set():
+            time.sleep(2)  # the job prints progress; here we only watch for the end
+            if reports:
+                sent_at = sent_at or time.monotonic()
+                terms, results = reconcile.reconcile(run_id, reports[0], run_dir.parent, settings)
+                if all(c.passed for c in results):
+                    break
+                if time.monotonic() - sent_at > args.settle_s:
+                    print(
+                        f"run {run_id}: not balanced {args.settle_s:.0f} s after the last "
+                        "event; stopping",
+                        flush=True,
+                    )
+                    break
+        stop.set()
+        producer.join(30)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if job.poll() is None:
+            job.send_signal(signal.SIGINT)
+        code = job.wait(180)
+    if not reports:
+        _error("the producer did not finish: nothing to reconcile")
+        return 1
+    report = reports[0]
+    (run_dir / reconcile.REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+    terms, results = reconcile.reconcile(run_id, report, run_dir.parent, settings)
+    extra = {
+        "events": args.events,
+        "runner": args.runner,
+        "run_s": round(time.monotonic() - started, 1),
+    }
+    print(reconcile.render(run_id, terms, results, extra))
+    if code != 0:
+        return code
+    return 0 if all(c.passed for c in results) else 1
 
 
 def _offsets(offsets: dict) -> str:
@@ -67,9 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     args, run_flags = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     if args.events <= 0:
         parser.error(f"--events must be a positive number (got {args.events})")
+    if args.out_of_order is None:
+        args.out_of_order = 0.01 if args.runner == "direct" else 0.0
     run_id = secrets.token_hex(6)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    start_ms = time.time_ns() // 1_000_000
+    # A live feed starts a little ahead, once the streaming job is up.
+    start_ms = time.time_ns() // 1_000_000 + (20_000 if args.runner != "direct" else 0)
     try:
         batch = generate(
             args.events,
@@ -90,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceUnavailable as e:
         _error(str(e))
         return 1
+    if args.runner != "direct":
+        return _stream(args, run_flags, settings, batch, run_id, seed)
     report = send_batch(
         settings.kafka_bootstrap_servers, args.kafka_topic, batch, run_id, seed, start_ms
     )
