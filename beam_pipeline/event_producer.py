@@ -45,6 +45,7 @@ from beam_pipeline.settings import StackSettings
 
 __all__ = [
     "Batch",
+    "batch_from_args",
     "DEFAULT_TOPIC",
     "EVENT_KEYS",
     "EVENT_TYPES",
@@ -711,6 +712,23 @@ def send_batch(
     }
 
 
+def batch_from_args(args, count: int, run_id: str, seed: int, start_ms: int) -> Batch:
+    """``generate`` with the fault ratios, rate, pool and format of parsed CLI ``args``."""
+    return generate(
+        count,
+        run_id,
+        seed,
+        start_ms,
+        rate_per_s=args.rate,
+        users=getattr(args, "users", 200),
+        malformed_ratio=args.malformed,
+        invalid_ratio=args.invalid,
+        duplicate_ratio=args.duplicates,
+        out_of_order_ratio=args.out_of_order,
+        value_format=args.value_format,
+    )
+
+
 def main(argv=None) -> int:
     """Generates a batch, sends it to Kafka and prints a one-line JSON report."""
     parser = argparse.ArgumentParser(
@@ -739,19 +757,7 @@ def main(argv=None) -> int:
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     start_ms = args.start_ms if args.start_ms is not None else time.time_ns() // 1_000_000
     try:
-        batch = generate(
-            args.count,
-            run_id,
-            seed,
-            start_ms,
-            rate_per_s=args.rate,
-            users=args.users,
-            malformed_ratio=args.malformed,
-            invalid_ratio=args.invalid,
-            duplicate_ratio=args.duplicates,
-            out_of_order_ratio=args.out_of_order,
-            value_format=args.value_format,
-        )
+        batch = batch_from_args(args, args.count, run_id, seed, start_ms)
     except ValueError as e:
         parser.error(str(e))
     report = send_batch(

@@ -24,7 +24,7 @@ import threading
 import time
 
 from beam_pipeline import driver, reconcile
-from beam_pipeline.event_producer import DEFAULT_TOPIC, generate, send_batch
+from beam_pipeline.event_producer import DEFAULT_TOPIC, batch_from_args, send_batch
 from beam_pipeline.producer import end_offsets
 from beam_pipeline.settings import REPO_ROOT, StackSettings
 from beam_pipeline.stack import ServiceUnavailable, check_kafka
@@ -192,18 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     # A live feed starts a little ahead, once the streaming job is up.
     start_ms = time.time_ns() // 1_000_000 + (20_000 if args.runner != "direct" else 0)
     try:
-        batch = generate(
-            args.events,
-            run_id,
-            seed,
-            start_ms,
-            rate_per_s=args.rate,
-            malformed_ratio=args.malformed,
-            invalid_ratio=args.invalid,
-            duplicate_ratio=args.duplicates,
-            out_of_order_ratio=args.out_of_order,
-            value_format=args.value_format,
-        )
+        batch = batch_from_args(args, args.events, run_id, seed, start_ms)
     except ValueError as e:
         parser.error(str(e))
     try:

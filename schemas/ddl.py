@@ -11,6 +11,8 @@ changed, or one the contract no longer has.  Those need a person.
 # No `from __future__ import annotations`: Table holds NamedTuple row types.
 import typing
 
+from transforms.row_types import unwrap_optional
+
 __all__ = ["NonAdditiveChange", "create_statement", "expected_columns", "plan_migration"]
 
 _SQL_TYPES = {
@@ -36,19 +38,11 @@ class ColumnSpec(typing.NamedTuple):
     definition: str  # the text after the name in CREATE TABLE / ADD COLUMN
 
 
-def _base(tp) -> tuple[type, bool]:
-    if typing.get_origin(tp) is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0], True
-    return tp, False
-
-
 def expected_columns(table) -> list[ColumnSpec]:
     """Every column of ``table`` in order: the row's fields, generated times, ``written_at``."""
     columns = []
     for name, tp in typing.get_type_hints(table.row_type).items():
-        base, nullable = _base(tp)
+        base, nullable = unwrap_optional(tp)
         sql_type = table.sql_types.get(name) or _SQL_TYPES.get(base)
         if sql_type is None:
             raise TypeError(f"{table.name}.{name}: no SQL type for {tp!r}")

@@ -17,6 +17,8 @@ from apache_beam.io.jdbc import WriteToJdbc
 from apache_beam.io.parquetio import WriteToParquet
 from apache_beam.transforms import window
 
+from transforms.row_types import unwrap_optional
+
 __all__ = ["JdbcTarget", "WriteParquetFiles", "WriteToPostgres", "arrow_schema", "upsert_statement"]
 
 _ARROW_TYPES = {
@@ -28,19 +30,11 @@ _ARROW_TYPES = {
 }
 
 
-def _unwrap_optional(tp) -> tuple[type, bool]:
-    if typing.get_origin(tp) is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0], True
-    return tp, False
-
-
 def arrow_schema(row_type: type) -> pa.Schema:
     """The pyarrow schema of a ``NamedTuple`` row type (``Optional[X]`` → nullable)."""
     fields = []
     for name, tp in typing.get_type_hints(row_type).items():
-        base, nullable = _unwrap_optional(tp)
+        base, nullable = unwrap_optional(tp)
         if base not in _ARROW_TYPES:
             raise TypeError(f"{row_type.__name__}.{name}: no Parquet type for {tp!r}")
         fields.append(pa.field(name, _ARROW_TYPES[base], nullable=nullable))
