@@ -23,6 +23,7 @@ cmd_setup() {
   require_maven
   python_setup
   java_setup
+  flink_setup
   prism_setup
   kafka_setup
   pg_setup

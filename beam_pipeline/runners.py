@@ -9,6 +9,12 @@ is only added when its flag is absent).
 - ``PrismRunner``: the binary that ``./run_local.sh setup`` built with ``go
   install`` (``--prism_location``), Python stages in this process
   (``--environment_type=LOOPBACK``), and ``--streaming`` for an unbounded read.
+- ``FlinkRunner``: Beam's portable Flink job server that ``./run_local.sh setup``
+  assembled from Maven Central (``--flink_job_server_jar``), an embedded Flink
+  mini-cluster unless told otherwise (``--flink_master=[local]``), Python stages in
+  this process, and ``--streaming`` for an unbounded read.  The job server is
+  Beam 2.62.0, the newest release whose Flink runner and job-service modules are
+  both on that Maven Central; it speaks the portable protocol to the 2.71 SDKs.
 - ``DataflowRunner``: nothing; Dataflow keeps Beam's default container
   environments.
 """
@@ -18,11 +24,30 @@ from __future__ import annotations
 import os
 import pathlib
 
-__all__ = ["PRISM_BINARY", "RunnerSetupError", "preset_flags"]
+__all__ = [
+    "FLINK_JOB_SERVER_VERSION",
+    "PRISM_BINARY",
+    "RunnerSetupError",
+    "flink_job_server_jar",
+    "preset_flags",
+]
 
 # Where `go install …/cmd/prism@v<beam>` puts the binary (run_local.sh setup), and
 # where Beam's own Prism runner looks for a Go-installed binary.
 PRISM_BINARY = pathlib.Path.home() / ".apache_beam" / "cache" / "prism" / "bin" / "prism"
+
+
+# java/flink-job-server/pom.xml builds this version (a unit test keeps them equal).
+FLINK_JOB_SERVER_VERSION = "2.62.0"
+
+
+def flink_job_server_jar() -> pathlib.Path:
+    """The launcher jar that ``./run_local.sh setup`` staged in Beam's jar cache."""
+    cache = pathlib.Path(
+        os.environ.get("BEAM_JAR_CACHE", pathlib.Path.home() / ".apache_beam" / "cache" / "jars")
+    )
+    name = f"beamline-flink-job-server-{FLINK_JOB_SERVER_VERSION}"
+    return cache / name / f"{name}.jar"
 
 
 class RunnerSetupError(RuntimeError):
@@ -44,8 +69,19 @@ def preset_flags(runner: str, argv: list[str], unbounded: bool) -> list[str]:
                 "(it builds Prism with go install)"
             )
         presets += [("--prism_location", location), ("--environment_type", "LOOPBACK")]
-        if unbounded:
-            presets.append(("--streaming", None))
+    if runner == "FlinkRunner":
+        jar = flink_job_server_jar()
+        if not _given(argv, "--flink_job_server_jar") and not jar.is_file():
+            raise RunnerSetupError(
+                f"Beam's Flink job server is not staged at {jar}: run ./run_local.sh setup"
+            )
+        presets += [
+            ("--flink_job_server_jar", str(jar)),
+            ("--flink_master", "[local]"),
+            ("--environment_type", "LOOPBACK"),
+        ]
+    if unbounded and runner in ("PrismRunner", "FlinkRunner"):
+        presets.append(("--streaming", None))
     flags = []
     for flag, value in presets:
         if not _given(argv, flag):

@@ -23,3 +23,26 @@ java_setup() {
   cp "$ROOT/java/expansion-service/target/beamline-expansion-service-$(expansion_version).jar" "$dir/"
   echo "$h" >"$dir/.stamp"
 }
+
+# Beam's portable Flink job server (embedded Flink for --flink_master=[local]):
+# a manifest-only launcher jar and its lib/ folder, staged into the jar cache.
+FLINK_POM="$ROOT/java/flink-job-server/pom.xml"
+
+flink_version() { sed -n 's:^  <version>\(.*\)</version>:\1:p' "$FLINK_POM" | head -n1; }
+flink_job_server_dir() { echo "$BEAM_JAR_CACHE/beamline-flink-job-server-$(flink_version)"; }
+
+flink_setup() {
+  local dir h jar
+  dir=$(flink_job_server_dir)
+  jar="beamline-flink-job-server-$(flink_version).jar"
+  h=$(inputs_hash "$FLINK_POM")
+  if stamp_ok "$dir/.stamp" "$h" && [ -f "$dir/$jar" ]; then
+    return 0
+  fi
+  log "assembling Beam's Flink job server and staging it in $dir"
+  mvn -B -q -f "$FLINK_POM" package >"$BEAMLINE_HOME/logs/maven.log" 2>&1 \
+    || die "building java/flink-job-server failed (see $BEAMLINE_HOME/logs/maven.log); check that Maven Central is reachable"
+  mvn_copy_deps "$FLINK_POM" "$dir/lib"
+  cp "$ROOT/java/flink-job-server/target/$jar" "$dir/"
+  echo "$h" >"$dir/.stamp"
+}

@@ -86,3 +86,18 @@ def test_start_and_stop_offsets_give_records_per_partition():
     config = Config.from_options(options)
     assert config.kafka_start_offsets == {0: 5, 1: 0, 2: 7}
     assert config.kafka_partition_counts == {0: 4, 1: 0, 2: 3}
+
+
+def test_the_flink_preset_names_the_job_server_the_pom_builds():
+    import pathlib
+    import re
+
+    from beam_pipeline import runners
+
+    pom = (pathlib.Path(__file__).parents[2] / "java/flink-job-server/pom.xml").read_text()
+    assert re.search(r"<version>([^<]+)</version>", pom).group(1) == (
+        runners.FLINK_JOB_SERVER_VERSION
+    )
+    flags = runners.preset_flags("FlinkRunner", ["--flink_job_server_jar=/x.jar"], True)
+    assert flags == ["--flink_master=[local]", "--environment_type=LOOPBACK", "--streaming"]
+    assert runners.preset_flags("DirectRunner", [], False) == []

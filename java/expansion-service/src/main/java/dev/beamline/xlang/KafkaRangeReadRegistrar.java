@@ -6,6 +6,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import org.apache.beam.sdk.expansion.ExternalTransformRegistrar;
+import org.apache.beam.sdk.io.kafka.BeamlineUnboundedRead;
 import org.apache.beam.sdk.io.kafka.KafkaIO;
 import org.apache.beam.sdk.io.kafka.TimestampPolicyFactory;
 import org.apache.beam.sdk.transforms.ExternalTransformBuilder;
@@ -124,7 +125,7 @@ public final class KafkaRangeReadRegistrar implements ExternalTransformRegistrar
         if (config.maxReadTimeS != null) {
           read = read.withMaxReadTime(Duration.standardSeconds(config.maxReadTimeS));
         }
-        return input.apply("ReadTopic", read.externalWithMetadata());
+        return input.apply("ReadTopic", BeamlineUnboundedRead.rows(read));
       }
       PCollectionList<Row> reads = PCollectionList.empty(input.getPipeline());
       for (int i = 0; i < config.partitions.size(); i++) {

@@ -1,5 +1,8 @@
 """A streaming run on Prism: an unbounded read of a live topic, stopped with Ctrl-C.
 
+(Embedded Flink is not here yet: its job server runs, and reads the topic, but the
+whole graph wrote nothing to the sinks in a minute; see the README.)
+
 The producer sends each event when its event time comes (20 a second for 20 s);
 the job reads without any record or time bound.  The test asserts that window
 counts reached PostgreSQL while the producer was still sending, waits for the run
@@ -46,10 +49,11 @@ def _window_rows(pg, run_id):
         return cur.fetchone()[0]
 
 
-def test_prism_fires_windows_while_the_producer_sends_and_the_run_balances(
-    stack, fresh_topic, pg, tmp_path
+@pytest.mark.parametrize("runner", ["PrismRunner"])
+def test_windows_fire_while_the_producer_sends_and_the_run_balances(
+    runner, stack, fresh_topic, pg, tmp_path
 ):
-    run_id = f"prism{uuid.uuid4().hex[:6]}"
+    run_id = f"{runner[:5].lower()}{uuid.uuid4().hex[:6]}"
     start = end_offsets(stack.kafka_bootstrap_servers, fresh_topic)
     log = open(tmp_path / "driver.log", "w")  # noqa: SIM115 - closed below
     job = subprocess.Popen(
@@ -57,7 +61,7 @@ def test_prism_fires_windows_while_the_producer_sends_and_the_run_balances(
             sys.executable,
             "-m",
             "run",
-            "--runner=PrismRunner",
+            f"--runner={runner}",
             f"--kafka_topic={fresh_topic}",
             "--kafka_start_offsets=" + ",".join(f"{p}={o}" for p, o in start.items()),
             f"--run_id={run_id}",
@@ -75,7 +79,7 @@ def test_prism_fires_windows_while_the_producer_sends_and_the_run_balances(
             lambda: (
                 "streaming from" in (tmp_path / "driver.log").read_text() or job.poll() is not None
             ),
-            180,
+            240,
             "the job to start",
         )
         assert job.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
@@ -127,6 +131,7 @@ def test_prism_fires_windows_while_the_producer_sends_and_the_run_balances(
     print(
         json.dumps(
             {
+                "runner": runner,
                 "first_window_s": round(first_window_s, 1),
                 "producer_s": round(sent_for_s, 1),
                 "balanced_s": round(balanced_s, 1),
