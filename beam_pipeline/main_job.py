@@ -63,8 +63,9 @@ def _parser(settings: StackSettings) -> argparse.ArgumentParser:
         "--runner",
         default="direct",
         choices=sorted(RUNNERS),
-        help="direct: produce, then a bounded batch run; prism: a streaming job on a live "
-        "feed (events sent at their event time) until the run balances or Ctrl-C",
+        help="direct: produce, then a bounded batch run; prism or flink (embedded): a "
+        "streaming job on a live feed (events sent at their event time) until the run "
+        "balances or Ctrl-C",
     )
     parser.add_argument("--kafka_topic", default=DEFAULT_TOPIC)
     parser.add_argument(
@@ -77,7 +78,7 @@ def _parser(settings: StackSettings) -> argparse.ArgumentParser:
     return parser
 
 
-RUNNERS = {"direct": "DirectRunner", "prism": "PrismRunner"}
+RUNNERS = {"direct": "DirectRunner", "flink": "FlinkRunner", "prism": "PrismRunner"}
 
 
 def _stream(args, run_flags, settings, batch, run_id, seed) -> int:

@@ -12,7 +12,9 @@ is only added when its flag is absent).
 - ``FlinkRunner``: Beam's portable Flink job server that ``./run_local.sh setup``
   assembled from Maven Central (``--flink_job_server_jar``), an embedded Flink
   mini-cluster unless told otherwise (``--flink_master=[local]``), Python stages in
-  this process, and ``--streaming`` for an unbounded read.  The job server is
+  this process, and for an unbounded read ``--streaming`` and a checkpoint every
+  5 s (Flink finishes the Kafka read's bundles only at checkpoints; without them
+  nothing leaves the read stage).  The job server is
   Beam 2.62.0, the newest release whose Flink runner and job-service modules are
   both on that Maven Central; it speaks the portable protocol to the 2.71 SDKs.
 - ``DataflowRunner``: nothing; Dataflow keeps Beam's default container
@@ -82,6 +84,10 @@ def preset_flags(runner: str, argv: list[str], unbounded: bool) -> list[str]:
         ]
     if unbounded and runner in ("PrismRunner", "FlinkRunner"):
         presets.append(("--streaming", None))
+    if unbounded and runner == "FlinkRunner":
+        # Flink ends a bundle of the Java read (a splittable DoFn) only when it asks
+        # for a checkpoint; without checkpointing nothing leaves the read stage.
+        presets.append(("--checkpointing_interval", "5000"))
     flags = []
     for flag, value in presets:
         if not _given(argv, flag):

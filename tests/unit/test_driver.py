@@ -99,5 +99,10 @@ def test_the_flink_preset_names_the_job_server_the_pom_builds():
         runners.FLINK_JOB_SERVER_VERSION
     )
     flags = runners.preset_flags("FlinkRunner", ["--flink_job_server_jar=/x.jar"], True)
-    assert flags == ["--flink_master=[local]", "--environment_type=LOOPBACK", "--streaming"]
+    assert flags == [
+        "--flink_master=[local]",
+        "--environment_type=LOOPBACK",
+        "--streaming",
+        "--checkpointing_interval=5000",
+    ]
     assert runners.preset_flags("DirectRunner", [], False) == []
