@@ -65,7 +65,7 @@ class GraphParams:
 
     run_id: str
     dedup_ttl_s: int = 3600
-    window_size_s: int = 60
+    window_size_s: int = CONTRACT.aggregates[0].window_s
     value_format: str = "json"  # json, avro or avro_confluent
 
 
@@ -106,7 +106,7 @@ def build_graph(
         events
         | "CountPerWindow"
         >> CountPerWindow(
-            "event_type",
+            CONTRACT.aggregates[0].key,
             params.window_size_s,
             functools.partial(to_event_type_count, run_id=run_id),
             EventTypeCount,

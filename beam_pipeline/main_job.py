@@ -81,7 +81,7 @@ def _parser(settings: StackSettings) -> argparse.ArgumentParser:
 RUNNERS = {"direct": "DirectRunner", "flink": "FlinkRunner", "prism": "PrismRunner"}
 
 
-def _stream(args, run_flags, settings, batch, run_id, seed) -> int:
+def _stream(args, run_flags, settings, batch, run_id, seed, start_ms) -> int:
     """A streaming job on a live feed: start the job, send the events at their event
     time, wait until the run balances (or Ctrl-C), stop the job, reconcile."""
     run_dir = pathlib.Path(args.output_dir).resolve() / run_id
@@ -118,7 +118,7 @@ def _stream(args, run_flags, settings, batch, run_id, seed) -> int:
                     batch,
                     run_id,
                     seed,
-                    batch.messages[0][2],
+                    start_ms,
                     live=True,
                     stop=stop,
                 )
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         _error(str(e))
         return 1
     if args.runner != "direct":
-        return _stream(args, run_flags, settings, batch, run_id, seed)
+        return _stream(args, run_flags, settings, batch, run_id, seed, start_ms)
     report = send_batch(
         settings.kafka_bootstrap_servers, args.kafka_topic, batch, run_id, seed, start_ms
     )

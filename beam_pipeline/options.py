@@ -16,6 +16,7 @@ import uuid
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_pipeline.settings import StackSettings
+from schemas.customer_events import CONTRACT
 
 __all__ = ["BeamlineOptions", "Config", "ConfigError", "parse_offsets"]
 
@@ -134,7 +135,7 @@ class BeamlineOptions(PipelineOptions):
         parser.add_argument(
             "--window_size_s",
             type=int,
-            default=60,
+            default=CONTRACT.aggregates[0].window_s,
             help="Length of the event-time windows that count events per type "
             "(default: %(default)s).",
         )

@@ -522,6 +522,19 @@ class RowBuilder:
 
     def __init__(self, contract: "Contract"):
         self._contract = contract
+        # Resolved once: (column, path, how to read it) for every main-table column.
+        self._columns = tuple(
+            (
+                c.name,
+                c.path,
+                "event_time"
+                if c.path == contract.event_time_field
+                else "timestamp"
+                if contract.field(c.path).kind == "timestamp"
+                else "value",
+            )
+            for c in contract.columns
+        )
 
     def normalise(self, event: dict) -> dict:
         contract = self._contract
@@ -535,13 +548,13 @@ class RowBuilder:
         contract = self._contract
         event = self.normalise(event)
         values = {}
-        for column in contract.columns:
-            value = _at(event, column.path)
-            if contract.field(column.path).kind == "timestamp" and value is not None:
-                value = (
-                    event_ms if column.path == contract.event_time_field else event_time_ms(value)
-                )
-            values[column.name] = value
+        for name, path, kind in self._columns:
+            value = _at(event, path)
+            if kind == "event_time":
+                value = event_ms
+            elif kind == "timestamp" and value is not None:
+                value = event_time_ms(value)
+            values[name] = value
         return contract.row_type()(
             **values,
             payload=canonical_json(event),

@@ -6,43 +6,39 @@
 BEAM_JAR_CACHE="${BEAM_JAR_CACHE:-$HOME/.apache_beam/cache/jars}"
 EXPANSION_POM="$ROOT/java/expansion-service/pom.xml"
 
-expansion_version() { sed -n 's:^  <version>\(.*\)</version>:\1:p' "$EXPANSION_POM" | head -n1; }
+pom_version() { sed -n 's:^  <version>\(.*\)</version>:\1:p' "$1" | head -n1; }
+expansion_version() { pom_version "$EXPANSION_POM"; }
 expansion_dir() { echo "$BEAM_JAR_CACHE/beamline-expansion-service-$(expansion_version)"; }
 
-java_setup() {
-  local dir h
-  dir=$(expansion_dir)
-  h=$(inputs_hash "$EXPANSION_POM" $(find "$ROOT/java/expansion-service/src" -type f | sort))
-  if stamp_ok "$dir/.stamp" "$h" && [ -f "$dir/beamline-expansion-service-$(expansion_version).jar" ]; then
+# stage_module MODULE DIR LIBDIR: build java/MODULE (skipped while its inputs are
+# unchanged) and stage its jar in DIR with its runtime classpath in LIBDIR.
+stage_module() {
+  local module="$1" dir="$2" libdir="$3" pom h jar
+  pom="$ROOT/java/$module/pom.xml"
+  jar="beamline-$module-$(pom_version "$pom").jar"
+  h=$(inputs_hash $(find "$ROOT/java/$module" -path '*/target' -prune -o -type f -print | sort))
+  if stamp_ok "$dir/.stamp" "$h" && [ -f "$dir/$jar" ]; then
     return 0
   fi
-  log "building Beamline's expansion service and staging it in $dir"
-  mvn -B -q -f "$EXPANSION_POM" package >"$BEAMLINE_HOME/logs/maven.log" 2>&1 \
-    || die "building java/expansion-service failed (see $BEAMLINE_HOME/logs/maven.log); check that Maven Central is reachable"
-  mvn_copy_deps "$EXPANSION_POM" "$dir"
-  cp "$ROOT/java/expansion-service/target/beamline-expansion-service-$(expansion_version).jar" "$dir/"
+  log "building java/$module and staging it in $dir"
+  mvn -B -q -f "$pom" package >"$BEAMLINE_HOME/logs/maven.log" 2>&1 \
+    || die "building java/$module failed (see $BEAMLINE_HOME/logs/maven.log); check that Maven Central is reachable"
+  mvn_copy_deps "$pom" "$libdir"
+  cp "$ROOT/java/$module/target/$jar" "$dir/"
   echo "$h" >"$dir/.stamp"
+}
+
+java_setup() {
+  stage_module expansion-service "$(expansion_dir)" "$(expansion_dir)"
 }
 
 # Beam's portable Flink job server (embedded Flink for --flink_master=[local]):
 # a manifest-only launcher jar and its lib/ folder, staged into the jar cache.
 FLINK_POM="$ROOT/java/flink-job-server/pom.xml"
 
-flink_version() { sed -n 's:^  <version>\(.*\)</version>:\1:p' "$FLINK_POM" | head -n1; }
+flink_version() { pom_version "$FLINK_POM"; }
 flink_job_server_dir() { echo "$BEAM_JAR_CACHE/beamline-flink-job-server-$(flink_version)"; }
 
 flink_setup() {
-  local dir h jar
-  dir=$(flink_job_server_dir)
-  jar="beamline-flink-job-server-$(flink_version).jar"
-  h=$(inputs_hash "$FLINK_POM")
-  if stamp_ok "$dir/.stamp" "$h" && [ -f "$dir/$jar" ]; then
-    return 0
-  fi
-  log "assembling Beam's Flink job server and staging it in $dir"
-  mvn -B -q -f "$FLINK_POM" package >"$BEAMLINE_HOME/logs/maven.log" 2>&1 \
-    || die "building java/flink-job-server failed (see $BEAMLINE_HOME/logs/maven.log); check that Maven Central is reachable"
-  mvn_copy_deps "$FLINK_POM" "$dir/lib"
-  cp "$ROOT/java/flink-job-server/target/$jar" "$dir/"
-  echo "$h" >"$dir/.stamp"
+  stage_module flink-job-server "$(flink_job_server_dir)" "$(flink_job_server_dir)/lib"
 }
