@@ -157,7 +157,12 @@ def main(argv: list[str] | None = None) -> int:
                 max_delay_s=config.kafka_max_delay_s if config.unbounded else 0,
             ),
             GraphParams(
-                config.run_id, config.dedup_ttl_s, config.window_size_s, config.value_format
+                run_id=config.run_id,
+                dedup_ttl_s=config.dedup_ttl_s,
+                window_size_s=config.window_size_s,
+                window_period_s=config.window_period_s,
+                allowed_lateness_s=config.allowed_lateness_s,
+                value_format=config.value_format,
             ),
             production_sinks(
                 output_prefix,

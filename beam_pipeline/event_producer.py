@@ -176,6 +176,8 @@ class Injected:
       invalid: well-formed JSON objects that break the event contract.
       duplicates: extra messages that repeat an earlier valid event byte for byte.
       out_of_order: valid events whose event time precedes the latest one sent before.
+      late: valid events sent ``late_shift_ms`` or more behind the latest event time,
+        meant to arrive after their window closed (on a streaming runner).
       total: every message in the batch: ``valid_unique + malformed + invalid + duplicates``.
     """
 
@@ -185,6 +187,7 @@ class Injected:
     duplicates: int
     out_of_order: int
     total: int
+    late: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,7 +201,7 @@ class Batch:
         their slot in the batch would have had).
       injected: the counts of each kind of message.
       labels: one label per message, in the same order: ``valid``,
-        ``out_of_order``, ``duplicate``, ``malformed/<kind>`` or
+        ``out_of_order``, ``late``, ``duplicate``, ``malformed/<kind>`` or
         ``invalid/<kind>`` (kinds from ``MALFORMED_KINDS`` and ``INVALID_KINDS``).
     """
 
@@ -532,6 +535,8 @@ def generate(
     duplicate_ratio: float = 0.0,
     out_of_order_ratio: float = 0.0,
     value_format: str = "json",
+    late_ratio: float = 0.0,
+    late_shift_ms: int = 0,
 ) -> Batch:
     """Generates one deterministic batch of customer events with injected faults.
 
@@ -561,7 +566,13 @@ def generate(
       invalid_ratio: share of originals that are JSON objects breaking the contract.
       duplicate_ratio: extra byte-identical copies of valid events, as a share of
         ``count``.
-      out_of_order_ratio: share of originals that are valid but late.
+      out_of_order_ratio: share of originals that are valid but out of order.
+      late_ratio: share of originals that are valid and sent ``late_shift_ms`` to
+        ``late_shift_ms + 5 s`` behind the latest valid event time, chosen among the
+        events at least ``late_shift_ms`` after the first (so that a streaming job
+        has been reading for that long); never duplicated, never out of order.
+      late_shift_ms: how far behind a late event is; pick more than the window plus
+        the allowed lateness plus the watermark's delay, and a margin.
       value_format: ``json``, ``avro`` (schemaless, the contract's schema) or
         ``avro_confluent`` (Confluent's wire format, the contract's schema id); the
         malformed and invalid kinds are the format's own.
@@ -585,11 +596,14 @@ def generate(
     n_invalid = _count(count, invalid_ratio, "invalid_ratio")
     n_duplicates = _count(count, duplicate_ratio, "duplicate_ratio")
     n_late = _count(count, out_of_order_ratio, "out_of_order_ratio")
+    n_beyond = _count(count, late_ratio, "late_ratio")
+    if n_beyond and late_shift_ms <= 0:
+        raise ValueError(f"late_ratio needs a positive late_shift_ms, got {late_shift_ms}")
     n_valid = count - n_malformed - n_invalid
-    if n_valid < 0 or n_duplicates + n_late + (1 if n_late else 0) > n_valid:
+    if n_valid < 0 or n_duplicates + n_late + n_beyond + (1 if n_late else 0) > n_valid:
         raise ValueError(
             f"{count} events cannot hold {n_malformed} malformed, {n_invalid} invalid, "
-            f"{n_late} out-of-order and {n_duplicates} duplicated events"
+            f"{n_late} out-of-order, {n_beyond} late and {n_duplicates} duplicated events"
         )
 
     encoder = encoder_for(value_format)
@@ -612,7 +626,15 @@ def generate(
     )
     valid = [i for i in range(count) if i not in roles]
     late = set(rng.sample(valid[1:], n_late))
-    sources = sorted(rng.sample([i for i in valid if i not in late], n_duplicates))
+    first_late = math.ceil(late_shift_ms * rate_per_s / 1000)
+    candidates = [i for i in valid[1:] if i >= first_late and i not in late]
+    if n_beyond > len(candidates):
+        raise ValueError(
+            f"only {len(candidates)} valid events come {late_shift_ms} ms after the first: "
+            f"too few for {n_beyond} late events (send more events, or a smaller shift)"
+        )
+    beyond = set(rng.sample(candidates, n_beyond))
+    sources = sorted(rng.sample([i for i in valid if i not in late | beyond], n_duplicates))
     # after[i]: the duplicate sources sent right after original event i.
     after: dict[int, list[int]] = {}
     for j in sources:
@@ -628,6 +650,9 @@ def generate(
         if i in late:
             event_ms = min(event_ms, latest_ms) - rng.randint(*OUT_OF_ORDER_SHIFT_MS)
             role = "out_of_order"
+        elif i in beyond:
+            event_ms = latest_ms - late_shift_ms - rng.randint(0, 5_000)
+            role = "late"
         event = _event(rng, world, run_id, i, event_ms)
         key = event["user_id"].encode()
         if role.startswith("malformed/"):
@@ -652,6 +677,7 @@ def generate(
         duplicates=n_duplicates,
         out_of_order=n_late,
         total=count + n_duplicates,
+        late=n_beyond,
     )
     return Batch(
         messages=messages, injected=injected, labels=tuple(labels), value_format=encoder.name
@@ -726,6 +752,8 @@ def batch_from_args(args, count: int, run_id: str, seed: int, start_ms: int) -> 
         duplicate_ratio=args.duplicates,
         out_of_order_ratio=args.out_of_order,
         value_format=args.value_format,
+        late_ratio=getattr(args, "late", 0.0),
+        late_shift_ms=round(getattr(args, "late_shift_s", 0) * 1000),
     )
 
 
@@ -745,6 +773,8 @@ def main(argv=None) -> int:
     parser.add_argument("--invalid", type=float, default=0.0, help="ratio of invalid")
     parser.add_argument("--duplicates", type=float, default=0.0, help="ratio of duplicates")
     parser.add_argument("--out_of_order", type=float, default=0.0, help="ratio out of order")
+    parser.add_argument("--late", type=float, default=0.0, help="ratio sent --late_shift_s behind")
+    parser.add_argument("--late_shift_s", type=float, default=0.0, help="how far behind")
     parser.add_argument("--topic", default=DEFAULT_TOPIC)
     parser.add_argument(
         "--live", action="store_true", help="send each event when its event time comes"

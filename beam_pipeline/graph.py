@@ -1,28 +1,33 @@
 """Beamline's graph for customer events, built by one pure function.
 
     source (KafkaRecord rows: bytes + coordinates)
-      → Decode ─────────────┐
-      → Validate ───────────┤  dead letters (stage, reason, raw bytes, coordinates)
-      → Normalise ──────────┘
-      → Deduplicate ───────────  duplicate log (each dropped copy + the kept copy's offset)
+      → Decode ──────────────┐
+      → Validate ────────────┤
+      → Normalise ───────────┤  dead letters (stage, reason, raw bytes, coordinates)
+      → ConformToSinks ──────┘
+      → Deduplicate ──────────── duplicate log (each dropped copy + the kept copy's offset)
       → events ───────────────── events sinks
-      → CountPerWindow ──────── counts sinks (events per event_type per window)
+      → CountPerWindow ───────── counts sinks (events per event_type per window, per pane)
+                       └──────── late lane: dead letters with stage ``late``
+    every stage's records ─────── stage counts (records per window per stage, per pane)
 
 ``build_graph`` takes the source and the sinks as arguments and returns the
 outputs, so tests run it on ``Create`` or ``TestStream`` with no sink at all, and
 the driver gives it ``ReadFromKafka`` and the production sinks.  Every record the
 source yields ends up in exactly one of: the events output, the dead letters, or
-the duplicate log.
+the duplicate log; a late record is in the events output *and* in the dead
+letters with stage ``late`` (it is valid, but in no window count).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import typing
 
 import apache_beam as beam
-from apache_beam.transforms import window
+from apache_beam.transforms.window import TimestampedValue
 
 from schemas import tables
 from schemas.customer_events import (
@@ -35,12 +40,18 @@ from schemas.customer_events import (
     to_customer_event,
     to_event_type_count,
 )
-from transforms.aggregate import CountPerWindow
+from transforms.aggregate import LATE_TAG, CountPerWindow, LateArrival
+from transforms.conform import ConformToSinks
 from transforms.decode import Decode
 from transforms.dedup import DUPLICATES_TAG, DeduplicateById
 from transforms.kafka_io import WriteDeadLettersToKafka
 from transforms.normalise import NormaliseEvents
-from transforms.records import DEAD_LETTER_TAG, DeadLetter
+from transforms.records import (
+    DEAD_LETTER_TAG,
+    DeadLetter,
+    StageCount,
+    row_dead_letter,
+)
 from transforms.sinks import JdbcTarget, WriteParquetFiles, WriteToPostgres, upsert_statement
 from transforms.validate import ValidateEvents
 
@@ -58,14 +69,23 @@ Sink = typing.Mapping[str, beam.PTransform]
 # Dead letters also go to this topic: the raw message, and the reason as headers.
 DEAD_LETTER_TOPIC = "dead_letters"
 
+LATE_STAGE = "late"
+LATE_REASON = "after_window_closed"
+
 
 @dataclasses.dataclass(frozen=True)
 class GraphParams:
-    """What the graph needs to know besides its edges."""
+    """What the graph needs to know besides its edges.
+
+    ``allowed_lateness_s`` defaults to the contract's; stage counts keep their
+    windows open for ``dedup_ttl_s`` (a count per stage is small state).
+    """
 
     run_id: str
     dedup_ttl_s: int = 3600
     window_size_s: int = CONTRACT.aggregates[0].window_s
+    window_period_s: typing.Optional[int] = None
+    allowed_lateness_s: int = CONTRACT.aggregates[0].allowed_lateness_s
     value_format: str = "json"  # json, avro or avro_confluent
 
 
@@ -77,14 +97,74 @@ class Sinks:
     counts: Sink = dataclasses.field(default_factory=dict)
     dead_letters: Sink = dataclasses.field(default_factory=dict)
     duplicates: Sink = dataclasses.field(default_factory=dict)
+    stage_counts: Sink = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
 class Outputs:
     events: beam.PCollection  # of CustomerEventsRow, timestamped at event time
-    counts: beam.PCollection  # of EventTypeCount, in the global window
-    dead_letters: beam.PCollection  # of DeadLetter
+    counts: beam.PCollection  # of EventTypeCount: one per pane, in the global window
+    dead_letters: beam.PCollection  # of DeadLetter, the late lane included
     duplicates: beam.PCollection  # of Duplicate
+    stage_counts: beam.PCollection  # of StageCount: one per pane, in the global window
+
+
+def _iso(ms: int) -> str:
+    moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def late_dead_letter(arrival: LateArrival, allowed_lateness_s: int, run_id: str) -> DeadLetter:
+    """The late lane's dead letter: a valid event that arrived after its window closed."""
+    row = arrival.element
+    detail = (
+        f"event time {_iso(row.event_time_ms)} is in window "
+        f"[{_iso(arrival.window_start_ms)}, {_iso(arrival.window_end_ms)}), which closed "
+        f"when the watermark passed {_iso(arrival.closed_at_ms)} (allowed lateness "
+        f"{allowed_lateness_s} s); the event is in the events table but in no window count"
+    )
+    return row_dead_letter(row, LATE_STAGE, LATE_REASON, detail, run_id)
+
+
+def to_stage_count(
+    stage: str, count: int, start_ms: int, end_ms: int, pane_index: int, timing: str, run_id: str
+) -> StageCount:
+    """The ``StageCount`` row of one pane (``CountPerWindow``'s ``to_row``)."""
+    return StageCount(start_ms, end_ms, stage, count, pane_index, timing, run_id)
+
+
+def _stage_key(letter: DeadLetter) -> str:
+    return LATE_STAGE if letter.stage == LATE_STAGE else f"dead_letter:{letter.stage}"
+
+
+def _count_stages(
+    params: GraphParams, records, valid, duplicates, dead_letters
+) -> beam.PCollection:
+    """Records per stage per window of their Kafka timestamp (which the producer sets
+    to the event time), so a dashboard compares a window's read, valid, duplicate,
+    late and dead-lettered records."""
+
+    def at(stage_of, time_of):
+        return lambda x: TimestampedValue(stage_of(x), time_of(x) / 1000)
+
+    by_stage = (
+        records | "ReadAtKafkaTime" >> beam.Map(at(lambda _: "read", lambda r: r.timestamp_ms)),
+        valid
+        | "ValidAtKafkaTime" >> beam.Map(at(lambda _: "valid", lambda r: r.kafka_timestamp_ms)),
+        duplicates
+        | "DuplicateAtKafkaTime"
+        >> beam.Map(at(lambda _: "duplicate", lambda d: d.kafka_timestamp_ms)),
+        dead_letters
+        | "DeadLetterAtKafkaTime" >> beam.Map(at(_stage_key, lambda d: d.kafka_timestamp_ms)),
+    ) | "CollectStages" >> beam.Flatten()
+    counted = by_stage | "CountStages" >> CountPerWindow(
+        lambda stage: stage,
+        params.window_size_s,
+        functools.partial(to_stage_count, run_id=params.run_id),
+        StageCount,
+        allowed_lateness_s=max(params.allowed_lateness_s, params.dedup_ttl_s),
+    )
+    return counted.counts | "AsStageCounts" >> beam.Map(lambda c: c).with_output_types(StageCount)
 
 
 def build_graph(
@@ -98,33 +178,41 @@ def build_graph(
     normalised = validated.valid | "Normalise" >> NormaliseEvents(
         to_customer_event, CustomerEventsRow, EVENT_TIME_FIELD, run_id
     )
-    deduplicated = normalised.rows | "Deduplicate" >> DeduplicateById(
-        ID_FIELD, params.dedup_ttl_s, run_id
+    conformed = normalised.rows | "ConformToSinks" >> ConformToSinks(
+        tables.EVENTS, functools.partial(row_dead_letter, run_id=run_id)
+    )
+    deduplicated = conformed.rows | "Deduplicate" >> DeduplicateById(
+        ID_FIELD, params.dedup_ttl_s, run_id, order_by=CONTRACT.dedup.order_by
     )
     events = deduplicated.unique
-    counts = (
-        events
-        | "CountPerWindow"
-        >> CountPerWindow(
-            CONTRACT.aggregates[0].key,
-            params.window_size_s,
-            functools.partial(to_event_type_count, run_id=run_id),
-            EventTypeCount,
-        )
-        # Rows carry their window in columns; the sinks write in the global window.
-        | "ToGlobalWindow"
-        >> beam.WindowInto(window.GlobalWindows()).with_output_types(EventTypeCount)
+    aggregated = events | "CountPerWindow" >> CountPerWindow(
+        CONTRACT.aggregates[0].key,
+        params.window_size_s,
+        functools.partial(to_event_type_count, run_id=run_id),
+        EventTypeCount,
+        allowed_lateness_s=params.allowed_lateness_s,
+        window_period_s=params.window_period_s,
     )
+    counts = aggregated.counts | "AsCounts" >> beam.Map(lambda c: c).with_output_types(
+        EventTypeCount
+    )
+    late = aggregated[LATE_TAG] | "ToLateDeadLetters" >> beam.Map(
+        late_dead_letter, params.allowed_lateness_s, run_id
+    ).with_output_types(DeadLetter)
     dead_letters = (
         decoded[DEAD_LETTER_TAG],
         validated[DEAD_LETTER_TAG],
         normalised[DEAD_LETTER_TAG],
+        conformed[DEAD_LETTER_TAG],
+        late,
     ) | "CollectDeadLetters" >> beam.Flatten().with_output_types(DeadLetter)
+    duplicates = deduplicated[DUPLICATES_TAG]
     outputs = Outputs(
         events=events,
         counts=counts,
         dead_letters=dead_letters,
-        duplicates=deduplicated[DUPLICATES_TAG],
+        duplicates=duplicates,
+        stage_counts=_count_stages(params, records, conformed.rows, duplicates, dead_letters),
     )
     for field in dataclasses.fields(Sinks):
         pcoll = getattr(outputs, field.name)
@@ -134,7 +222,9 @@ def build_graph(
 
 
 def _postgres(table: tables.Table, target: JdbcTarget, expansion_service: str) -> WriteToPostgres:
-    statement = upsert_statement(table.name, table.row_type, table.key_columns, table.casts)
+    statement = upsert_statement(
+        table.name, table.row_type, table.key_columns, table.casts, table.forward_only
+    )
     return WriteToPostgres(table.name, table.row_type, statement, target, expansion_service)
 
 
@@ -171,5 +261,8 @@ def production_sinks(
         },
         duplicates={
             "WriteDuplicatesPostgres": _postgres(tables.DUPLICATE_LOG, target, expansion_service),
+        },
+        stage_counts={
+            "WriteStageCountsPostgres": _postgres(tables.STAGE_COUNTS, target, expansion_service),
         },
     )

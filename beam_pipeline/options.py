@@ -18,6 +18,9 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from beam_pipeline.settings import StackSettings
 from schemas.customer_events import CONTRACT
 
+# How far behind the newest Kafka timestamp the watermark trails on a live topic.
+DEFAULT_MAX_DELAY_S = 5.0
+
 __all__ = ["BeamlineOptions", "Config", "ConfigError", "parse_offsets"]
 
 _STREAMING_RUNNERS = {"PrismRunner", "FlinkRunner", "DataflowRunner", "PortableRunner"}
@@ -112,7 +115,7 @@ class BeamlineOptions(PipelineOptions):
         parser.add_argument(
             "--kafka_max_delay_s",
             type=float,
-            default=5.0,
+            default=DEFAULT_MAX_DELAY_S,
             help="How late after its Kafka timestamp a record may arrive on a live topic: "
             "the watermark trails the newest timestamp, or the clock on a quiet partition, "
             "by this much (default: %(default)s).",
@@ -138,6 +141,21 @@ class BeamlineOptions(PipelineOptions):
             default=CONTRACT.aggregates[0].window_s,
             help="Length of the event-time windows that count events per type "
             "(default: %(default)s).",
+        )
+        parser.add_argument(
+            "--window_period_s",
+            type=int,
+            default=None,
+            help="Make the count windows slide: a window of --window_size_s starts every "
+            "this many seconds (default: fixed windows).",
+        )
+        parser.add_argument(
+            "--allowed_lateness_s",
+            type=int,
+            default=CONTRACT.aggregates[0].allowed_lateness_s,
+            help="How long after its end, in event time, a window still counts events, each "
+            "in a late pane; later events go to the late lane (dead letters of stage late). "
+            "Default from the contract: %(default)s.",
         )
         parser.add_argument(
             "--duration_s",
@@ -188,6 +206,8 @@ class Config:
     progress_every_s: int
     dedup_ttl_s: int
     window_size_s: int
+    window_period_s: int | None
+    allowed_lateness_s: int
     output_dir: pathlib.Path
     run_id: str
     expansion_service: str | None
@@ -211,12 +231,22 @@ class Config:
             "kafka_max_read_time_s",
             "dedup_ttl_s",
             "window_size_s",
+            "window_period_s",
             "duration_s",
             "progress_every_s",
         ):
             value = getattr(opts, flag)
             if value is not None and value <= 0:
                 raise ConfigError(f"--{flag} must be a positive number (got {value})")
+        if opts.allowed_lateness_s < 0:
+            raise ConfigError(
+                f"--allowed_lateness_s must not be negative (got {opts.allowed_lateness_s})"
+            )
+        if opts.window_period_s is not None and opts.window_period_s > opts.window_size_s:
+            raise ConfigError(
+                f"--window_period_s ({opts.window_period_s}) must not exceed --window_size_s "
+                f"({opts.window_size_s}): windows would leave gaps"
+            )
         if opts.kafka_max_delay_s < 0:
             raise ConfigError(
                 f"--kafka_max_delay_s must not be negative (got {opts.kafka_max_delay_s})"
@@ -268,6 +298,8 @@ class Config:
             progress_every_s=opts.progress_every_s,
             dedup_ttl_s=opts.dedup_ttl_s,
             window_size_s=opts.window_size_s,
+            window_period_s=opts.window_period_s,
+            allowed_lateness_s=opts.allowed_lateness_s,
             output_dir=pathlib.Path(opts.output_dir).resolve(),
             run_id=opts.run_id or uuid.uuid4().hex[:12],
             expansion_service=opts.expansion_service,

@@ -8,17 +8,25 @@ Terms, and where each is read:
 ``postgres_events``      PostgreSQL ``customer_events``: rows
 ``parquet_events``       the Parquet files under ``<output>/<run>/events/``
 ``duplicates``           PostgreSQL ``duplicate_log``: rows
-``dead_letters``         PostgreSQL ``dead_letters``: rows
+``dead_letters``         PostgreSQL ``dead_letters``: rows, the late lane excepted
+``late``                 PostgreSQL ``dead_letters``: rows of stage ``late``
 ``parquet_dead_letters`` the Parquet files under ``<output>/<run>/dead_letters/``
 ``kafka_dead_letters``   the dead-letter topic: distinct source records in the run's messages
-``gold_total``           PostgreSQL ``customer_event_counts``: sum of counts
-``parquet_gold_total``   the Parquet files under ``<output>/<run>/event_counts/``
+``gold_total``           PostgreSQL ``customer_event_counts``: sum of counts (latest panes)
+``parquet_gold_total``   the Parquet files under ``<output>/<run>/event_counts/``: sum of
+                         the counts of each window's highest pane
+``unbalanced_windows``   (window, event type) pairs whose count + late events differs
+                         from the events of that window in ``customer_events``
+``stage_read``           PostgreSQL ``window_stage_counts``: records read
+``stage_late``           PostgreSQL ``window_stage_counts``: late records
 =======================  ====================================================
 
-All rows are those with the run's ``run_id``.  Beside the counts, the offset
-audit reads the (topic, partition, offset) of every row of the three PostgreSQL
-outputs and compares them with the run's offset ranges from the report: each
-offset must appear exactly once.
+All rows are those with the run's ``run_id``.  A late event is valid: it is in
+the events table and, as well, a dead letter of stage ``late``.  Beside the
+counts, the offset audit reads the (topic, partition, offset) of every row of
+the events, the dead letters (the late lane excepted) and the duplicate log,
+and compares them with the run's offset ranges from the report: each offset must
+appear exactly once; and every late dead letter must name an event's offset.
 
 ``python -m beam_pipeline.reconcile --run_id R`` prints a table whose last line
 is one JSON object, and exits 1 if any check fails.
@@ -71,6 +79,11 @@ class Terms:
     parquet_gold_total: int
     injected_duplicates: int
     injected_dead_letters: int  # malformed + invalid
+    late: int = 0
+    unbalanced_windows: int = 0
+    stage_read: int = 0
+    stage_late: int = 0
+    injected_late: int = 0  # sent beyond the allowed lateness (streaming runs)
 
 
 _SOURCES = {
@@ -79,13 +92,18 @@ _SOURCES = {
     "postgres_events": f"PostgreSQL {tables.EVENTS.name}: rows",
     "parquet_events": "Parquet events/: rows",
     "duplicates": f"PostgreSQL {tables.DUPLICATE_LOG.name}: rows",
-    "dead_letters": f"PostgreSQL {tables.DEAD_LETTERS.name}: rows",
+    "dead_letters": f"PostgreSQL {tables.DEAD_LETTERS.name}: rows, late lane excepted",
     "parquet_dead_letters": "Parquet dead_letters/: rows",
     "kafka_dead_letters": "Kafka dead_letters topic: distinct source records of the run",
     "gold_total": f"PostgreSQL {tables.COUNTS.name}: sum of event_count",
     "parquet_gold_total": "Parquet event_counts/: sum of event_count",
     "injected_duplicates": "producer report: duplicates injected",
     "injected_dead_letters": "producer report: malformed + invalid injected",
+    "late": f"PostgreSQL {tables.DEAD_LETTERS.name}: rows of stage late",
+    "unbalanced_windows": "windows where count + late events != events",
+    "stage_read": f"PostgreSQL {tables.STAGE_COUNTS.name}: records read",
+    "stage_late": f"PostgreSQL {tables.STAGE_COUNTS.name}: late records",
+    "injected_late": "producer report: sent beyond the allowed lateness",
 }
 
 
@@ -98,6 +116,7 @@ class OffsetAudit:
     missing: int  # expected offsets in no output
     unexpected: int  # offsets outside the run's ranges (or on another topic)
     repeated: int  # offsets in more than one row
+    late_not_in_events: int = 0  # late dead letters naming no event's offset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,8 +133,11 @@ def audit_offsets(
     topic: str,
     ranges: typing.Mapping[int, tuple[int, int]],
     seen: typing.Iterable[Coordinate],
+    late: typing.Iterable[Coordinate] = (),
+    events: typing.Iterable[Coordinate] = (),
 ) -> OffsetAudit:
-    """Compares ``seen`` coordinates with ``[start, end)`` per partition of ``topic``."""
+    """Compares ``seen`` coordinates with ``[start, end)`` per partition of ``topic``,
+    and checks that each ``late`` coordinate is one of the ``events``."""
     counts = collections.Counter(seen)
     expected = {(topic, p, o) for p, (start, end) in ranges.items() for o in range(start, end)}
     return OffsetAudit(
@@ -124,13 +146,14 @@ def audit_offsets(
         missing=len(expected - counts.keys()),
         unexpected=len(counts.keys() - expected),
         repeated=sum(1 for n in counts.values() if n > 1),
+        late_not_in_events=len(set(late) - set(events)),
     )
 
 
 def checks(terms: Terms, audit: OffsetAudit) -> list[Check]:
     """Every check of a run, passed or not, with the numbers behind it."""
     t = terms
-    sinks = (t.parquet_events, t.postgres_events, t.valid_unique, t.gold_total)
+    sinks = (t.parquet_events, t.postgres_events, t.valid_unique, t.gold_total + t.late)
     return [
         Check(
             "produced == valid_unique + duplicates + dead_letters",
@@ -138,14 +161,24 @@ def checks(terms: Terms, audit: OffsetAudit) -> list[Check]:
             f"{t.produced} vs {t.valid_unique} + {t.duplicates} + {t.dead_letters}",
         ),
         Check(
-            "parquet_events == postgres_events == valid_unique == gold_total",
+            "parquet_events == postgres_events == valid_unique == gold_total + late",
             len(set(sinks)) == 1,
-            " == ".join(str(n) for n in sinks),
+            " == ".join(str(n) for n in sinks[:3]) + f" == {t.gold_total} + {t.late}",
         ),
         Check(
-            "dead_letters == parquet_dead_letters == kafka_dead_letters",
-            t.dead_letters == t.parquet_dead_letters == t.kafka_dead_letters,
-            f"{t.dead_letters} == {t.parquet_dead_letters} == {t.kafka_dead_letters}",
+            "dead_letters + late == parquet_dead_letters == kafka_dead_letters",
+            t.dead_letters + t.late == t.parquet_dead_letters == t.kafka_dead_letters,
+            f"{t.dead_letters} + {t.late} == {t.parquet_dead_letters} == {t.kafka_dead_letters}",
+        ),
+        Check(
+            "every window: final count + its late events == its events",
+            t.unbalanced_windows == 0,
+            f"{t.unbalanced_windows} (window, event type) pairs off",
+        ),
+        Check(
+            "stage counts: read == produced, late == late",
+            t.stage_read == t.produced and t.stage_late == t.late,
+            f"{t.stage_read} vs {t.produced}, {t.stage_late} vs {t.late}",
         ),
         Check(
             "gold_total == parquet_gold_total",
@@ -154,10 +187,11 @@ def checks(terms: Terms, audit: OffsetAudit) -> list[Check]:
         ),
         Check(
             "every offset of the run exactly once across the outputs",
-            audit.missing == audit.unexpected == audit.repeated == 0
+            audit.missing == audit.unexpected == audit.repeated == audit.late_not_in_events == 0
             and audit.found == audit.expected,
             f"{audit.expected} offsets, {audit.found} rows: {audit.missing} missing, "
-            f"{audit.unexpected} unexpected, {audit.repeated} repeated",
+            f"{audit.unexpected} unexpected, {audit.repeated} repeated, "
+            f"{audit.late_not_in_events} late not in events",
         ),
         Check(
             "duplicates == injected duplicates",
@@ -169,6 +203,11 @@ def checks(terms: Terms, audit: OffsetAudit) -> list[Check]:
             t.dead_letters == t.injected_dead_letters,
             f"{t.dead_letters} vs {t.injected_dead_letters}",
         ),
+        Check(
+            "late == injected beyond the allowed lateness",
+            t.late == t.injected_late,
+            f"{t.late} vs {t.injected_late}",
+        ),
     ]
 
 
@@ -177,6 +216,8 @@ def rows_so_far(settings: StackSettings, run_id: str) -> dict[str, int]:
     queries = {
         "events": f"SELECT count(*) FROM {tables.EVENTS.name} WHERE run_id = %s",
         "dead_letters": f"SELECT count(*) FROM {tables.DEAD_LETTERS.name} WHERE run_id = %s",
+        "late": f"SELECT count(*) FROM {tables.DEAD_LETTERS.name} WHERE run_id = %s"
+        " AND stage = 'late'",
         "duplicates": f"SELECT count(*) FROM {tables.DUPLICATE_LOG.name} WHERE run_id = %s",
         "windowed": f"SELECT sum(event_count) FROM {tables.COUNTS.name} WHERE run_id = %s",
     }
@@ -189,14 +230,47 @@ def rows_so_far(settings: StackSettings, run_id: str) -> dict[str, int]:
         connection.close()
 
 
-def _parquet(folder: pathlib.Path, column: str | None = None) -> int:
-    """Rows (or the sum of ``column``) of the Parquet files in ``folder``; 0 if none."""
-    files = sorted(folder.glob("*.parquet"))
-    if not files:
-        return 0
-    if column is None:
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    return sum(sum(pq.read_table(f, columns=[column]).column(column).to_pylist()) for f in files)
+def _parquet(folder: pathlib.Path) -> int:
+    """Rows of the Parquet files in ``folder``; 0 if none."""
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(folder.glob("*.parquet")))
+
+
+def _parquet_final_counts(folder: pathlib.Path) -> int:
+    """The sum of ``event_count`` over the highest pane of each (window, event type)
+    in the Parquet files of ``folder`` (they hold every pane written)."""
+    final: dict[tuple, tuple[int, int]] = {}
+    for f in sorted(folder.glob("*.parquet")):
+        for row in pq.read_table(f).to_pylist():
+            key = (row["window_start_ms"], row["window_end_ms"], row["event_type"])
+            pane = (row["pane_index"], row["event_count"])
+            final[key] = max(final.get(key, pane), pane)
+    return sum(count for _, count in final.values())
+
+
+# (window, event type) pairs where the stored (latest-pane) count plus the late
+# events of that window differs from the window's events.  Windows are fixed,
+# aligned to the epoch, of the length the run's count rows show.
+_UNBALANCED_WINDOWS = f"""
+WITH size AS (
+    SELECT coalesce(max(window_end_ms - window_start_ms), 1) AS ms
+    FROM {tables.COUNTS.name} WHERE run_id = %(run)s
+), ev AS (
+    SELECT e.kafka_topic, e.kafka_partition, e.kafka_offset, e.event_type,
+           e.event_time_ms - mod(e.event_time_ms, size.ms) AS window_start_ms
+    FROM {tables.EVENTS.name} e, size WHERE e.run_id = %(run)s
+), per_window AS (
+    SELECT window_start_ms, event_type, count(*) AS events,
+           count(d.kafka_offset) AS late
+    FROM ev LEFT JOIN {tables.DEAD_LETTERS.name} d
+      ON d.run_id = %(run)s AND d.stage = 'late' AND d.kafka_topic = ev.kafka_topic
+     AND d.kafka_partition = ev.kafka_partition AND d.kafka_offset = ev.kafka_offset
+    GROUP BY window_start_ms, event_type
+)
+SELECT count(*) FROM per_window w
+FULL JOIN (SELECT * FROM {tables.COUNTS.name} WHERE run_id = %(run)s) c
+  ON c.window_start_ms = w.window_start_ms AND c.event_type = w.event_type
+WHERE coalesce(c.event_count, 0) + coalesce(w.late, 0) <> coalesce(w.events, 0)
+"""
 
 
 def count_dead_letter_messages(bootstrap_servers: str, topic: str, run_id: str) -> int:
@@ -265,14 +339,25 @@ def gather(
             )
             postgres_events = _scalar(cur, f"SELECT count(*) FROM {events} {q}", run_id)
             duplicates = _scalar(cur, f"SELECT count(*) FROM {dups} {q}", run_id)
-            dead_letters = _scalar(cur, f"SELECT count(*) FROM {dead} {q}", run_id)
+            not_late, is_late = f"{q} AND stage <> 'late'", f"{q} AND stage = 'late'"
+            dead_letters = _scalar(cur, f"SELECT count(*) FROM {dead} {not_late}", run_id)
+            late = _scalar(cur, f"SELECT count(*) FROM {dead} {is_late}", run_id)
             gold_total = _scalar(cur, f"SELECT sum(event_count) FROM {counts} {q}", run_id)
+            stages = f"SELECT sum(record_count) FROM {tables.STAGE_COUNTS.name} {q} AND stage = "
+            stage_read = _scalar(cur, stages + "'read'", run_id)
+            stage_late = _scalar(cur, stages + "'late'", run_id)
+            cur.execute(_UNBALANCED_WINDOWS, {"run": run_id})
+            unbalanced_windows = int(cur.fetchone()[0])
+            columns = "SELECT kafka_topic, kafka_partition, kafka_offset FROM"
             coordinates = " UNION ALL ".join(
-                f"SELECT kafka_topic, kafka_partition, kafka_offset FROM {t} {q}"
-                for t in (events, dead, dups)
+                [f"{columns} {events} {q}", f"{columns} {dead} {not_late}", f"{columns} {dups} {q}"]
             )
             cur.execute(coordinates, (run_id,) * 3)
             seen = [(t, int(p), int(o)) for t, p, o in cur.fetchall()]
+            cur.execute(f"{columns} {dead} {is_late}", (run_id,))
+            late_seen = [(t, int(p), int(o)) for t, p, o in cur.fetchall()]
+            cur.execute(f"{columns} {events} {q}", (run_id,))
+            event_seen = [(t, int(p), int(o)) for t, p, o in cur.fetchall()]
     finally:
         connection.close()
     injected = report["injected"]
@@ -288,13 +373,18 @@ def gather(
             settings.kafka_bootstrap_servers, DEAD_LETTER_TOPIC, run_id
         ),
         gold_total=gold_total,
-        parquet_gold_total=_parquet(run_dir / "event_counts", "event_count"),
+        parquet_gold_total=_parquet_final_counts(run_dir / "event_counts"),
         injected_duplicates=int(injected["duplicates"]),
         injected_dead_letters=int(injected["malformed"]) + int(injected["invalid"]),
+        late=late,
+        unbalanced_windows=unbalanced_windows,
+        stage_read=stage_read,
+        stage_late=stage_late,
+        injected_late=int(injected.get("late", 0)),
     )
     before, after = report["offsets_before"], report["offsets_after"]
     ranges = {int(p): (int(before.get(p, 0)), int(end)) for p, end in after.items()}
-    return terms, audit_offsets(report["topic"], ranges, seen)
+    return terms, audit_offsets(report["topic"], ranges, seen, late_seen, event_seen)
 
 
 def render(run_id: str, terms: Terms, results: list[Check], extra: dict | None = None) -> str:

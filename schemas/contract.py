@@ -262,6 +262,7 @@ class Table:
       casts: column → SQL type its bound text is cast to (``jsonb``).
       sql_types: column → SQL type where the default from the Python type is wrong.
       generated_times: ``*_ms`` columns that get a generated ``timestamptz`` beside them.
+      forward_only: a column the upsert never lets go backwards (``pane_index``).
     """
 
     name: str
@@ -270,6 +271,7 @@ class Table:
     casts: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
     sql_types: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
     generated_times: tuple[str, ...] = ()
+    forward_only: typing.Optional[str] = None
 
 
 def _row(name: str, columns, module: str) -> type:

@@ -204,12 +204,18 @@ def load_schema() -> dict:
 
 
 class EventTypeCount(typing.NamedTuple):
-    """Events of one type in one event-time window ``[window_start_ms, window_end_ms)``."""
+    """Events of one type in one event-time window ``[window_start_ms, window_end_ms)``.
+
+    One row per pane: ``pane_index`` 0 is the on-time pane, each later one a late
+    firing with the accumulated count; the sink keeps the highest ``pane_index``.
+    """
 
     window_start_ms: int
     window_end_ms: int
     event_type: str
     event_count: int
+    pane_index: int
+    pane_timing: str  # on_time | late
     run_id: str
 
 
@@ -217,7 +223,15 @@ coders.registry.register_coder(EventTypeCount, coders.RowCoder)
 
 
 def to_event_type_count(
-    event_type: str, count: int, window_start_ms: int, window_end_ms: int, run_id: str
+    event_type: str,
+    count: int,
+    window_start_ms: int,
+    window_end_ms: int,
+    pane_index: int,
+    pane_timing: str,
+    run_id: str,
 ) -> EventTypeCount:
-    """The ``EventTypeCount`` row of one window's count (``CountPerWindow``'s ``to_row``)."""
-    return EventTypeCount(window_start_ms, window_end_ms, event_type, count, run_id)
+    """The ``EventTypeCount`` row of one pane (``CountPerWindow``'s ``to_row``)."""
+    return EventTypeCount(
+        window_start_ms, window_end_ms, event_type, count, pane_index, pane_timing, run_id
+    )

@@ -1,7 +1,8 @@
 """The PostgreSQL tables the pipeline writes: name, row type, upsert key, DDL hints.
 
 The customer-events table derives from its contract; the pipeline's own tables
-(window counts, dead letters, the duplicate log) from their row types.  DDL is
+(window counts, dead letters, the duplicate log, the per-window stage counts) from
+their row types.  DDL is
 derived from these (``schemas.ddl``) and applied as additive migrations by
 ``python -m beam_pipeline.stack migrate`` (``./run_local.sh start`` runs it).
 The column order of each upsert is the field order of its row type
@@ -11,9 +12,9 @@ The column order of each upsert is the field order of its row type
 from schemas.contract import Table
 from schemas.customer_events import CONTRACT, EventTypeCount
 from transforms.dedup import Duplicate
-from transforms.records import DeadLetter
+from transforms.records import DeadLetter, StageCount
 
-__all__ = ["ALL", "COUNTS", "DEAD_LETTERS", "DUPLICATE_LOG", "EVENTS", "Table"]
+__all__ = ["ALL", "COUNTS", "DEAD_LETTERS", "DUPLICATE_LOG", "EVENTS", "STAGE_COUNTS", "Table"]
 
 EVENTS = CONTRACT.tables()[0]
 COUNTS = Table(
@@ -21,6 +22,7 @@ COUNTS = Table(
     EventTypeCount,
     ("run_id", "window_start_ms", "window_end_ms", "event_type"),
     generated_times=("window_start_ms",),
+    forward_only="pane_index",
 )
 DEAD_LETTERS = Table(
     "dead_letters",
@@ -35,5 +37,13 @@ DUPLICATE_LOG = Table(
     sql_types={"kafka_partition": "integer", "kept_partition": "integer"},
 )
 
+STAGE_COUNTS = Table(
+    "window_stage_counts",
+    StageCount,
+    ("run_id", "window_start_ms", "window_end_ms", "stage"),
+    generated_times=("window_start_ms",),
+    forward_only="pane_index",
+)
+
 # Every table the pipeline writes, in the order migrations create them.
-ALL = (EVENTS, COUNTS, DEAD_LETTERS, DUPLICATE_LOG)
+ALL = (EVENTS, COUNTS, DEAD_LETTERS, DUPLICATE_LOG, STAGE_COUNTS)

@@ -16,3 +16,13 @@ UNIT_RUNNER = "FnApiRunner"
 def pipeline():
     """A TestPipeline on the in-process FnApiRunner; runs when the ``with`` block exits."""
     return TestPipeline(runner=UNIT_RUNNER, options=PipelineOptions([]))
+
+
+STREAM_RUNNER = "BundleBasedDirectRunner"
+
+
+@pytest.fixture
+def stream_pipeline():
+    """A streaming TestPipeline for ``TestStream`` (the BundleBasedDirectRunner runs it;
+    no cross-language transform may be in it)."""
+    return TestPipeline(runner=STREAM_RUNNER, options=PipelineOptions(["--streaming"]))

@@ -1,9 +1,35 @@
-"""Counting events per key in fixed event-time windows.
+"""Counting per key in event-time windows, with accumulating panes and a late lane.
 
-Windows are ``[start, start + size)`` in event time (the element timestamps set
-by ``NormaliseEvents``).  The trigger is Beam's default: one pane when the
-watermark passes the window's end; on a bounded read the watermark jumps to the
-end once everything is read, so each window fires once, complete.
+``CountPerWindow`` behaves like ``WindowInto(FixedWindows(size) or SlidingWindows,
+trigger=AfterWatermark(late=AfterCount(1)), accumulation_mode=ACCUMULATING,
+allowed_lateness=L)`` followed by a count per key, with one difference that is the
+reason it exists: **a record that arrives after its window closed comes out of a
+tagged output instead of vanishing.**  Beam's Python SDK drops such records inside
+the ``GroupByKey`` with only a counter, and a separate "lateness detector" in front
+of the ``GroupByKey`` cannot be exact, because a ``DoFn`` cannot read the watermark:
+the first record of a window that closed without data would pass the detector and
+still be dropped.  Here the decision and the count are made by one stateful
+``DoFn`` per key, in the global window, so every record is either in a pane or in
+the late output, never neither.
+
+Per key the state is the map of open windows (count, next pane index, whether
+the on-time pane fired) and one number, ``closed_through``: the latest event-time
+timer that fired (milliseconds).  A timer at ``t`` fires only once the input watermark has passed
+``t``, so a window whose close (``end - 1µs + allowed_lateness``, Beam's own
+garbage-collection time) is at or before ``closed_through`` is certainly expired:
+records for it are late.  One watermark timer per key is set to the earliest
+pending deadline:
+
+- at the window's end (its ``max_timestamp``), the **on-time pane** (pane 0);
+- each record arriving after that and before the close, a **late pane** with the
+  accumulated count and the next pane index;
+- at the close, the window's state is dropped.
+
+State is therefore bounded by the keys times the windows open at once
+(``1 + allowed_lateness / period``); no processing-time timer is used.
+
+On a bounded read (the DirectRunner) the watermark jumps to the end once all is
+read, so every window fires exactly one on-time pane and nothing is ever late.
 """
 
 from __future__ import annotations
@@ -11,53 +37,210 @@ from __future__ import annotations
 import typing
 
 import apache_beam as beam
+from apache_beam import coders
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.utils.timestamp import Timestamp
 
-__all__ = ["CountPerWindow"]
+__all__ = ["LATE_TAG", "LateArrival", "CountPerWindow", "ON_TIME", "LATE"]
 
-ToRow = typing.Callable[[str, int, int, int], typing.Any]
+LATE_TAG = "late"
+
+# Pane timings, as Beam names them (PaneInfoTiming), lower case.
+ON_TIME = "on_time"
+LATE = "late"
+
+# to_row(key, count, window_start_ms, window_end_ms, pane_index, timing)
+ToRow = typing.Callable[[str, int, int, int, int, str], typing.Any]
 
 
-class _ToCountRowFn(beam.DoFn):
-    def __init__(self, to_row: ToRow):
+class LateArrival(typing.NamedTuple):
+    """A record whose window(s) had closed when it arrived."""
+
+    element: typing.Any
+    window_start_ms: int
+    window_end_ms: int
+    closed_at_ms: int  # the event time at which its (last) window closed
+
+
+class _Window(typing.NamedTuple):
+    start_ms: int
+    end_ms: int
+
+    @property
+    def max_ms(self) -> int:  # Beam's IntervalWindow.max_timestamp(), in milliseconds
+        return self.end_ms - 1
+
+
+class _CountPanesFn(beam.DoFn):
+    """``(key, element)`` → pane rows; elements of closed windows → ``LATE_TAG``."""
+
+    # {(start_ms, end_ms): [count, next_pane_index, on_time_fired]}.  Times are kept in
+    # milliseconds: runners deliver timers at millisecond precision (the FnApiRunner
+    # fires a timer set for 59.999999 s at 59.999 s), and Kafka times are milliseconds.
+    OPEN = ReadModifyWriteStateSpec("open", coders.PickleCoder())
+    CLOSED_THROUGH = ReadModifyWriteStateSpec("closed_through", coders.VarIntCoder())
+    FIRE = TimerSpec("fire", TimeDomain.WATERMARK)
+
+    def __init__(self, windowfn: window.WindowFn, allowed_lateness_s: int, to_row: ToRow):
+        self._windowfn = windowfn
+        self._lateness_ms = allowed_lateness_s * 1000
         self._to_row = to_row
-        self._windows = Metrics.counter(self.__class__, "window_counts")
+        self._on_time = Metrics.counter(self.__class__, "panes_on_time")
+        self._late_panes = Metrics.counter(self.__class__, "panes_late")
+        self._late = Metrics.counter(self.__class__, "late_records")
+        self._partly_late = Metrics.counter(self.__class__, "records_missing_some_windows")
+        self._closed = Metrics.counter(self.__class__, "windows_closed")
 
-    def process(self, element, win=beam.DoFn.WindowParam):
-        key, count = element
-        self._windows.inc()
-        yield self._to_row(key, count, win.start.micros // 1000, win.end.micros // 1000)
+    def _close_ms(self, win: _Window) -> int:
+        return win.max_ms + self._lateness_ms
+
+    def _pane(self, key, win: _Window, entry: list, timing: str):
+        pane_index = entry[1]
+        entry[1] += 1
+        (self._on_time if timing == ON_TIME else self._late_panes).inc()
+        return self._to_row(key, entry[0], win.start_ms, win.end_ms, pane_index, timing)
+
+    def _next_deadline(self, open_windows: dict) -> int | None:
+        deadlines = [
+            self._close_ms(_Window(*w)) if fired else _Window(*w).max_ms
+            for w, (_, _, fired) in open_windows.items()
+        ]
+        return min(deadlines, default=None)
+
+    def _save(self, open_windows: dict, open_state, fire) -> None:
+        if open_windows:
+            open_state.write(open_windows)
+            fire.set(Timestamp(micros=self._next_deadline(open_windows) * 1000))
+        else:
+            open_state.clear()
+
+    def process(
+        self,
+        element,
+        timestamp=beam.DoFn.TimestampParam,
+        open_state=beam.DoFn.StateParam(OPEN),
+        closed_state=beam.DoFn.StateParam(CLOSED_THROUGH),
+        fire=beam.DoFn.TimerParam(FIRE),
+    ):
+        key, value = element
+        closed_through = closed_state.read()
+        open_windows = open_state.read() or {}
+        wins = [
+            _Window(w.start.micros // 1000, w.end.micros // 1000)
+            for w in self._windowfn.assign(window.WindowFn.AssignContext(timestamp, value))
+        ]
+        missed = []
+        for win in wins:
+            if closed_through is not None and self._close_ms(win) <= closed_through:
+                missed.append(win)
+                continue
+            entry = open_windows.setdefault(tuple(win), [0, 0, False])
+            entry[0] += 1
+            if entry[2]:  # the on-time pane has fired: this is a late firing
+                yield self._pane(key, win, entry, LATE)
+        if len(missed) < len(wins):
+            self._save(open_windows, open_state, fire)
+        if missed and len(missed) == len(wins):
+            self._late.inc()
+            last = max(missed)
+            yield beam.pvalue.TaggedOutput(
+                LATE_TAG,
+                LateArrival(value, last.start_ms, last.end_ms, self._close_ms(last)),
+            )
+        elif missed:
+            # Sliding windows only: counted in its open windows, missing from closed ones.
+            self._partly_late.inc()
+
+    @on_timer(FIRE)
+    def fire(
+        self,
+        key=beam.DoFn.KeyParam,
+        fired_at=beam.DoFn.TimestampParam,
+        open_state=beam.DoFn.StateParam(OPEN),
+        closed_state=beam.DoFn.StateParam(CLOSED_THROUGH),
+        fire=beam.DoFn.TimerParam(FIRE),
+    ):
+        now = fired_at.micros // 1000
+        closed_state.write(max(closed_state.read() or now, now))
+        open_windows = open_state.read() or {}
+        for w in sorted(open_windows):
+            win, entry = _Window(*w), open_windows[w]
+            if not entry[2] and win.max_ms <= now:
+                entry[2] = True
+                yield self._pane(key, win, entry, ON_TIME)
+            if self._close_ms(win) <= now:
+                del open_windows[w]
+                self._closed.inc()
+        self._save(open_windows, open_state, fire)
 
 
 class CountPerWindow(beam.PTransform):
-    """Counts rows per ``key_field`` value in fixed windows of ``window_size_s``.
+    """Counts elements per key in event-time windows, in accumulating panes.
 
-    Input: timestamped rows.  Output: ``to_row(key, count, window_start_ms,
-    window_end_ms)`` for every (window, key) that holds at least one row.
+    Input: timestamped elements.  Main output (``counts``): ``to_row(key, count,
+    window_start_ms, window_end_ms, pane_index, timing)`` for every pane of every
+    (window, key) that holds an element — pane 0 ``on_time`` when the watermark
+    passes the window's end, then one ``late`` pane per late element, each with the
+    count so far.  A sink that keeps the row of the highest ``pane_index`` holds
+    the final count.  ``[LATE_TAG]``: one ``LateArrival`` per element that arrived
+    after all of its windows had closed (the window's end plus
+    ``allowed_lateness_s``, in event time); it is in no count.
 
     Args:
-      key_field: the row field to count by.
+      key: the element field to count by, or a function of the element.
       window_size_s: the window length in seconds of event time.
-      to_row: builds the output row; its type is ``row_type``.
-      row_type: the output ``NamedTuple`` type (registered with ``RowCoder``).
+      to_row: builds an output row; its type is ``row_type``.
+      row_type: the output type (a ``NamedTuple`` registered with ``RowCoder``).
+      allowed_lateness_s: how long after its end a window still takes elements.
+      window_period_s: when set, sliding windows that start every ``window_period_s``.
     """
 
-    def __init__(self, key_field: str, window_size_s: int, to_row: ToRow, row_type: type):
+    def __init__(
+        self,
+        key: str | typing.Callable[[typing.Any], str],
+        window_size_s: int,
+        to_row: ToRow,
+        row_type: type,
+        *,
+        allowed_lateness_s: int = 0,
+        window_period_s: int | None = None,
+    ):
         super().__init__()
         if window_size_s <= 0:
             raise ValueError(f"window_size_s must be positive (got {window_size_s})")
-        self._key_field = key_field
-        self._window_size_s = window_size_s
+        if allowed_lateness_s < 0:
+            raise ValueError(f"allowed_lateness_s must not be negative (got {allowed_lateness_s})")
+        if window_period_s is not None and not 0 < window_period_s <= window_size_s:
+            raise ValueError(
+                f"window_period_s must be in (0, window_size_s] (got {window_period_s})"
+            )
+        self._key = key if callable(key) else _field_getter(key)
+        self._windowfn = (
+            window.SlidingWindows(window_size_s, window_period_s)
+            if window_period_s
+            else window.FixedWindows(window_size_s)
+        )
+        self._lateness_s = allowed_lateness_s
         self._to_row = to_row
         self._row_type = row_type
 
-    def expand(self, rows):
-        key_field = self._key_field
+    def expand(self, elements):
+        key = self._key
         return (
-            rows
-            | "FixedWindows" >> beam.WindowInto(window.FixedWindows(self._window_size_s))
-            | "KeyAndOne" >> beam.Map(lambda row: (getattr(row, key_field), 1))
-            | "Count" >> beam.CombinePerKey(sum)
-            | "ToRow" >> beam.ParDo(_ToCountRowFn(self._to_row)).with_output_types(self._row_type)
+            elements
+            | "KeyByGroup" >> beam.Map(lambda element: (str(key(element)), element))
+            | "CountPanes"
+            >> beam.ParDo(
+                _CountPanesFn(self._windowfn, self._lateness_s, self._to_row)
+            ).with_outputs(LATE_TAG, main="counts")
         )
+
+
+def _field_getter(name: str) -> typing.Callable[[typing.Any], typing.Any]:
+    def get(element):
+        return getattr(element, name)
+
+    return get

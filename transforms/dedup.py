@@ -1,4 +1,7 @@
-"""Dropping later copies of an event by id, with state that expires in event time.
+"""One copy per id, by the contract's policy, with state that expires in event time.
+
+Policies: drop later copies (customer events), or keep the latest version by a
+field (telco customers, by ``updated_at``).
 
 Beam's own ``Deduplicate`` uses a processing-time timer, which forces the legacy
 DirectRunner (that refuses cross-language pipelines) and ties state lifetime to
@@ -29,6 +32,7 @@ class Duplicate(typing.NamedTuple):
     kafka_topic: str
     kafka_partition: int
     kafka_offset: int
+    kafka_timestamp_ms: int
     kept_partition: int
     kept_offset: int
     run_id: str
@@ -66,16 +70,7 @@ class _DropLaterCopiesFn(beam.DoFn):
             return
         self._duplicates.inc()
         yield beam.pvalue.TaggedOutput(
-            DUPLICATES_TAG,
-            Duplicate(
-                event_id=event_id,
-                kafka_topic=row.kafka_topic,
-                kafka_partition=row.kafka_partition,
-                kafka_offset=row.kafka_offset,
-                kept_partition=first[0],
-                kept_offset=first[1],
-                run_id=self._run_id,
-            ),
+            DUPLICATES_TAG, _duplicate(event_id, row, first, self._run_id)
         )
 
     @on_timer(EXPIRY)
@@ -83,35 +78,127 @@ class _DropLaterCopiesFn(beam.DoFn):
         kept.clear()
 
 
+class _KeepLatestFn(beam.DoFn):
+    """``(id, row)`` → the row if it is newer by ``order_by`` than the one kept so far.
+
+    A newer copy is emitted and the copy it replaces goes to the duplicate log,
+    naming its replacement; an older (or equal) copy goes to the log at once,
+    naming the kept one.  Downstream, an upsert guarded on ``order_by``
+    (``forward_only``) keeps the latest row whatever order the writes land in.
+    """
+
+    # (partition, offset, order value) of the copy kept so far.
+    KEPT = ReadModifyWriteStateSpec("kept", coders.PickleCoder())
+    EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
+
+    def __init__(self, order_by: str, ttl_s: int, run_id: str):
+        self._order_by = order_by
+        self._ttl = Duration(seconds=ttl_s)
+        self._run_id = run_id
+        self._first = Metrics.counter(self.__class__, "first_versions")
+        self._superseded = Metrics.counter(self.__class__, "superseded")
+        self._stale = Metrics.counter(self.__class__, "stale_copies")
+
+    def process(
+        self,
+        element,
+        timestamp=beam.DoFn.TimestampParam,
+        kept=beam.DoFn.StateParam(KEPT),
+        expiry=beam.DoFn.TimerParam(EXPIRY),
+    ):
+        event_id, row = element
+        order = getattr(row, self._order_by)
+        previous = kept.read()
+        if previous is not None and order <= previous[3]:
+            self._stale.inc()
+            yield beam.pvalue.TaggedOutput(
+                DUPLICATES_TAG, _duplicate(event_id, row, previous, self._run_id)
+            )
+            return
+        if previous is None:
+            self._first.inc()
+        else:
+            self._superseded.inc()
+            yield beam.pvalue.TaggedOutput(
+                DUPLICATES_TAG,
+                Duplicate(
+                    event_id=event_id,
+                    kafka_topic=row.kafka_topic,
+                    kafka_partition=previous[0],
+                    kafka_offset=previous[1],
+                    kafka_timestamp_ms=previous[2],
+                    kept_partition=row.kafka_partition,
+                    kept_offset=row.kafka_offset,
+                    run_id=self._run_id,
+                ),
+            )
+        kept.write((row.kafka_partition, row.kafka_offset, row.kafka_timestamp_ms, order))
+        expiry.set(timestamp + self._ttl)
+        yield row
+
+    @on_timer(EXPIRY)
+    def expire(self, kept=beam.DoFn.StateParam(KEPT)):
+        kept.clear()
+
+
+def _duplicate(event_id: str, row, kept: tuple, run_id: str) -> Duplicate:
+    return Duplicate(
+        event_id=event_id,
+        kafka_topic=row.kafka_topic,
+        kafka_partition=row.kafka_partition,
+        kafka_offset=row.kafka_offset,
+        kafka_timestamp_ms=row.kafka_timestamp_ms,
+        kept_partition=kept[0],
+        kept_offset=kept[1],
+        run_id=run_id,
+    )
+
+
 class DeduplicateById(beam.PTransform):
-    """Keeps the first copy of each id seen within ``ttl_s`` of event time.
+    """Keeps one copy of each id seen within ``ttl_s`` of event time.
+
+    Two policies, as a contract's ``DedupPolicy`` declares them:
+
+    - ``order_by=None`` (``drop_later_copies``): the first copy is kept, later ones
+      are logged.  Which copy is first among copies arriving together is
+      unspecified; exactly one is kept.
+    - ``order_by=<field>`` (``keep_latest``): the copy with the greatest value of
+      that field is kept; each replaced or stale copy is logged, naming the copy
+      that replaced it.  A replaced copy has already been emitted: an upsert keyed
+      on the id (guarded on the field) ends with the latest, while append-only
+      outputs such as Parquet files hold every version emitted.
 
     Input: rows with event-time timestamps that carry the id field and their Kafka
-    coordinates (``kafka_topic``, ``kafka_partition``, ``kafka_offset``).  Main
-    output: the kept rows.  ``[DUPLICATES_TAG]``: one ``Duplicate`` per dropped copy.
-    Which copy is kept among copies arriving together is unspecified; exactly one is.
+    coordinates (``kafka_topic``, ``kafka_partition``, ``kafka_offset``,
+    ``kafka_timestamp_ms``).  Main output (``unique``): the kept rows.
+    ``[DUPLICATES_TAG]``: one ``Duplicate`` per logged copy.  State per id expires
+    ``ttl_s`` of event time after the last kept copy (an event-time timer).
 
     Args:
       id_field: the row field that identifies an event.
-      ttl_s: how long, in event time after a first copy, later copies are dropped.
+      ttl_s: how long, in event time after a kept copy, its id is remembered.
       run_id: written into every ``Duplicate``.
+      order_by: the field that orders versions, for ``keep_latest``.
     """
 
-    def __init__(self, id_field: str, ttl_s: int, run_id: str):
+    def __init__(self, id_field: str, ttl_s: int, run_id: str, order_by: str | None = None):
         super().__init__()
         if ttl_s <= 0:
             raise ValueError(f"ttl_s must be positive (got {ttl_s})")
         self._id_field = id_field
         self._ttl_s = ttl_s
         self._run_id = run_id
+        self._order_by = order_by
 
     def expand(self, pairs):
         id_field = self._id_field
+        fn = (
+            _KeepLatestFn(self._order_by, self._ttl_s, self._run_id)
+            if self._order_by
+            else _DropLaterCopiesFn(self._ttl_s, self._run_id)
+        )
         return (
             pairs
             | "KeyById" >> beam.Map(lambda row: (str(getattr(row, id_field)), row))
-            | "DropLaterCopies"
-            >> beam.ParDo(_DropLaterCopiesFn(self._ttl_s, self._run_id)).with_outputs(
-                DUPLICATES_TAG, main="unique"
-            )
+            | "DropLaterCopies" >> beam.ParDo(fn).with_outputs(DUPLICATES_TAG, main="unique")
         )

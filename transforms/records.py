@@ -15,7 +15,9 @@ __all__ = [
     "DeadLetter",
     "KafkaRecord",
     "PIPELINE_VERSION",
+    "StageCount",
     "dead_letter",
+    "row_dead_letter",
     "preview",
 ]
 
@@ -62,8 +64,21 @@ class DeadLetter(typing.NamedTuple):
     pipeline_version: str
 
 
+class StageCount(typing.NamedTuple):
+    """How many records of one event-time window reached one stage (a pane, as counts)."""
+
+    window_start_ms: int
+    window_end_ms: int
+    stage: str  # read, valid, duplicate, late, dead_letter:<stage>
+    record_count: int
+    pane_index: int
+    pane_timing: str
+    run_id: str
+
+
 coders.registry.register_coder(KafkaRecord, coders.RowCoder)
 coders.registry.register_coder(DeadLetter, coders.RowCoder)
+coders.registry.register_coder(StageCount, coders.RowCoder)
 
 
 def preview(value: typing.Optional[bytes], limit: int = PREVIEW_CHARS) -> str:
@@ -95,4 +110,28 @@ def dead_letter(
         kafka_key=record.key,
         run_id=run_id,
         pipeline_version=PIPELINE_VERSION,
+    )
+
+
+def row_dead_letter(row, stage: str, reason: str, detail: str, run_id: str) -> DeadLetter:
+    """The dead letter of a typed row that passed decoding: a later stage refused it.
+
+    The row carries its Kafka coordinates (``kafka_topic``, ``kafka_partition``,
+    ``kafka_offset``, ``kafka_timestamp_ms``) and its ``payload`` as canonical JSON,
+    which becomes the dead letter's payload; the Kafka key is not kept by rows.
+    """
+    payload = row.payload.encode("utf-8", errors="backslashreplace")
+    return dead_letter(
+        KafkaRecord(
+            row.kafka_topic,
+            row.kafka_partition,
+            row.kafka_offset,
+            row.kafka_timestamp_ms,
+            None,
+            payload,
+        ),
+        stage,
+        reason,
+        detail,
+        run_id,
     )

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.jdbc import WriteToJdbc
 from apache_beam.io.parquetio import WriteToParquet
 from apache_beam.transforms import window
+from apache_beam.utils.timestamp import Timestamp
 
 from transforms.row_types import unwrap_optional
 
@@ -46,12 +47,16 @@ def upsert_statement(
     row_type: type,
     key_columns: typing.Sequence[str],
     casts: typing.Mapping[str, str] | None = None,
+    forward_only: str | None = None,
 ) -> str:
     """``INSERT … ON CONFLICT (keys) DO UPDATE`` over every field of ``row_type``.
 
     The statement binds fields positionally in the row's field order, which is how
     ``WriteToJdbc`` binds them.  ``casts`` maps a column to the SQL type its text
-    is cast to (``CAST(? AS jsonb)``: strings are bound as varchar).
+    is cast to (``CAST(? AS jsonb)``: strings are bound as varchar).  With
+    ``forward_only``, an update happens only when the incoming row's value of that
+    column is at least the stored one, so a retried earlier pane (or an older
+    version of a record) can never overwrite a later one.
     """
     casts = casts or {}
     columns = list(row_type._fields)
@@ -60,10 +65,18 @@ def upsert_statement(
         raise ValueError(f"key columns {sorted(unknown)} are not fields of {row_type.__name__}")
     values = ", ".join(f"CAST(? AS {casts[c]})" if c in casts else "?" for c in columns)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key_columns)
-    return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) "
+    statement = (
+        f"INSERT INTO {table} AS t ({', '.join(columns)}) VALUES ({values}) "
         f"ON CONFLICT ({', '.join(key_columns)}) DO UPDATE SET {updates}"
     )
+    if forward_only is not None:
+        if forward_only not in columns:
+            raise ValueError(f"forward_only column {forward_only!r} is not a field")
+        # A row written before the column existed (NULL) may be replaced.
+        statement += (
+            f" WHERE t.{forward_only} IS NULL OR EXCLUDED.{forward_only} >= t.{forward_only}"
+        )
+    return statement
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,13 +153,26 @@ class _WriteWindowFileFn(beam.DoFn):
         yield path
 
 
+class _AtArrivalTimeFn(beam.DoFn):
+    """Re-stamps an element with the time it reached the sink (never earlier than its own).
+
+    Late data (a late event, a late pane of counts) is behind the watermark; windowed
+    by its own time it would be dropped by the file write's ``GroupByKey``.  At
+    arrival time it is on time.
+    """
+
+    def process(self, element, timestamp=beam.DoFn.TimestampParam):
+        yield window.TimestampedValue(element, max(timestamp, Timestamp.now()))
+
+
 class WriteParquetFiles(beam.PTransform):
     """Writes typed rows to ``<prefix>-SSSSS-of-NNNNN.parquet`` files.
 
     Files appear only when the write finalizes (Beam writes to a temporary folder
     first), so a reader never sees a half-written file.
 
-    On an unbounded input, rows are cut into event-time windows of ``window_s`` and
+    On an unbounded input, rows are cut into windows of ``window_s`` of **arrival**
+    time (late rows would otherwise be dropped by the write's own grouping) and
     each window pane becomes one file, ``<prefix>-<start>-<end>-pane<N>.parquet``,
     written to a temporary name and renamed, so a retried bundle rewrites the same
     file instead of adding one.  (Beam's own unbounded file write uses windowed side
@@ -163,6 +189,7 @@ class WriteParquetFiles(beam.PTransform):
         if not rows.is_bounded:
             return (
                 rows
+                | "AtArrivalTime" >> beam.ParDo(_AtArrivalTimeFn())
                 | "FileWindows" >> beam.WindowInto(window.FixedWindows(self._window_s))
                 | "ToKeyedDict" >> beam.Map(lambda row: (None, row._asdict()))
                 | "GroupWindow" >> beam.GroupByKey()

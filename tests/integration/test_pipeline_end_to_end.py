@@ -104,7 +104,7 @@ def test_two_runs_balance_and_the_sinks_hold_what_was_produced(
 ):
     code, first = _main_job(fresh_topic, tmp_path, capsys)
     assert code == 0, first
-    assert first["passed"] and len(first["checks"]) == 7 and all(first["checks"].values())
+    assert first["passed"] and len(first["checks"]) == 10 and all(first["checks"].values())
     assert first["terms"]["kafka_dead_letters"] == first["terms"]["dead_letters"] > 0
     run_id = first["run_id"]
     report = json.loads((tmp_path / run_id / reconcile.REPORT_NAME).read_text())
@@ -147,11 +147,32 @@ def test_two_runs_balance_and_the_sinks_hold_what_was_produced(
             expected[(ts // 60_000 * 60_000, json.loads(value)["event_type"])] += 1
     counts = _rows(
         pg,
-        "SELECT window_start_ms, event_type, event_count FROM customer_event_counts "
-        "WHERE run_id = %s",
+        "SELECT window_start_ms, event_type, event_count, pane_index, pane_timing "
+        "FROM customer_event_counts WHERE run_id = %s",
         run_id,
     )
-    assert {(w, t): n for w, t, n in counts} == dict(expected)
+    assert {(w, t): n for w, t, n, _, _ in counts} == dict(expected)
+    # A batch run: the watermark jumps to the end, each window fires once, on time.
+    assert {(pane, timing) for *_, pane, timing in counts} == {(0, "on_time")}
+
+    # Stage counts per minute of Kafka time, counted here from the labels.
+    stage_expected = collections.Counter()
+    for (_, _, ts), label in zip(batch.messages, batch.labels, strict=True):
+        minute = ts // 60_000 * 60_000
+        stage_expected[(minute, "read")] += 1
+        kind = label.split("/")[0]
+        if kind in ("valid", "out_of_order", "duplicate"):
+            stage_expected[(minute, "valid")] += 1
+        stage = {"duplicate": "duplicate", "malformed": "dead_letter:decode"}.get(kind)
+        stage = stage or {"invalid": "dead_letter:validate"}.get(kind)
+        if stage:
+            stage_expected[(minute, stage)] += 1
+    stage_rows = _rows(
+        pg,
+        "SELECT window_start_ms, stage, record_count FROM window_stage_counts WHERE run_id = %s",
+        run_id,
+    )
+    assert {(w, st): n for w, st, n in stage_rows} == dict(stage_expected)
 
     # Duplicate log: one row per injected copy, each naming a kept copy of its id.
     dups = _rows(

@@ -1,12 +1,17 @@
 """Streaming runs on embedded Flink and on Prism: an unbounded read of a live topic,
 stopped with Ctrl-C.
 
-The producer sends each event when its event time comes (20 a second for 30 s);
-the job reads without any record or time bound.  The test asserts that window
-counts reached PostgreSQL while the producer was still sending, waits for the run
-to balance, stops the job with SIGINT and checks the reconciliation exactly as
-``./run_local.sh`` does.  Waits poll a condition with a deadline; none stands in
-for one.
+The producer sends each event when its event time comes (25 a second for 72 s),
+with 1% of the events out of order (5-30 s behind: within the allowed lateness of
+30 s, so counted, in late panes when their window had fired) and 1% late (52-57 s
+behind: beyond window + lateness + the watermark's 2 s delay + a 15 s margin, so
+they must come out of the late lane).  The job reads without any record or time
+bound.  The test asserts that window counts reached PostgreSQL while the producer
+was still sending, waits for the run to balance, stops the job with SIGINT and
+checks the reconciliation exactly as ``./run_local.sh`` does; among its checks,
+the late lane's count equals the late events sent, and every window's count plus
+its late events equals its events.  Waits poll a condition with a deadline; none
+stands in for one.
 """
 
 import json
@@ -27,7 +32,8 @@ from beam_pipeline.settings import REPO_ROOT
 
 pytestmark = pytest.mark.streaming
 
-EVENTS, RATE, WINDOW_S = 600, 20.0, 5
+EVENTS, RATE, WINDOW_S, LATENESS_S, DELAY_S = 1800, 25.0, 5, 30, 2
+LATE_SHIFT_S = WINDOW_S + LATENESS_S + DELAY_S + 15
 
 
 def _poll(condition, deadline_s, what):
@@ -44,6 +50,15 @@ def _poll(condition, deadline_s, what):
 def _window_rows(pg, run_id):
     with pg.cursor() as cur:
         cur.execute("SELECT count(*) FROM customer_event_counts WHERE run_id = %s", (run_id,))
+        return cur.fetchone()[0]
+
+
+def _late_panes(pg, run_id):
+    with pg.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM customer_event_counts WHERE run_id = %s AND pane_index > 0",
+            (run_id,),
+        )
         return cur.fetchone()[0]
 
 
@@ -73,6 +88,8 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
             f"--run_id={run_id}",
             f"--output_dir={tmp_path}",
             f"--window_size_s={WINDOW_S}",
+            f"--allowed_lateness_s={LATENESS_S}",
+            f"--kafka_max_delay_s={DELAY_S}",
             "--progress_every_s=5",
         ],
         cwd=REPO_ROOT,
@@ -99,6 +116,9 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
             malformed_ratio=0.02,
             invalid_ratio=0.02,
             duplicate_ratio=0.05,
+            out_of_order_ratio=0.01,
+            late_ratio=0.01,
+            late_shift_ms=LATE_SHIFT_S * 1000,
         )
         reports = []
         producer = threading.Thread(
@@ -122,8 +142,9 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
             terms, results = reconcile.reconcile(run_id, report, tmp_path, stack)
             return (terms, results) if all(c.passed for c in results) else None
 
-        _poll(balanced, 120, "the run to balance")
+        terms, _ = _poll(balanced, 120, "the run to balance")
         balanced_s = time.monotonic() - sending_since
+        late_panes = _late_panes(pg, run_id)
 
         stopping = time.monotonic()
         job.send_signal(signal.SIGINT)
@@ -143,6 +164,8 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
                 "balanced_s": round(balanced_s, 1),
                 "stop_s": round(stop_s, 1),
                 "sent": report["sent"],
+                "late_lane": terms.late,
+                "late_panes": late_panes,
             }
         )
     )
@@ -154,3 +177,6 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
     terms, results = reconcile.reconcile(run_id, report, tmp_path, stack)
     assert [c.name for c in results if not c.passed] == []
     assert terms.produced == report["sent"] == len(batch.messages)
+    assert terms.late == batch.injected.late > 0
+    # Out-of-order events arriving after their window's on-time pane: late firings.
+    assert late_panes > 0

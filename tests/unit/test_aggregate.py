@@ -1,42 +1,185 @@
-"""CountPerWindow: counts per key in fixed event-time windows, one row per (window, key)."""
+"""CountPerWindow: accumulating panes per (window, key), late firings and the late lane.
+
+Expected rows are computed by hand in the comments.  Times are in seconds; windows
+are [start, end) and close at end - 1 µs + allowed lateness: the watermark must pass
+that instant (Beam's own garbage-collection time) for a window to be closed.
+
+Each stream advances the watermark past every window before it jumps to infinity:
+the BundleBasedDirectRunner does not hold its watermark for pending timers, so a
+pane fired by a timer at the final jump reaches ``assert_that`` after it has
+already closed its (global) window.  Flink and Prism hold the watermark.
+"""
 
 import functools
 
 import apache_beam as beam
 import pytest
+from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
 from schemas.customer_events import EventTypeCount, to_event_type_count
-from transforms.aggregate import CountPerWindow
+from transforms.aggregate import LATE, LATE_TAG, ON_TIME, CountPerWindow
 
 pytestmark = pytest.mark.unit
 
-
-def _at(event_type, seconds):
-    return TimestampedValue(beam.Row(event_type=event_type), seconds)
+TO_ROW = functools.partial(to_event_type_count, run_id="r1")
 
 
-def test_counts_per_type_and_minute(pipeline):
+def _at(event_type, seconds, n=0):
+    return TimestampedValue(beam.Row(event_type=event_type, n=n), seconds)
+
+
+def _row(start_s, end_s, key, count, pane, timing):
+    return EventTypeCount(start_s * 1000, end_s * 1000, key, count, pane, timing, "r1")
+
+
+def _count(lateness=0, period=None, size=60):
+    return CountPerWindow(
+        "event_type",
+        size,
+        TO_ROW,
+        EventTypeCount,
+        allowed_lateness_s=lateness,
+        window_period_s=period,
+    )
+
+
+def test_bounded_input_gives_one_on_time_pane_per_window(pipeline):
     # Windows of 60 s: [0, 60) holds play@0, play@59, search@30; [60, 120) holds
-    # play@60; [120, 180) holds search@179.  Hand-counted rows below.
+    # play@60; [120, 180) holds search@179.  The watermark jumps to the end after
+    # everything is read, so each (window, type) fires once, on time, nothing late.
     rows = [_at("play", 0), _at("play", 59), _at("search", 30), _at("play", 60), _at("search", 179)]
-    to_row = functools.partial(to_event_type_count, run_id="r1")
     with pipeline as p:
-        counts = p | beam.Create(rows) | CountPerWindow("event_type", 60, to_row, EventTypeCount)
+        out = p | beam.Create(rows) | _count()
         assert_that(
-            counts,
+            out.counts,
             equal_to(
                 [
-                    EventTypeCount(0, 60_000, "play", 2, "r1"),
-                    EventTypeCount(0, 60_000, "search", 1, "r1"),
-                    EventTypeCount(60_000, 120_000, "play", 1, "r1"),
-                    EventTypeCount(120_000, 180_000, "search", 1, "r1"),
+                    _row(0, 60, "play", 2, 0, ON_TIME),
+                    _row(0, 60, "search", 1, 0, ON_TIME),
+                    _row(60, 120, "play", 1, 0, ON_TIME),
+                    _row(120, 180, "search", 1, 0, ON_TIME),
+                ]
+            ),
+            label="CheckCounts",
+        )
+        assert_that(out[LATE_TAG], equal_to([]), label="CheckNothingLate")
+
+
+def test_watermark_late_firings_and_the_late_lane(stream_pipeline):
+    # Window [0, 60), allowed lateness 30 s: on time until the watermark passes 60,
+    # closed once it passes 90.
+    #   play@10, play@20 with the watermark at 0        → in the window
+    #   watermark → 61: on-time pane 0, count 2
+    #   play@30 (watermark 61, window not yet closed)  → late pane 1, count 3
+    #   play@40                                         → late pane 2, count 4
+    #   watermark → 91: window closed
+    #   play@50 (n=7)                                   → the late lane, in no pane
+    #   search@70 in [60, 120) is on time: pane 0, count 1 at the end.
+    stream = (
+        TestStream()
+        .advance_watermark_to(0)
+        .add_elements([_at("play", 10), _at("play", 20)])
+        .advance_watermark_to(61)
+        .add_elements([_at("play", 30)])
+        .add_elements([_at("play", 40)])
+        .advance_watermark_to(91)
+        .add_elements([_at("play", 50, n=7), _at("search", 70)])
+        .advance_watermark_to(121)
+        .advance_watermark_to_infinity()
+    )
+    with stream_pipeline as p:
+        out = p | stream | _count(lateness=30)
+        assert_that(
+            out.counts,
+            equal_to(
+                [
+                    _row(0, 60, "play", 2, 0, ON_TIME),
+                    _row(0, 60, "play", 3, 1, LATE),
+                    _row(0, 60, "play", 4, 2, LATE),
+                    _row(60, 120, "search", 1, 0, ON_TIME),
+                ]
+            ),
+            label="CheckPanes",
+        )
+        assert_that(
+            out[LATE_TAG]
+            | beam.Map(lambda a: (a.element.n, a.window_start_ms, a.window_end_ms, a.closed_at_ms)),
+            # closes at 60 s - 1 µs + 30 s, i.e. 89,999.999 ms, floored to 89,999 ms
+            equal_to([(7, 0, 60_000, 89_999)]),
+            label="CheckLateLane",
+        )
+
+
+def test_without_lateness_the_window_closes_at_its_end(stream_pipeline):
+    # Lateness 0: the on-time pane and the close happen together when the watermark
+    # passes 60; play@5 arriving after that is late, play@65 is on time in [60, 120).
+    # Accounting for [0, 60): final count 1 + late 1 = 2 events.
+    stream = (
+        TestStream()
+        .advance_watermark_to(0)
+        .add_elements([_at("play", 1)])
+        .advance_watermark_to(61)
+        .add_elements([_at("play", 5, n=1), _at("play", 65)])
+        .advance_watermark_to(121)
+        .advance_watermark_to_infinity()
+    )
+    with stream_pipeline as p:
+        out = p | stream | _count()
+        assert_that(
+            out.counts,
+            equal_to([_row(0, 60, "play", 1, 0, ON_TIME), _row(60, 120, "play", 1, 0, ON_TIME)]),
+            label="CheckPanes",
+        )
+        assert_that(
+            out[LATE_TAG] | beam.Map(lambda a: a.element.n), equal_to([1]), label="CheckLate"
+        )
+
+
+def test_a_window_that_closed_without_data_still_counts_its_first_record(stream_pipeline):
+    # The composite cannot read the watermark: when the first 'play' arrives for
+    # [0, 60) after the watermark passed 60, nothing of that key has closed yet, so it
+    # is counted (pane 0, fired at once) rather than dropped.  A later 'play'@30 is
+    # late: by then the key's close timer for [0, 60) has fired.
+    stream = (
+        TestStream()
+        .advance_watermark_to(200)
+        .add_elements([_at("play", 10)])
+        .advance_watermark_to(201)
+        .add_elements([_at("play", 30, n=3)])
+        .advance_watermark_to_infinity()
+    )
+    with stream_pipeline as p:
+        out = p | stream | _count()
+        assert_that(out.counts, equal_to([_row(0, 60, "play", 1, 0, ON_TIME)]), label="Panes")
+        assert_that(out[LATE_TAG] | beam.Map(lambda a: a.element.n), equal_to([3]), label="Late")
+
+
+def test_sliding_windows_count_each_record_in_every_window(pipeline):
+    # Size 60, period 30: t=40 is in [0, 60) and [30, 90); t=70 in [30, 90) and [60, 120).
+    with pipeline as p:
+        out = p | beam.Create([_at("play", 40), _at("play", 70)]) | _count(period=30)
+        assert_that(
+            out.counts,
+            equal_to(
+                [
+                    _row(0, 60, "play", 1, 0, ON_TIME),
+                    _row(30, 90, "play", 2, 0, ON_TIME),
+                    _row(60, 120, "play", 1, 0, ON_TIME),
                 ]
             ),
         )
 
 
-def test_window_size_must_be_positive():
-    with pytest.raises(ValueError, match="window_size_s"):
-        CountPerWindow("event_type", 0, to_event_type_count, EventTypeCount)
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"size": 0}, "window_size_s"),
+        ({"lateness": -1}, "allowed_lateness_s"),
+        ({"period": 90}, "window_period_s"),
+    ],
+)
+def test_bad_parameters_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _count(**kwargs)

@@ -18,10 +18,14 @@ class Row(typing.NamedTuple):
     kafka_topic: str
     kafka_partition: int
     kafka_offset: int
+    kafka_timestamp_ms: int
+    updated_at: str = ""
 
 
-def _pair(event_id, partition, offset, ts_s):
-    return TimestampedValue(Row(event_id, "events", partition, offset), ts_s)
+def _pair(event_id, partition, offset, ts_s, updated_at=""):
+    return TimestampedValue(
+        Row(event_id, "events", partition, offset, ts_s * 1000, updated_at), ts_s
+    )
 
 
 def test_keeps_one_copy_per_id_and_logs_the_others(pipeline):
@@ -60,7 +64,7 @@ def test_keeps_one_copy_per_id_and_logs_the_others(pipeline):
         )
 
 
-def test_a_copy_after_the_ttl_is_kept_again():
+def test_a_copy_after_the_ttl_is_kept_again(stream_pipeline):
     # TTL 60 s.  'a' at t=0 sets expiry at t=60.  The watermark passes 60, the state
     # clears, so 'a' at t=100 is a new first copy; 'a' at t=30 (before expiry) is a duplicate.
     stream = (
@@ -71,11 +75,7 @@ def test_a_copy_after_the_ttl_is_kept_again():
         .add_elements([_pair("a", 0, 2, 100)])
         .advance_watermark_to_infinity()
     )
-    options = beam.options.pipeline_options.PipelineOptions(["--streaming"])
-    # TestStream needs the BundleBasedDirectRunner; no cross-language transform here.
-    with beam.testing.test_pipeline.TestPipeline(
-        runner="BundleBasedDirectRunner", options=options
-    ) as p:
+    with stream_pipeline as p:
         out = p | stream | DeduplicateById("event_id", ttl_s=60, run_id="r")
         assert_that(
             out.unique | "Offsets" >> beam.Map(lambda row: row.kafka_offset),
@@ -84,7 +84,7 @@ def test_a_copy_after_the_ttl_is_kept_again():
         )
         assert_that(
             out[DUPLICATES_TAG],
-            equal_to([Duplicate("a", "events", 0, 1, 0, 0, "r")]),
+            equal_to([Duplicate("a", "events", 0, 1, 30_000, 0, 0, "r")]),
             label="CheckDuplicates",
         )
 
@@ -92,3 +92,33 @@ def test_a_copy_after_the_ttl_is_kept_again():
 def test_ttl_must_be_positive():
     with pytest.raises(ValueError, match="ttl_s"):
         DeduplicateById("event_id", ttl_s=0, run_id="r")
+
+
+def test_keep_latest_keeps_the_newest_version_and_logs_the_others(stream_pipeline):
+    # Policy keep_latest by updated_at (the telco customers contract):
+    #   c@0 (v 2026-01-02) first            → emitted
+    #   c@1 (v 2026-01-01) older            → logged, naming offset 0 as kept
+    #   c@2 (v 2026-01-03) newer            → emitted; offset 0 logged as replaced by 2
+    #   c@3 (v 2026-01-03) equal            → logged, naming offset 2
+    # Emitted offsets 0 and 2; the log holds 1→0, 0→2, 3→2: 4 records, 2 emitted
+    # (an upsert guarded on updated_at ends with offset 2), 3 logged, 1 in both.
+    stream = (
+        test_stream.TestStream()
+        .advance_watermark_to(0)
+        .add_elements([_pair("c", 0, 0, 10, "2026-01-02"), _pair("c", 0, 1, 11, "2026-01-01")])
+        .add_elements([_pair("c", 0, 2, 12, "2026-01-03")])
+        .add_elements([_pair("c", 0, 3, 13, "2026-01-03")])
+        .advance_watermark_to_infinity()
+    )
+    with stream_pipeline as p:
+        out = p | stream | DeduplicateById("event_id", 600, "r", order_by="updated_at")
+        assert_that(
+            out.unique | "Offsets" >> beam.Map(lambda row: row.kafka_offset),
+            equal_to([0, 2]),
+            label="CheckEmitted",
+        )
+        assert_that(
+            out[DUPLICATES_TAG] | "Pairs" >> beam.Map(lambda d: (d.kafka_offset, d.kept_offset)),
+            equal_to([(1, 0), (0, 2), (3, 2)]),
+            label="CheckLog",
+        )

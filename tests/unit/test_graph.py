@@ -6,11 +6,14 @@ below come from those labels, not from running the graph.
 """
 
 import collections
+import datetime
 import json
 
 import apache_beam as beam
 import pytest
+from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipeline.event_producer import generate
 from beam_pipeline.graph import GraphParams, build_graph
@@ -63,11 +66,21 @@ def test_every_record_lands_in_exactly_one_output(pipeline):
     # Which minute each kept original falls in (the producer stamps the Kafka record
     # with the event time, so the record timestamp is the event time).
     windows = collections.Counter()
+    # Per window of the Kafka timestamp: records read, valid, duplicate, dead-lettered.
+    stage_counts = collections.Counter()
     for r, label in zip(records, labels, strict=True):
+        start = (r.timestamp_ms // 60_000) * 60_000
+        stage_counts[(start, "read")] += 1
         if label in ("valid", "out_of_order"):
             event = json.loads(r.value)
-            start = (r.timestamp_ms // 60_000) * 60_000
             windows[(start, event["event_type"])] += 1
+        if label in ("valid", "out_of_order", "duplicate"):
+            stage_counts[(start, "valid")] += 1
+        if label == "duplicate":
+            stage_counts[(start, "duplicate")] += 1
+        if "/" in label:
+            stage = {"malformed": "decode", "invalid": "validate"}[label.split("/")[0]]
+            stage_counts[(start, f"dead_letter:{stage}")] += 1
 
     with pipeline as p:
         out = build_graph(p, beam.Create(records), GraphParams("g1", window_size_s=60))
@@ -92,6 +105,13 @@ def test_every_record_lands_in_exactly_one_output(pipeline):
             equal_to(list(windows.items())),
             label="CheckWindowCounts",
         )
+        assert_that(
+            out.stage_counts
+            | "StageWindows"
+            >> beam.Map(lambda c: ((c.window_start_ms, c.stage), c.record_count, c.pane_index)),
+            equal_to([(key, n, 0) for key, n in stage_counts.items()]),
+            label="CheckStageCounts",
+        )
         coordinates = (
             out.events | "EvOffsets" >> beam.Map(lambda e: e.kafka_offset),
             out.dead_letters | "DlOffsets" >> beam.Map(lambda d: d.kafka_offset),
@@ -99,3 +119,69 @@ def test_every_record_lands_in_exactly_one_output(pipeline):
         ) | beam.Flatten()
         assert_that(coordinates, equal_to(list(range(len(records)))), label="CheckOffsets")
     assert len(windows) > 3  # the batch really spans several windows and types
+
+
+def test_a_late_event_is_kept_counted_nowhere_and_dead_lettered_late(stream_pipeline):
+    # Three valid events at 10 s, 20 s and 130 s of event time (windows of 60 s, no
+    # allowed lateness), sent with the watermark at 0; the watermark then passes 130,
+    # closing [0, 60) and [60, 120); a fourth event at 30 s arrives after that.
+    # Hand-computed: events 4 (the late one included); counts [0, 60) = 2 and
+    # [120, 180) = 1; one dead letter, stage late, for offset 3; stage counts for
+    # [0, 60): read 3, valid 3, late 1.
+    batch = generate(4, "g2", 9, START_MS, rate_per_s=1.0)
+    times_s = [10, 20, 130, 30]
+    records = [
+        KafkaRecord("customer_events", 0, i, START_MS + t * 1000, key, _retime(value, t))
+        for i, ((key, value, _), t) in enumerate(zip(batch.messages, times_s, strict=True))
+    ]
+
+    def at(r):
+        return TimestampedValue(r, r.timestamp_ms / 1000)
+
+    stream = (
+        TestStream()
+        .advance_watermark_to(START_MS / 1000)
+        .add_elements([at(r) for r in records[:3]])
+        .advance_watermark_to(START_MS / 1000 + 131)
+        .add_elements([at(records[3])])
+        .advance_watermark_to(START_MS / 1000 + 400)
+        .advance_watermark_to_infinity()
+    )
+    with stream_pipeline as p:
+        out = build_graph(p, stream, GraphParams("g2", window_size_s=60, allowed_lateness_s=0))
+        assert_that(
+            out.events | "Offsets" >> beam.Map(lambda e: e.kafka_offset),
+            equal_to([0, 1, 2, 3]),
+            label="CheckEvents",
+        )
+        assert_that(
+            out.counts
+            | "Totals" >> beam.Map(lambda c: (c.window_start_ms - START_MS, c.event_count)),
+            equal_to([(0, n) for n in _per_type(batch, [0, 1])] + [(120_000, 1)]),
+            label="CheckCounts",
+        )
+        assert_that(
+            out.dead_letters | "Late" >> beam.Map(lambda d: (d.stage, d.reason, d.kafka_offset)),
+            equal_to([("late", "after_window_closed", 3)]),
+            label="CheckLateLane",
+        )
+        assert_that(
+            out.stage_counts
+            | "FirstWindow" >> beam.Filter(lambda c: c.window_start_ms == START_MS)
+            | "Final" >> beam.Map(lambda c: (c.stage, c.record_count)),
+            # read and valid: on-time pane 2 (10 s, 20 s), then late pane 3 (30 s)
+            equal_to([("read", 2), ("read", 3), ("valid", 2), ("valid", 3), ("late", 1)]),
+            label="CheckStageCounts",
+        )
+
+
+def _retime(value: bytes, seconds: int) -> bytes:
+    event = json.loads(value)
+    moment = datetime.datetime.fromtimestamp(START_MS / 1000 + seconds, tz=datetime.timezone.utc)
+    event["timestamp"] = moment.isoformat()
+    return json.dumps(event).encode()
+
+
+def _per_type(batch, indexes) -> list[int]:
+    types = collections.Counter(json.loads(batch.messages[i][1])["event_type"] for i in indexes)
+    return list(types.values())

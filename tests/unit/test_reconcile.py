@@ -9,7 +9,8 @@ from beam_pipeline.reconcile import Terms, audit_offsets, checks, render
 
 pytestmark = pytest.mark.unit
 
-# A balanced run: 100 records = 90 unique + 6 duplicates + 4 dead letters.
+# A balanced run: 100 records = 90 unique + 6 duplicates + 4 dead letters; 2 of the
+# 90 arrived after their window closed: counted 88, late 2 (dead letters of stage late).
 BALANCED = Terms(
     produced=100,
     valid_unique=90,
@@ -17,12 +18,17 @@ BALANCED = Terms(
     parquet_events=90,
     duplicates=6,
     dead_letters=4,
-    parquet_dead_letters=4,
-    kafka_dead_letters=4,
-    gold_total=90,
-    parquet_gold_total=90,
+    parquet_dead_letters=6,
+    kafka_dead_letters=6,
+    gold_total=88,
+    parquet_gold_total=88,
     injected_duplicates=6,
     injected_dead_letters=4,
+    late=2,
+    unbalanced_windows=0,
+    stage_read=100,
+    stage_late=2,
+    injected_late=2,
 )
 RANGES = {0: (10, 50), 1: (0, 30), 2: (5, 35)}  # 40 + 30 + 30 = 100 offsets
 
@@ -41,7 +47,7 @@ def test_a_balanced_run_passes_every_check():
         0,
     )
     results = checks(BALANCED, audit)
-    assert len(results) == 7 and all(c.passed for c in results)
+    assert len(results) == 10 and all(c.passed for c in results)
 
 
 @pytest.mark.parametrize(
@@ -50,8 +56,13 @@ def test_a_balanced_run_passes_every_check():
         ({"valid_unique": 89}, "produced == valid_unique"),
         ({"parquet_events": 91}, "parquet_events == postgres_events"),
         ({"gold_total": 89}, "parquet_events == postgres_events"),
-        ({"parquet_dead_letters": 3}, "dead_letters == parquet_dead_letters"),
-        ({"kafka_dead_letters": 5}, "dead_letters == parquet_dead_letters == kafka"),
+        ({"parquet_dead_letters": 5}, "dead_letters + late == parquet_dead_letters"),
+        ({"kafka_dead_letters": 7}, "dead_letters + late == parquet_dead_letters == kafka"),
+        ({"late": 3}, "parquet_events == postgres_events"),
+        ({"unbalanced_windows": 1}, "every window: final count"),
+        ({"stage_read": 99}, "stage counts"),
+        ({"stage_late": 1}, "stage counts"),
+        ({"injected_late": 3}, "late == injected"),
         ({"parquet_gold_total": 80}, "gold_total == parquet_gold_total"),
         ({"injected_duplicates": 7}, "duplicates == injected duplicates"),
         ({"injected_dead_letters": 5}, "dead_letters == injected malformed"),
@@ -79,8 +90,20 @@ def test_the_offset_audit_finds_lost_repeated_and_foreign_records(
 ):
     audit = audit_offsets("t", RANGES, seen)
     assert (audit.missing, audit.unexpected, audit.repeated) == (missing, unexpected, repeated)
-    offset_check = checks(BALANCED, audit)[4]
-    assert offset_check.name.startswith("every offset") and not offset_check.passed
+    assert not _offset_check(audit).passed
+
+
+def test_a_late_dead_letter_must_name_an_event():
+    events = _all_offsets()[:90]
+    fine = audit_offsets("t", RANGES, _all_offsets(), late=events[:2], events=events)
+    stray = audit_offsets("t", RANGES, _all_offsets(), late=[_all_offsets()[95]], events=events)
+    assert _offset_check(fine).passed
+    assert stray.late_not_in_events == 1 and not _offset_check(stray).passed
+
+
+def _offset_check(audit):
+    (found,) = [c for c in checks(BALANCED, audit) if c.name.startswith("every offset")]
+    return found
 
 
 def test_render_ends_with_one_json_object_that_says_pass_or_fail():

@@ -37,15 +37,29 @@ def test_upsert_binds_every_field_in_order_and_updates_the_rest():
 
     sql = upsert_statement("proof", Row, ["record_key"], casts={"payload": "jsonb"})
     assert sql == (
-        "INSERT INTO proof (record_key, seq, payload, run_id) VALUES (?, ?, CAST(? AS jsonb), ?) "
+        "INSERT INTO proof AS t (record_key, seq, payload, run_id) "
+        "VALUES (?, ?, CAST(? AS jsonb), ?) "
         "ON CONFLICT (record_key) DO UPDATE SET seq = EXCLUDED.seq, payload = EXCLUDED.payload, "
         "run_id = EXCLUDED.run_id"
     )
 
 
-@pytest.mark.parametrize(
-    "table", [tables.EVENTS, tables.COUNTS, tables.DEAD_LETTERS, tables.DUPLICATE_LOG]
-)
+def test_a_forward_only_upsert_never_moves_back():
+    class Pane(typing.NamedTuple):
+        window: int
+        count: int
+        pane_index: int
+
+    sql = upsert_statement("panes", Pane, ["window"], forward_only="pane_index")
+    assert sql.endswith(
+        "DO UPDATE SET count = EXCLUDED.count, pane_index = EXCLUDED.pane_index "
+        "WHERE t.pane_index IS NULL OR EXCLUDED.pane_index >= t.pane_index"
+    )
+    with pytest.raises(ValueError, match="forward_only"):
+        upsert_statement("panes", Pane, ["window"], forward_only="nope")
+
+
+@pytest.mark.parametrize("table", tables.ALL)
 def test_every_table_has_an_upsert_over_its_row_type(table):
     sql = upsert_statement(table.name, table.row_type, table.key_columns, table.casts)
     assert sql.count("?") == len(table.row_type._fields)

@@ -1,0 +1,92 @@
+"""ConformToSinks: a row a column would refuse becomes a dead letter (stage sink)."""
+
+import typing
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from schemas.contract import Table
+from transforms.conform import KEY_TEXT_BYTES, ConformToSinks, violations
+from transforms.records import DEAD_LETTER_TAG, row_dead_letter
+
+pytestmark = pytest.mark.unit
+
+
+class Row(typing.NamedTuple):
+    event_id: str
+    amount: float
+    small: int
+    event_time_ms: int
+    note: typing.Optional[str]
+    payload: str
+    kafka_topic: str
+    kafka_partition: int
+    kafka_offset: int
+    kafka_timestamp_ms: int
+
+
+TABLE = Table(
+    "proof",
+    Row,
+    ("event_id",),
+    casts={"payload": "jsonb"},
+    sql_types={"amount": "numeric", "small": "integer", "kafka_partition": "integer"},
+    generated_times=("event_time_ms",),
+)
+GOOD = Row("e1", 9.5, 7, 1_795_323_600_000, None, '{"a":"b"}', "t", 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "change, column, reason",
+    [
+        ({"note": "a\x00b"}, "note", "nul_character"),
+        ({"note": "\ud800"}, "note", "not_utf8"),
+        ({"event_id": "x" * (KEY_TEXT_BYTES + 1)}, "event_id", "too_long"),
+        ({"small": 2**31}, "small", "out_of_range"),
+        ({"event_time_ms": 2**63}, "event_time_ms", "out_of_range"),
+        ({"event_time_ms": 10**16}, "event_time_ms", "timestamp_out_of_range"),
+        ({"amount": float("nan")}, "amount", "not_finite"),
+        ({"amount": float("-inf")}, "amount", "not_finite"),
+        ({"payload": '{"a":"\\u0000"}'}, "payload", "nul_character"),
+        ({"payload": "{not json"}, "payload", "not_json"),
+        ({"event_id": None}, "event_id", "null_value"),
+        ({"small": "7"}, "small", "wrong_type"),
+    ],
+)
+def test_each_poison_is_named_by_column_and_reason(change, column, reason):
+    found = violations(TABLE, GOOD._replace(**change))
+    assert [(v.column, v.reason) for v in found] == [(column, reason)]
+
+
+def test_a_row_within_every_limit_passes():
+    edge = GOOD._replace(
+        event_id="é" * (KEY_TEXT_BYTES // 2),  # 2 bytes each: exactly at the limit
+        small=-(2**31),
+        event_time_ms=253_402_300_799_999,  # 9999-12-31T23:59:59.999Z
+        note="",
+    )
+    assert violations(TABLE, GOOD) == []
+    assert violations(TABLE, edge) == []
+
+
+def test_refused_rows_leave_as_dead_letters_with_their_coordinates(pipeline):
+    rows = [GOOD, GOOD._replace(event_id="e2", note="\x00", kafka_offset=5)]
+    with pipeline as p:
+        out = (
+            p
+            | beam.Create(rows)
+            | ConformToSinks(
+                TABLE,
+                lambda row, stage, reason, detail: row_dead_letter(row, stage, reason, detail, "r"),
+            )
+        )
+        assert_that(
+            out.rows | "Ids" >> beam.Map(lambda r: r.event_id), equal_to(["e1"]), label="Ok"
+        )
+        assert_that(
+            out[DEAD_LETTER_TAG]
+            | beam.Map(lambda d: (d.stage, d.reason, d.kafka_offset, d.payload)),
+            equal_to([("sink", "nul_character", 5, b'{"a":"b"}')]),
+            label="Refused",
+        )
