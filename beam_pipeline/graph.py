@@ -163,6 +163,7 @@ def _count_stages(
         functools.partial(to_stage_count, run_id=params.run_id),
         StageCount,
         allowed_lateness_s=max(params.allowed_lateness_s, params.dedup_ttl_s),
+        combine_in_bundle=True,
     )
     return counted.counts | "AsStageCounts" >> beam.Map(lambda c: c).with_output_types(StageCount)
 

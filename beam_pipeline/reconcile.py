@@ -392,10 +392,10 @@ def render(run_id: str, terms: Terms, results: list[Check], extra: dict | None =
     lines = [f"Reconciliation of run {run_id}", "", f"  {'term':<22} {'value':>9}  source"]
     for name, value in dataclasses.asdict(terms).items():
         lines.append(f"  {name:<22} {value:>9,}  {_SOURCES[name]}")
-    lines += ["", f"  {'check':<66} result"]
+    lines += ["", f"  {'check':<70} result"]
     for check in results:
         verdict = "PASS" if check.passed else "FAIL"
-        lines.append(f"  {check.name:<66} {verdict}  {check.detail}")
+        lines.append(f"  {check.name:<70} {verdict}  {check.detail}")
     passed = all(c.passed for c in results)
     lines += ["", f"  {'all checks pass' if passed else 'RECONCILIATION FAILED'}"]
     summary = {

@@ -43,6 +43,7 @@ from apache_beam.transforms import window
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
 
 __all__ = ["LATE_TAG", "LateArrival", "CountPerWindow", "ON_TIME", "LATE"]
 
@@ -77,15 +78,19 @@ class _Window(typing.NamedTuple):
 class _CountPanesFn(beam.DoFn):
     """``(key, element)`` → pane rows; elements of closed windows → ``LATE_TAG``."""
 
-    # {(start_ms, end_ms): [count, next_pane_index, on_time_fired]}.  Times are kept in
-    # milliseconds: runners deliver timers at millisecond precision (the FnApiRunner
-    # fires a timer set for 59.999999 s at 59.999 s), and Kafka times are milliseconds.
-    OPEN = ReadModifyWriteStateSpec("open", coders.PickleCoder())
-    CLOSED_THROUGH = ReadModifyWriteStateSpec("closed_through", coders.VarIntCoder())
+    # (closed_through, {(start_ms, end_ms): [count, next_pane_index, on_time_fired]}),
+    # one cell so that an element costs one state read (on Prism each read is a round
+    # trip).  Times are kept in milliseconds: runners deliver timers at millisecond
+    # precision (the FnApiRunner fires a timer set for 59.999999 s at 59.999 s), and
+    # Kafka times are milliseconds.
+    STATE = ReadModifyWriteStateSpec("windows", coders.PickleCoder())
     FIRE = TimerSpec("fire", TimeDomain.WATERMARK)
 
-    def __init__(self, windowfn: window.WindowFn, allowed_lateness_s: int, to_row: ToRow):
+    def __init__(
+        self, windowfn: window.WindowFn, allowed_lateness_s: int, to_row: ToRow, weighted: bool
+    ):
         self._windowfn = windowfn
+        self._weighted = weighted  # elements are counts already combined (an int each)
         self._lateness_ms = allowed_lateness_s * 1000
         self._to_row = to_row
         self._on_time = Metrics.counter(self.__class__, "panes_on_time")
@@ -110,24 +115,21 @@ class _CountPanesFn(beam.DoFn):
         ]
         return min(deadlines, default=None)
 
-    def _save(self, open_windows: dict, open_state, fire) -> None:
+    def _save(self, closed_through, open_windows: dict, state, fire) -> None:
+        state.write((closed_through, open_windows))
         if open_windows:
-            open_state.write(open_windows)
             fire.set(Timestamp(micros=self._next_deadline(open_windows) * 1000))
-        else:
-            open_state.clear()
 
     def process(
         self,
         element,
         timestamp=beam.DoFn.TimestampParam,
-        open_state=beam.DoFn.StateParam(OPEN),
-        closed_state=beam.DoFn.StateParam(CLOSED_THROUGH),
+        state=beam.DoFn.StateParam(STATE),
         fire=beam.DoFn.TimerParam(FIRE),
     ):
         key, value = element
-        closed_through = closed_state.read()
-        open_windows = open_state.read() or {}
+        closed_through, open_windows = state.read() or (None, {})
+        weight = value if self._weighted else 1
         wins = [
             _Window(w.start.micros // 1000, w.end.micros // 1000)
             for w in self._windowfn.assign(window.WindowFn.AssignContext(timestamp, value))
@@ -138,13 +140,13 @@ class _CountPanesFn(beam.DoFn):
                 missed.append(win)
                 continue
             entry = open_windows.setdefault(tuple(win), [0, 0, False])
-            entry[0] += 1
+            entry[0] += weight
             if entry[2]:  # the on-time pane has fired: this is a late firing
                 yield self._pane(key, win, entry, LATE)
         if len(missed) < len(wins):
-            self._save(open_windows, open_state, fire)
+            self._save(closed_through, open_windows, state, fire)
         if missed and len(missed) == len(wins):
-            self._late.inc()
+            self._late.inc(weight)
             last = max(missed)
             yield beam.pvalue.TaggedOutput(
                 LATE_TAG,
@@ -159,13 +161,12 @@ class _CountPanesFn(beam.DoFn):
         self,
         key=beam.DoFn.KeyParam,
         fired_at=beam.DoFn.TimestampParam,
-        open_state=beam.DoFn.StateParam(OPEN),
-        closed_state=beam.DoFn.StateParam(CLOSED_THROUGH),
+        state=beam.DoFn.StateParam(STATE),
         fire=beam.DoFn.TimerParam(FIRE),
     ):
         now = fired_at.micros // 1000
-        closed_state.write(max(closed_state.read() or now, now))
-        open_windows = open_state.read() or {}
+        closed_through, open_windows = state.read() or (None, {})
+        closed_through = now if closed_through is None else max(closed_through, now)
         for w in sorted(open_windows):
             win, entry = _Window(*w), open_windows[w]
             if not entry[2] and win.max_ms <= now:
@@ -174,7 +175,37 @@ class _CountPanesFn(beam.DoFn):
             if self._close_ms(win) <= now:
                 del open_windows[w]
                 self._closed.inc()
-        self._save(open_windows, open_state, fire)
+        self._save(closed_through, open_windows, state, fire)
+
+
+class _CombineInBundleFn(beam.DoFn):
+    """``(key, element)`` → ``(key, n)`` per key and window set, once per bundle.
+
+    Each output is stamped with the earliest timestamp of its group, which falls in
+    the same windows as every element of the group, so the keyed count downstream
+    reads and writes its state once per group instead of once per element.
+    """
+
+    def __init__(self, windowfn: window.WindowFn):
+        self._windowfn = windowfn
+
+    def start_bundle(self):
+        self._groups: dict[tuple, list[int]] = {}
+
+    def process(self, element, timestamp=beam.DoFn.TimestampParam):
+        key, value = element
+        wins = tuple(
+            (w.start.micros, w.end.micros)
+            for w in self._windowfn.assign(window.WindowFn.AssignContext(timestamp, value))
+        )
+        group = self._groups.setdefault((key, wins), [0, timestamp.micros])
+        group[0] += 1
+        group[1] = min(group[1], timestamp.micros)
+
+    def finish_bundle(self):
+        for (key, _), (n, earliest_us) in self._groups.items():
+            yield WindowedValue((key, n), Timestamp(micros=earliest_us), [window.GlobalWindow()])
+        self._groups = {}
 
 
 class CountPerWindow(beam.PTransform):
@@ -196,6 +227,10 @@ class CountPerWindow(beam.PTransform):
       row_type: the output type (a ``NamedTuple`` registered with ``RowCoder``).
       allowed_lateness_s: how long after its end a window still takes elements.
       window_period_s: when set, sliding windows that start every ``window_period_s``.
+      combine_in_bundle: count per key and window within each bundle first, so the
+        keyed state is touched once per group rather than once per element (on
+        Prism every state access is a round trip); the late output then carries
+        counts (``LateArrival.element`` is the number of late elements), not elements.
     """
 
     def __init__(
@@ -207,6 +242,7 @@ class CountPerWindow(beam.PTransform):
         *,
         allowed_lateness_s: int = 0,
         window_period_s: int | None = None,
+        combine_in_bundle: bool = False,
     ):
         super().__init__()
         if window_size_s <= 0:
@@ -224,19 +260,18 @@ class CountPerWindow(beam.PTransform):
             else window.FixedWindows(window_size_s)
         )
         self._lateness_s = allowed_lateness_s
+        self._combine_in_bundle = combine_in_bundle
         self._to_row = to_row
         self._row_type = row_type
 
     def expand(self, elements):
         key = self._key
-        return (
-            elements
-            | "KeyByGroup" >> beam.Map(lambda element: (str(key(element)), element))
-            | "CountPanes"
-            >> beam.ParDo(
-                _CountPanesFn(self._windowfn, self._lateness_s, self._to_row)
-            ).with_outputs(LATE_TAG, main="counts")
-        )
+        keyed = elements | "KeyByGroup" >> beam.Map(lambda element: (str(key(element)), element))
+        if self._combine_in_bundle:
+            keyed = keyed | "CombineInBundle" >> beam.ParDo(_CombineInBundleFn(self._windowfn))
+        return keyed | "CountPanes" >> beam.ParDo(
+            _CountPanesFn(self._windowfn, self._lateness_s, self._to_row, self._combine_in_bundle)
+        ).with_outputs(LATE_TAG, main="counts")
 
 
 def _field_getter(name: str) -> typing.Callable[[typing.Any], typing.Any]:

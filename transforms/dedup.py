@@ -41,63 +41,28 @@ class Duplicate(typing.NamedTuple):
 coders.registry.register_coder(Duplicate, coders.RowCoder)
 
 
-class _DropLaterCopiesFn(beam.DoFn):
-    """``(id, row)`` → the row if it is the first copy, else a ``Duplicate`` (tagged)."""
+class _OneCopyPerIdFn(beam.DoFn):
+    """``(id, row)`` → the row if it is kept, else a ``Duplicate`` (tagged).
 
-    KEPT = ReadModifyWriteStateSpec("kept", coders.TupleCoder([coders.VarIntCoder()] * 2))
-    EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
-
-    def __init__(self, ttl_s: int, run_id: str):
-        self._ttl = Duration(seconds=ttl_s)
-        self._run_id = run_id
-        self._unique = Metrics.counter(self.__class__, "unique")
-        self._duplicates = Metrics.counter(self.__class__, "duplicates")
-
-    def process(
-        self,
-        element,
-        timestamp=beam.DoFn.TimestampParam,
-        kept=beam.DoFn.StateParam(KEPT),
-        expiry=beam.DoFn.TimerParam(EXPIRY),
-    ):
-        event_id, row = element
-        first = kept.read()
-        if first is None:
-            kept.write((row.kafka_partition, row.kafka_offset))
-            expiry.set(timestamp + self._ttl)
-            self._unique.inc()
-            yield row
-            return
-        self._duplicates.inc()
-        yield beam.pvalue.TaggedOutput(
-            DUPLICATES_TAG, _duplicate(event_id, row, first, self._run_id)
-        )
-
-    @on_timer(EXPIRY)
-    def expire(self, kept=beam.DoFn.StateParam(KEPT)):
-        kept.clear()
-
-
-class _KeepLatestFn(beam.DoFn):
-    """``(id, row)`` → the row if it is newer by ``order_by`` than the one kept so far.
-
-    A newer copy is emitted and the copy it replaces goes to the duplicate log,
-    naming its replacement; an older (or equal) copy goes to the log at once,
-    naming the kept one.  Downstream, an upsert guarded on ``order_by``
-    (``forward_only``) keeps the latest row whatever order the writes land in.
+    Without ``order_by`` the first copy is kept and every later one is logged.  With
+    it, a copy newer by ``order_by`` than the kept one is emitted and the copy it
+    replaces is logged, naming its replacement (counter ``superseded``); an older or
+    equal copy is logged at once, naming the kept one.  Downstream, an upsert
+    guarded on ``order_by`` (``forward_only``) keeps the latest row whatever order
+    the writes land in.
     """
 
-    # (partition, offset, order value) of the copy kept so far.
+    # (partition, offset, Kafka timestamp, order value or None) of the kept copy.
     KEPT = ReadModifyWriteStateSpec("kept", coders.PickleCoder())
     EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
 
-    def __init__(self, order_by: str, ttl_s: int, run_id: str):
-        self._order_by = order_by
+    def __init__(self, ttl_s: int, run_id: str, order_by: str | None):
         self._ttl = Duration(seconds=ttl_s)
         self._run_id = run_id
-        self._first = Metrics.counter(self.__class__, "first_versions")
+        self._order_by = order_by
+        self._unique = Metrics.counter(self.__class__, "unique")
+        self._duplicates = Metrics.counter(self.__class__, "duplicates")
         self._superseded = Metrics.counter(self.__class__, "superseded")
-        self._stale = Metrics.counter(self.__class__, "stale_copies")
 
     def process(
         self,
@@ -107,30 +72,25 @@ class _KeepLatestFn(beam.DoFn):
         expiry=beam.DoFn.TimerParam(EXPIRY),
     ):
         event_id, row = element
-        order = getattr(row, self._order_by)
+        order = getattr(row, self._order_by) if self._order_by else None
         previous = kept.read()
-        if previous is not None and order <= previous[3]:
-            self._stale.inc()
+        if previous is not None and (self._order_by is None or order <= previous[3]):
+            self._duplicates.inc()
             yield beam.pvalue.TaggedOutput(
                 DUPLICATES_TAG, _duplicate(event_id, row, previous, self._run_id)
             )
             return
         if previous is None:
-            self._first.inc()
+            self._unique.inc()
         else:
             self._superseded.inc()
+            replaced = row._replace(
+                kafka_partition=previous[0],
+                kafka_offset=previous[1],
+                kafka_timestamp_ms=previous[2],
+            )
             yield beam.pvalue.TaggedOutput(
-                DUPLICATES_TAG,
-                Duplicate(
-                    event_id=event_id,
-                    kafka_topic=row.kafka_topic,
-                    kafka_partition=previous[0],
-                    kafka_offset=previous[1],
-                    kafka_timestamp_ms=previous[2],
-                    kept_partition=row.kafka_partition,
-                    kept_offset=row.kafka_offset,
-                    run_id=self._run_id,
-                ),
+                DUPLICATES_TAG, _duplicate(event_id, replaced, _coords(row), self._run_id)
             )
         kept.write((row.kafka_partition, row.kafka_offset, row.kafka_timestamp_ms, order))
         expiry.set(timestamp + self._ttl)
@@ -139,6 +99,10 @@ class _KeepLatestFn(beam.DoFn):
     @on_timer(EXPIRY)
     def expire(self, kept=beam.DoFn.StateParam(KEPT)):
         kept.clear()
+
+
+def _coords(row) -> tuple[int, int]:
+    return row.kafka_partition, row.kafka_offset
 
 
 def _duplicate(event_id: str, row, kept: tuple, run_id: str) -> Duplicate:
@@ -192,11 +156,7 @@ class DeduplicateById(beam.PTransform):
 
     def expand(self, pairs):
         id_field = self._id_field
-        fn = (
-            _KeepLatestFn(self._order_by, self._ttl_s, self._run_id)
-            if self._order_by
-            else _DropLaterCopiesFn(self._ttl_s, self._run_id)
-        )
+        fn = _OneCopyPerIdFn(self._ttl_s, self._run_id, self._order_by)
         return (
             pairs
             | "KeyById" >> beam.Map(lambda row: (str(getattr(row, id_field)), row))
