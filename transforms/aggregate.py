@@ -266,9 +266,14 @@ class CountPerWindow(beam.PTransform):
 
     def expand(self, elements):
         key = self._key
-        keyed = elements | "KeyByGroup" >> beam.Map(lambda element: (str(key(element)), element))
+        # A str key: its coder is deterministic, as keyed state requires.
+        keyed = elements | "KeyByGroup" >> beam.Map(
+            lambda element: (str(key(element)), element)
+        ).with_output_types(tuple[str, typing.Any])
         if self._combine_in_bundle:
-            keyed = keyed | "CombineInBundle" >> beam.ParDo(_CombineInBundleFn(self._windowfn))
+            keyed = keyed | "CombineInBundle" >> beam.ParDo(
+                _CombineInBundleFn(self._windowfn)
+            ).with_output_types(tuple[str, int])
         return keyed | "CountPanes" >> beam.ParDo(
             _CountPanesFn(self._windowfn, self._lateness_s, self._to_row, self._combine_in_bundle)
         ).with_outputs(LATE_TAG, main="counts")

@@ -159,6 +159,9 @@ class DeduplicateById(beam.PTransform):
         fn = _OneCopyPerIdFn(self._ttl_s, self._run_id, self._order_by)
         return (
             pairs
-            | "KeyById" >> beam.Map(lambda row: (str(getattr(row, id_field)), row))
+            | "KeyById"
+            >> beam.Map(lambda row: (str(getattr(row, id_field)), row)).with_output_types(
+                tuple[str, typing.Any]
+            )
             | "DropLaterCopies" >> beam.ParDo(fn).with_outputs(DUPLICATES_TAG, main="unique")
         )

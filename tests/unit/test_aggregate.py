@@ -156,6 +156,37 @@ def test_a_window_that_closed_without_data_still_counts_its_first_record(stream_
         assert_that(out[LATE_TAG] | beam.Map(lambda a: a.element.n), equal_to([3]), label="Late")
 
 
+def test_combining_in_bundles_first_gives_the_same_panes(stream_pipeline):
+    # The first test's elements in one bundle, then a late pair: counted per key and
+    # window within the bundle before the keyed state, the panes must not change.
+    # [0, 60): play@0, play@59 → on-time pane 2; then play@10, play@20 arrive with the
+    # watermark at 61 (lateness 30): one group of 2 → late pane 1, count 4.
+    stream = (
+        TestStream()
+        .advance_watermark_to(0)
+        .add_elements([_at("play", 0), _at("play", 59), _at("search", 30)])
+        .advance_watermark_to(61)
+        .add_elements([_at("play", 10), _at("play", 20)])
+        .advance_watermark_to(200)
+        .advance_watermark_to_infinity()
+    )
+    count = CountPerWindow(
+        "event_type", 60, TO_ROW, EventTypeCount, allowed_lateness_s=30, combine_in_bundle=True
+    )
+    with stream_pipeline as p:
+        out = p | stream | count
+        assert_that(
+            out.counts,
+            equal_to(
+                [
+                    _row(0, 60, "play", 2, 0, ON_TIME),
+                    _row(0, 60, "search", 1, 0, ON_TIME),
+                    _row(0, 60, "play", 4, 1, LATE),
+                ]
+            ),
+        )
+
+
 def test_sliding_windows_count_each_record_in_every_window(pipeline):
     # Size 60, period 30: t=40 is in [0, 60) and [30, 90); t=70 in [30, 90) and [60, 120).
     with pipeline as p:
