@@ -236,6 +236,14 @@ def _progress(snapshot, started: float, every_s: float, stop: threading.Event) -
         )
 
 
+def _still_running(result) -> bool:
+    try:
+        return str(result.state) not in _TERMINAL
+    except Exception as e:  # noqa: BLE001 - the job service is gone: the job with it
+        _LOG.debug("the job's state is unavailable: %s", e)
+        return False
+
+
 def _wait(result, duration_s: int | None, progress, progress_every_s: int, started: float) -> str:
     """Waits for the job: to its end, for ``duration_s``, or until Ctrl-C; then cancels it.
 
@@ -248,9 +256,15 @@ def _wait(result, duration_s: int | None, progress, progress_every_s: int, start
 
     def wait_for_job():
         try:
-            result.wait_until_finish()
-        except Exception as e:  # noqa: BLE001 - a cancelled job "fails"; the state says which
-            _LOG.debug("the job ended: %s", e)
+            try:
+                result.wait_until_finish()
+            except Exception as e:  # noqa: BLE001 - a cancelled job "fails"; the state says
+                _LOG.debug("the wait ended: %s", e)
+            # Beam's portable runner opens the job's state stream with a deadline of
+            # --job_server_timeout (300 s by default): the wait above ends then, with
+            # DEADLINE_EXCEEDED, while a streaming job runs on.  Poll its state instead.
+            while _still_running(result):
+                time.sleep(1)
         finally:
             done.set()
 

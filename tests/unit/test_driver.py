@@ -106,3 +106,29 @@ def test_the_flink_preset_names_the_job_server_the_pom_builds():
         "--checkpointing_interval=5000",
     ]
     assert runners.preset_flags("DirectRunner", [], False) == []
+
+
+class _StreamingResult:
+    """A portable job whose state stream hits its deadline while the job runs on."""
+
+    def __init__(self, running_polls: int):
+        self._states = ["RUNNING"] * running_polls + ["DONE"]
+        self.cancelled = False
+
+    def wait_until_finish(self):
+        raise RuntimeError("StatusCode.DEADLINE_EXCEEDED: Deadline Exceeded")
+
+    @property
+    def state(self):
+        return self._states.pop(0) if len(self._states) > 1 else self._states[0]
+
+    def cancel(self):
+        self.cancelled = True
+
+
+def test_the_wait_outlives_the_job_services_stream_deadline():
+    # Beam's state stream ends with DEADLINE_EXCEEDED after --job_server_timeout; the
+    # driver must keep waiting on the job's state, not call a running job cancelled.
+    result = _StreamingResult(running_polls=2)
+    state = driver._wait(result, None, dict, 3600, 0.0)
+    assert state == "DONE" and not result.cancelled

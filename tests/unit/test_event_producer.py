@@ -427,6 +427,8 @@ def test_counts_are_rounded_ratios_for_any_batch(count, malformed, invalid, dupl
         ({"rate_per_s": 0}, "rate_per_s must be a positive number"),
         ({"users": 0}, "users must be at least 1"),
         ({"start_ms": 0}, "start_ms must exceed"),
+        ({"late_ratio": 0.1}, "needs a positive late_shift_ms"),
+        ({"late_ratio": 0.1, "late_shift_ms": 10_000_000}, "too few for 10 late events"),
     ],
 )
 def test_impossible_requests_are_value_errors(overrides, message):
@@ -459,3 +461,18 @@ def test_paced_sends_each_message_at_its_event_time():
         sent.append((message[1], now[0]))
     assert sent == [(b"a", 100.0), (b"b", 101.5), (b"c", 103.0)]
     assert slept == [1.5, 1.5]
+
+
+def test_late_events_go_back_by_the_shift_after_the_shift_has_passed():
+    # 1,000 events at 10/s span 100 s; a 40 s shift: late events are chosen among those
+    # at least 40 s (400 events) after the first, and each is sent 40-45 s behind the
+    # latest valid event time sent before it.
+    b = generate(1000, "r", 3, START_MS, rate_per_s=10.0, late_ratio=0.02, late_shift_ms=40_000)
+    assert b.injected.late == 20 == b.labels.count("late")
+    latest = None
+    for i, ((_, value, ts), label) in enumerate(zip(b.messages, b.labels, strict=True)):
+        if label == "late":
+            assert i >= 400 and 40_000 <= latest - ts <= 45_000
+            assert json.loads(value)["timestamp"] == format_timestamp(ts)
+        elif label in ("valid", "out_of_order"):
+            latest = ts if latest is None else max(latest, ts)
