@@ -73,7 +73,13 @@ def _error(message: str) -> None:
 
 
 def _counter(result, name: str) -> int:
-    counters = result.metrics().query(beam.metrics.MetricsFilter().with_name(name))["counters"]
+    # "step/name" counts only in steps whose name holds "step" (CountPerWindow's
+    # counters exist in the event counts and in the stage counts).
+    step, _, name = name.rpartition("/")
+    wanted = beam.metrics.MetricsFilter().with_name(name)
+    if step:
+        wanted = wanted.with_step(step)
+    counters = result.metrics().query(wanted)["counters"]
     return sum(c.committed or c.attempted or 0 for c in counters)
 
 
@@ -86,9 +92,13 @@ _SUMMARY_COUNTERS = (
     "invalid",
     "normalised",
     "normalise_rejected",
+    "sink_refused",
     "unique",
     "duplicates",
-    "window_counts",
+    "superseded",
+    "CountPerWindow/panes_on_time",
+    "CountPerWindow/panes_late",
+    "CountPerWindow/late_records",
 )
 
 
@@ -212,10 +222,10 @@ def _sink_rows(settings: StackSettings, run_id: str) -> dict[str, int]:
 
 def _counters(result) -> dict[str, int]:
     try:
-        return {name: _counter(result, name) for name in _SUMMARY_COUNTERS}
+        return {name.rpartition("/")[2]: _counter(result, name) for name in _SUMMARY_COUNTERS}
     except Exception as e:  # noqa: BLE001 - a runner without metrics still ends cleanly
         _LOG.warning("no counters from the runner: %s", e)
-        return dict.fromkeys(_SUMMARY_COUNTERS, 0)
+        return dict.fromkeys((name.rpartition("/")[2] for name in _SUMMARY_COUNTERS), 0)
 
 
 def _progress(snapshot, started: float, every_s: float, stop: threading.Event) -> None:
