@@ -1,10 +1,10 @@
 """Streaming runs on embedded Flink and on Prism: an unbounded read of a live topic,
 stopped with Ctrl-C.
 
-The producer sends each event when its event time comes (25 a second for 72 s),
+The producer sends each event when its event time comes (25 a second for 80 s),
 with 1% of the events out of order (5-30 s behind: within the allowed lateness of
-30 s, so counted, in late panes when their window had fired) and 1% late (52-57 s
-behind: beyond window + lateness + the watermark's 2 s delay + a 15 s margin, so
+30 s, so counted, in late panes when their window had fired) and 1% late (67-72 s
+behind: beyond window + lateness + the watermark's 2 s delay + a 30 s margin, so
 they must come out of the late lane).  The job reads without any record or time
 bound.  The test asserts that window counts reached PostgreSQL while the producer
 was still sending, waits for the run to balance, stops the job with SIGINT and
@@ -32,8 +32,10 @@ from beam_pipeline.settings import REPO_ROOT
 
 pytestmark = pytest.mark.streaming
 
-EVENTS, RATE, WINDOW_S, LATENESS_S, DELAY_S = 1800, 25.0, 5, 30, 2
-LATE_SHIFT_S = WINDOW_S + LATENESS_S + DELAY_S + 15
+EVENTS, RATE, WINDOW_S, LATENESS_S, DELAY_S = 2000, 25.0, 5, 30, 2
+# 30 s of margin: on embedded Flink the counting stage's watermark can trail the feed
+# by more than 15 s (seen: 9 of 30 late events counted instead).
+LATE_SHIFT_S = WINDOW_S + LATENESS_S + DELAY_S + 30
 
 
 def _poll(condition, deadline_s, what):
