@@ -239,7 +239,7 @@ def production_sinks(
 ) -> Sinks:
     """Parquet files under ``output_prefix/<output>/``, the PostgreSQL tables, and the
     dead-letter topic.  A streaming job writes a set of files per ``file_window_s`` of
-    event time."""
+    arrival time (late rows would otherwise be dropped by the file write)."""
 
     def parquet(name: str, row_type: type) -> WriteParquetFiles:
         return WriteParquetFiles(f"{output_prefix}/{name}/part", row_type, file_window_s)

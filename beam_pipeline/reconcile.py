@@ -349,15 +349,14 @@ def gather(
             cur.execute(_UNBALANCED_WINDOWS, {"run": run_id})
             unbalanced_windows = int(cur.fetchone()[0])
             columns = "SELECT kafka_topic, kafka_partition, kafka_offset FROM"
-            coordinates = " UNION ALL ".join(
-                [f"{columns} {events} {q}", f"{columns} {dead} {not_late}", f"{columns} {dups} {q}"]
-            )
-            cur.execute(coordinates, (run_id,) * 3)
-            seen = [(t, int(p), int(o)) for t, p, o in cur.fetchall()]
-            cur.execute(f"{columns} {dead} {is_late}", (run_id,))
-            late_seen = [(t, int(p), int(o)) for t, p, o in cur.fetchall()]
-            cur.execute(f"{columns} {events} {q}", (run_id,))
-            event_seen = [(t, int(p), int(o)) for t, p, o in cur.fetchall()]
+
+            def coordinates(table: str, where: str) -> list[Coordinate]:
+                cur.execute(f"{columns} {table} {where}", (run_id,))
+                return [(t, int(p), int(o)) for t, p, o in cur.fetchall()]
+
+            event_seen = coordinates(events, q)
+            late_seen = coordinates(dead, is_late)
+            seen = event_seen + coordinates(dead, not_late) + coordinates(dups, q)
     finally:
         connection.close()
     injected = report["injected"]

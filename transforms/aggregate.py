@@ -34,6 +34,7 @@ read, so every window fires exactly one on-time pane and nothing is ever late.
 
 from __future__ import annotations
 
+import operator
 import typing
 
 import apache_beam as beam
@@ -253,7 +254,7 @@ class CountPerWindow(beam.PTransform):
             raise ValueError(
                 f"window_period_s must be in (0, window_size_s] (got {window_period_s})"
             )
-        self._key = key if callable(key) else _field_getter(key)
+        self._key = key if callable(key) else operator.attrgetter(key)
         self._windowfn = (
             window.SlidingWindows(window_size_s, window_period_s)
             if window_period_s
@@ -277,10 +278,3 @@ class CountPerWindow(beam.PTransform):
         return keyed | "CountPanes" >> beam.ParDo(
             _CountPanesFn(self._windowfn, self._lateness_s, self._to_row, self._combine_in_bundle)
         ).with_outputs(LATE_TAG, main="counts")
-
-
-def _field_getter(name: str) -> typing.Callable[[typing.Any], typing.Any]:
-    def get(element):
-        return getattr(element, name)
-
-    return get

@@ -38,6 +38,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from schemas import ddl
+from transforms.normalise import find_nul
 from transforms.records import DEAD_LETTER_TAG
 
 __all__ = ["ConformToSinks", "KEY_TEXT_BYTES", "STAGE", "TEXT_BYTES", "Violation", "violations"]
@@ -61,16 +62,6 @@ class Violation(typing.NamedTuple):
     detail: str
 
 
-def _has_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
 def _check_text(name: str, value: str, limit: int) -> Violation | None:
     if "\x00" in value:
         return Violation(name, "nul_character", f"{name} holds a NUL character")
@@ -88,12 +79,40 @@ def _check_json(name: str, value: str) -> Violation | None:
         parsed = json.loads(value)
     except ValueError as e:
         return Violation(name, "not_json", f"{name} is not JSON: {e}")
-    if _has_nul(parsed):
-        return Violation(name, "nul_character", f"{name} holds \\u0000, which jsonb refuses")
+    where = find_nul(parsed)
+    if where:
+        return Violation(
+            name, "nul_character", f"{name} holds \\u0000 at {where}: jsonb refuses it"
+        )
     return None
 
 
-def _check(column: ddl.ColumnSpec, value, key: bool, cast: str | None, time: bool):
+class _Rule(typing.NamedTuple):
+    """What one column of a table accepts, resolved once per table."""
+
+    column: ddl.ColumnSpec
+    key: bool  # part of the primary key
+    cast: str | None  # the SQL type the bound text is cast to
+    time: bool  # a *_ms column with a generated timestamptz
+
+
+def _rules(table) -> list[_Rule]:
+    """The rules of every column a row of ``table`` binds (not generated ones)."""
+    fields = set(table.row_type._fields)
+    return [
+        _Rule(
+            column,
+            column.name in table.key_columns,
+            table.casts.get(column.name),
+            column.name in table.generated_times,
+        )
+        for column in ddl.expected_columns(table)
+        if column.name in fields
+    ]
+
+
+def _check(rule: _Rule, value) -> Violation | None:
+    column, key, cast, time = rule
     name, sql_type = column.name, column.sql_type
     if value is None:
         if column.nullable:
@@ -124,22 +143,16 @@ def _check(column: ddl.ColumnSpec, value, key: bool, cast: str | None, time: boo
     return Violation(name, "wrong_type", f"{name} is a {type(value).__name__}, not {sql_type}")
 
 
-def violations(table, row) -> list[Violation]:
-    """Every column of ``row`` that ``table``'s DDL would refuse (none: the row is safe)."""
-    found = []
-    for column in ddl.expected_columns(table):
-        if column.name not in row._fields:  # generated columns and written_at
-            continue
-        problem = _check(
-            column,
-            getattr(row, column.name),
-            column.name in table.key_columns,
-            table.casts.get(column.name),
-            column.name in table.generated_times,
-        )
-        if problem:
-            found.append(problem)
-    return found
+def violations(table, row, rules: list[_Rule] | None = None) -> list[Violation]:
+    """Every column of ``row`` that ``table``'s DDL would refuse (none: the row is safe).
+
+    ``rules``: ``table``'s column rules when the caller resolved them already.
+    """
+    checked = (
+        _check(rule, getattr(row, rule.column.name))
+        for rule in (_rules(table) if rules is None else rules)
+    )
+    return [problem for problem in checked if problem]
 
 
 ToDeadLetter = typing.Callable[[typing.Any, str, str, str], typing.Any]
@@ -148,12 +161,13 @@ ToDeadLetter = typing.Callable[[typing.Any, str, str, str], typing.Any]
 class _ConformFn(beam.DoFn):
     def __init__(self, table, to_dead_letter: ToDeadLetter):
         self._table = table
+        self._rules = _rules(table)
         self._to_dead_letter = to_dead_letter
         self._conformed = Metrics.counter(self.__class__, "conformed")
         self._refused = Metrics.counter(self.__class__, "sink_refused")
 
     def process(self, row):
-        found = violations(self._table, row)
+        found = violations(self._table, row, self._rules)
         if not found:
             self._conformed.inc()
             yield row

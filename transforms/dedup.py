@@ -73,49 +73,42 @@ class _OneCopyPerIdFn(beam.DoFn):
     ):
         event_id, row = element
         order = getattr(row, self._order_by) if self._order_by else None
+        this = (row.kafka_partition, row.kafka_offset, row.kafka_timestamp_ms, order)
         previous = kept.read()
         if previous is not None and (self._order_by is None or order <= previous[3]):
             self._duplicates.inc()
             yield beam.pvalue.TaggedOutput(
-                DUPLICATES_TAG, _duplicate(event_id, row, previous, self._run_id)
+                DUPLICATES_TAG, self._logged(event_id, row.kafka_topic, this, previous)
             )
             return
         if previous is None:
             self._unique.inc()
         else:
             self._superseded.inc()
-            replaced = row._replace(
-                kafka_partition=previous[0],
-                kafka_offset=previous[1],
-                kafka_timestamp_ms=previous[2],
-            )
             yield beam.pvalue.TaggedOutput(
-                DUPLICATES_TAG, _duplicate(event_id, replaced, _coords(row), self._run_id)
+                DUPLICATES_TAG, self._logged(event_id, row.kafka_topic, previous, this)
             )
-        kept.write((row.kafka_partition, row.kafka_offset, row.kafka_timestamp_ms, order))
+        kept.write(this)
         expiry.set(timestamp + self._ttl)
         yield row
+
+    def _logged(self, event_id: str, topic: str, dropped: tuple, kept: tuple) -> Duplicate:
+        """The log row of copy ``dropped`` given ``kept``: both ``(partition, offset,
+        Kafka timestamp, order)`` as the state holds them."""
+        return Duplicate(
+            event_id=event_id,
+            kafka_topic=topic,
+            kafka_partition=dropped[0],
+            kafka_offset=dropped[1],
+            kafka_timestamp_ms=dropped[2],
+            kept_partition=kept[0],
+            kept_offset=kept[1],
+            run_id=self._run_id,
+        )
 
     @on_timer(EXPIRY)
     def expire(self, kept=beam.DoFn.StateParam(KEPT)):
         kept.clear()
-
-
-def _coords(row) -> tuple[int, int]:
-    return row.kafka_partition, row.kafka_offset
-
-
-def _duplicate(event_id: str, row, kept: tuple, run_id: str) -> Duplicate:
-    return Duplicate(
-        event_id=event_id,
-        kafka_topic=row.kafka_topic,
-        kafka_partition=row.kafka_partition,
-        kafka_offset=row.kafka_offset,
-        kafka_timestamp_ms=row.kafka_timestamp_ms,
-        kept_partition=kept[0],
-        kept_offset=kept[1],
-        run_id=run_id,
-    )
 
 
 class DeduplicateById(beam.PTransform):

@@ -33,6 +33,7 @@ __all__ = [
     "NormaliseEventsFn",
     "canonical_json",
     "event_time_ms",
+    "find_nul",
 ]
 
 STAGE = "normalise"
@@ -66,7 +67,7 @@ def event_time_ms(text: str) -> int:
     return (moment - _EPOCH) // _MILLISECOND
 
 
-def _find_nul(value, path: str = "$") -> str | None:
+def find_nul(value, path: str = "$") -> str | None:
     """The path of the first string (or object key) holding a NUL character, if any."""
     if isinstance(value, str):
         return path if "\x00" in value else None
@@ -75,12 +76,12 @@ def _find_nul(value, path: str = "$") -> str | None:
             where = f"{path}.{key}"
             if "\x00" in key:
                 return where
-            found = _find_nul(item, where)
+            found = find_nul(item, where)
             if found:
                 return found
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            found = _find_nul(item, f"{path}[{i}]")
+            found = find_nul(item, f"{path}[{i}]")
             if found:
                 return found
     return None
@@ -106,7 +107,7 @@ class NormaliseEventsFn(beam.DoFn):
     def process(self, element: tuple[KafkaRecord, dict]):
         record, event = element
         try:
-            nul = _find_nul(event)
+            nul = find_nul(event)
             if nul:
                 raise NormaliseError("nul_character", f"{nul} holds a NUL character")
             at_ms = event_time_ms(event[self._event_time_field])
