@@ -70,7 +70,7 @@ cmd_test() {
   "$PY" -m ruff check .
   "$PY" -m pytest -m unit --durations=10 "$@"
   "$PY" -m pytest -m integration --durations=10 "$@"
-  "$PY" -m pytest -m "streaming and not flink" --durations=10 "$@"
+  "$PY" -m pytest -m streaming --durations=10 "$@"
 }
 
 # The main job: produce a run of customer events (10,000 by default, --events N),

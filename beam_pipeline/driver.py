@@ -22,7 +22,7 @@ from beam_pipeline.graph import GraphParams, build_graph, production_sinks
 from beam_pipeline.java_services import ExpansionServiceError, JavaExpansionService
 from beam_pipeline.options import BeamlineOptions, Config, ConfigError
 from beam_pipeline.reconcile import rows_so_far
-from beam_pipeline.runners import RunnerSetupError, preset_flags
+from beam_pipeline.runners import RunnerSetupError, preset_flags, runner_flag
 from beam_pipeline.settings import MissingPasswordError, StackSettings
 from beam_pipeline.stack import ServiceUnavailable, check_kafka, check_postgres, commit_offsets
 from transforms.kafka_io import ReadKafkaRecords
@@ -63,9 +63,11 @@ def help_text() -> str:
 
 
 def unknown_flags(argv: list[str]) -> list[str]:
-    """The flags in ``argv`` that neither Beamline nor Beam knows (Beam only warns)."""
-    _, unknown = _parser().parse_known_args(argv)
-    return [arg for arg in unknown if arg.startswith("-")]
+    """The flags in ``argv`` that neither Beamline, Beam nor the runner's job server
+    knows (Beam only warns)."""
+    known, unknown = _parser().parse_known_args(argv)
+    runner = (known.runner or "DirectRunner").rsplit(".", 1)[-1]
+    return [arg for arg in unknown if arg.startswith("-") and not runner_flag(runner, arg)]
 
 
 def _error(message: str) -> None:

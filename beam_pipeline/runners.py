@@ -12,11 +12,23 @@ is only added when its flag is absent).
 - ``FlinkRunner``: Beam's portable Flink job server that ``./run_local.sh setup``
   assembled from Maven Central (``--flink_job_server_jar``), an embedded Flink
   mini-cluster unless told otherwise (``--flink_master=[local]``), Python stages in
-  this process, and for an unbounded read ``--streaming`` and a checkpoint every
-  5 s (Flink finishes the Kafka read's bundles only at checkpoints; without them
-  nothing leaves the read stage).  The job server is
+  this process, and for an unbounded read ``--streaming``, a checkpoint every 5 s
+  (with ``--checkpointing_interval=-1`` no event reached PostgreSQL in 90 s) and
+  ``--finish_bundle_before_checkpointing`` (below).  The job server is
   Beam 2.62.0, the newest release whose Flink runner and job-service modules are
   both on that Maven Central; it speaks the portable protocol to the 2.71 SDKs.
+  Its own flags (``FLINK_FLAGS``: ``--checkpointing_interval``,
+  ``--max_bundle_time_mills`` …) are accepted with ``--runner=FlinkRunner``; the
+  Python SDK forwards them to the job server.
+
+  Why ``--finish_bundle_before_checkpointing``: by default Beam's Flink operator
+  finishes an open bundle *inside* a checkpoint and keeps that bundle's output in
+  a buffer that it empties only when the operator next sees an element or a
+  watermark.  The read's first stage (split the Kafka source) sees exactly one
+  element and one watermark in its life; when the first checkpoint came while
+  that one bundle was open, the splits stayed in the buffer for good and the job
+  read nothing (4 of 9 starts; Beam 2.62, flink-1.19).  With the flag the bundle
+  is finished before the checkpoint barrier and its output goes downstream.
 - ``DataflowRunner``: nothing; Dataflow keeps Beam's default container
   environments.
 """
@@ -30,8 +42,10 @@ __all__ = [
     "FLINK_JOB_SERVER_VERSION",
     "PRISM_BINARY",
     "RunnerSetupError",
+    "FLINK_FLAGS",
     "flink_job_server_jar",
     "preset_flags",
+    "runner_flag",
 ]
 
 # Where `go install …/cmd/prism@v<beam>` puts the binary (run_local.sh setup), and
@@ -50,6 +64,43 @@ def flink_job_server_jar() -> pathlib.Path:
     )
     name = f"beamline-flink-job-server-{FLINK_JOB_SERVER_VERSION}"
     return cache / name / f"{name}.jar"
+
+
+# Options of Beam's Flink job server (FlinkPipelineOptions, Beam 2.62) that Python
+# does not declare: the portable runner forwards them once the job server has
+# described them, so they are flags of `python -m run` with the FlinkRunner.
+FLINK_FLAGS = frozenset(
+    (
+        "--checkpointing_interval",
+        "--checkpointing_mode",
+        "--checkpoint_timeout_millis",
+        "--min_pause_between_checkpoints",
+        "--num_concurrent_checkpoints",
+        "--fail_on_checkpointing_errors",
+        "--finish_bundle_before_checkpointing",
+        "--unaligned_checkpoint_enabled",
+        "--shutdown_sources_after_idle_ms",
+        "--number_of_execution_retries",
+        "--execution_retry_delay",
+        "--object_reuse",
+        "--operator_chaining",
+        "--state_backend",
+        "--state_backend_storage_path",
+        "--externalized_checkpoints_enabled",
+        "--max_bundle_size",
+        "--max_bundle_time_mills",
+        "--latency_tracking_interval",
+        "--auto_watermark_interval",
+        "--savepoint_path",
+        "--allow_non_restored_state",
+        "--flink_conf_dir",
+    )
+)
+
+
+def runner_flag(runner: str, arg: str) -> bool:
+    """Whether ``arg`` is a flag that ``runner``'s job server takes."""
+    return runner == "FlinkRunner" and arg.split("=", 1)[0] in FLINK_FLAGS
 
 
 class RunnerSetupError(RuntimeError):
@@ -85,9 +136,10 @@ def preset_flags(runner: str, argv: list[str], unbounded: bool) -> list[str]:
     if unbounded and runner in ("PrismRunner", "FlinkRunner"):
         presets.append(("--streaming", None))
     if unbounded and runner == "FlinkRunner":
-        # Flink ends a bundle of the Java read (a splittable DoFn) only when it asks
-        # for a checkpoint; without checkpointing nothing leaves the read stage.
-        presets.append(("--checkpointing_interval", "5000"))
+        presets += [
+            ("--checkpointing_interval", "5000"),
+            ("--finish_bundle_before_checkpointing", None),
+        ]
     flags = []
     for flag, value in presets:
         if not _given(argv, flag):

@@ -104,8 +104,23 @@ def test_the_flink_preset_names_the_job_server_the_pom_builds():
         "--environment_type=LOOPBACK",
         "--streaming",
         "--checkpointing_interval=5000",
+        "--finish_bundle_before_checkpointing",
     ]
+    given = ["--flink_job_server_jar=/x.jar", "--checkpointing_interval=1000"]
+    assert "--checkpointing_interval=5000" not in runners.preset_flags("FlinkRunner", given, True)
     assert runners.preset_flags("DirectRunner", [], False) == []
+
+
+def test_flink_job_server_flags_are_flags_with_the_flink_runner_only():
+    flink = ["--runner=FlinkRunner", "--max_bundle_time_mills=500", "--object_reuse"]
+    assert driver.unknown_flags(flink) == []
+    assert driver.unknown_flags(["--runner=PrismRunner", "--max_bundle_time_mills=500"]) == [
+        "--max_bundle_time_mills=500"
+    ]
+    # A misspelt job-server flag is still refused (Beam would drop it silently).
+    assert driver.unknown_flags(["--runner=FlinkRunner", "--max_bundle_time_ms=500"]) == [
+        "--max_bundle_time_ms=500"
+    ]
 
 
 class _StreamingResult:
