@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import functools
 import logging
+import shutil
 import signal
 import sys
 import threading
@@ -117,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise ConfigError(f"unknown flag {unknown[0].split('=')[0]}: see python -m run --help")
         config = Config.from_options(PipelineOptions(argv))
-        options = PipelineOptions(argv + preset_flags(config.runner, argv, config.unbounded))
+        # A run's checkpoints (Flink): kept if the job fails, removed once it ends cleanly.
+        state_dir = StackSettings.from_env().home / "flink-checkpoints" / config.run_id
+        presets = preset_flags(config.runner, argv, config.unbounded, state_dir)
+        options = PipelineOptions(argv + presets)
     except ConfigError as e:
         _error(str(e))
         return 2
@@ -202,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         # A cancelled streaming job's counters are partial or absent on portable
         # runners (Flink reports none): say what reached the sinks instead.
         counts = _sink_rows(settings, config.run_id) if config.unbounded else _counters(result)
+    if state in ("DONE", "CANCELLED"):
+        shutil.rmtree(state_dir, ignore_errors=True)
     elapsed = time.monotonic() - started
     read = counts.get("records_read", 0)
     # A streaming job's rate would mostly measure how long it waited for data.

@@ -13,7 +13,10 @@ is only added when its flag is absent).
   assembled from Maven Central (``--flink_job_server_jar``), an embedded Flink
   mini-cluster unless told otherwise (``--flink_master=[local]``), Python stages in
   this process, and for an unbounded read ``--streaming``, a checkpoint every 5 s
-  (with ``--checkpointing_interval=-1`` no event reached PostgreSQL in 90 s) and
+  (with ``--checkpointing_interval=-1`` no event reached PostgreSQL in 90 s) kept in
+  files under ``.beamline/flink-checkpoints`` (Flink's default keeps them in the job
+  manager's memory, at most 5 MB: a backlog of 10,000 events outgrew it, every
+  checkpoint failed and no window ever fired), and
   ``--finish_bundle_before_checkpointing`` (below).  The job server is
   Beam 2.62.0, the newest release whose Flink runner and job-service modules are
   both on that Maven Central; it speaks the portable protocol to the 2.71 SDKs.
@@ -111,8 +114,13 @@ def _given(argv: list[str], flag: str) -> bool:
     return any(arg == flag or arg.startswith(flag + "=") for arg in argv)
 
 
-def preset_flags(runner: str, argv: list[str], unbounded: bool) -> list[str]:
-    """The Beam flags ``runner`` needs that ``argv`` does not already set."""
+def preset_flags(
+    runner: str, argv: list[str], unbounded: bool, state_dir: pathlib.Path | None = None
+) -> list[str]:
+    """The Beam flags ``runner`` needs that ``argv`` does not already set.
+
+    ``state_dir``: where an unbounded Flink job keeps its checkpoints (files).
+    """
     presets: list[tuple[str, str | None]] = []
     if runner == "PrismRunner":
         location = os.environ.get("BEAMLINE_PRISM", str(PRISM_BINARY))
@@ -140,6 +148,11 @@ def preset_flags(runner: str, argv: list[str], unbounded: bool) -> list[str]:
             ("--checkpointing_interval", "5000"),
             ("--finish_bundle_before_checkpointing", None),
         ]
+        if state_dir is not None:
+            presets += [
+                ("--state_backend", "filesystem"),
+                ("--state_backend_storage_path", state_dir.resolve().as_uri()),
+            ]
     flags = []
     for flag, value in presets:
         if not _given(argv, flag):

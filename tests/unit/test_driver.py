@@ -106,6 +106,15 @@ def test_the_flink_preset_names_the_job_server_the_pom_builds():
         "--checkpointing_interval=5000",
         "--finish_bundle_before_checkpointing",
     ]
+    state = runners.preset_flags(
+        "FlinkRunner", ["--flink_job_server_jar=/x.jar"], True, pathlib.Path("/tmp/ckpt")
+    )
+    assert state[-2:] == [
+        "--state_backend=filesystem",
+        "--state_backend_storage_path=file:///tmp/ckpt",
+    ]
+    bounded = runners.preset_flags("FlinkRunner", ["--flink_job_server_jar=/x.jar"], False)
+    assert not [f for f in bounded if "checkpoint" in f or "state_backend" in f]
     given = ["--flink_job_server_jar=/x.jar", "--checkpointing_interval=1000"]
     assert "--checkpointing_interval=5000" not in runners.preset_flags("FlinkRunner", given, True)
     assert runners.preset_flags("DirectRunner", [], False) == []
