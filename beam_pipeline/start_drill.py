@@ -80,14 +80,12 @@ def _one_run(settings, topic: str, runner: str, extra: list[str], deadline_s: fl
                     lambda: rows_so_far(settings, run_id)["events"] > 0, deadline_s
                 )
             job.send_signal(signal.SIGINT)
-            stopping = time.monotonic()
-            code = job.wait(90)
-            stop_s = time.monotonic() - stopping
+            stop_s = _wait_for(lambda: job.poll() is not None, 90)
+            code = job.returncode if stop_s is not None else "killed: no stop within 90 s"
         finally:
             if job.poll() is None:
                 job.kill()
                 job.wait()
-                code, stop_s = "killed", None
     if first_row_s is not None and code == 0:
         log_path.unlink()
         log_path = None
