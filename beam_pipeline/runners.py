@@ -42,10 +42,10 @@ import os
 import pathlib
 
 __all__ = [
+    "FLINK_FLAGS",
     "FLINK_JOB_SERVER_VERSION",
     "PRISM_BINARY",
     "RunnerSetupError",
-    "FLINK_FLAGS",
     "flink_job_server_jar",
     "preset_flags",
     "runner_flag",
