@@ -156,3 +156,22 @@ def test_the_wait_outlives_the_job_services_stream_deadline():
     result = _StreamingResult(running_polls=2)
     state = driver._wait(result, None, dict, 3600, 0.0)
     assert state == "DONE" and not result.cancelled
+
+
+def test_a_bad_flag_is_one_line_on_stderr_from_the_command():
+    # The whole process, as a person runs it: Beam's import-time warnings included.
+    import pathlib
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "run", "--kafka_max_record=5"],
+        cwd=pathlib.Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "beamline: error: unknown flag --kafka_max_record: see python -m run --help"
+    ]
