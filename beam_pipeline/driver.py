@@ -21,7 +21,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipeline.graph import GraphParams, build_graph, production_sinks
 from beam_pipeline.java_services import ExpansionServiceError, JavaExpansionService
-from beam_pipeline.options import BeamlineOptions, Config, ConfigError
+from beam_pipeline.options import BeamlineOptions, Config, ConfigError, runner_name
 from beam_pipeline.reconcile import rows_so_far
 from beam_pipeline.runners import RunnerSetupError, preset_flags, runner_flag
 from beam_pipeline.settings import MissingPasswordError, StackSettings
@@ -67,7 +67,7 @@ def unknown_flags(argv: list[str]) -> list[str]:
     """The flags in ``argv`` that neither Beamline, Beam nor the runner's job server
     knows (Beam only warns)."""
     known, unknown = _parser().parse_known_args(argv)
-    runner = (known.runner or "DirectRunner").rsplit(".", 1)[-1]
+    runner = runner_name(known.runner)
     return [arg for arg in unknown if arg.startswith("-") and not runner_flag(runner, arg)]
 
 
@@ -113,13 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     if "-h" in argv or "--help" in argv:
         print(help_text())
         return 0
+    settings = StackSettings.from_env()
     try:
         unknown = unknown_flags(argv)
         if unknown:
             raise ConfigError(f"unknown flag {unknown[0].split('=')[0]}: see python -m run --help")
         config = Config.from_options(PipelineOptions(argv))
         # A run's checkpoints (Flink): kept if the job fails, removed once it ends cleanly.
-        state_dir = StackSettings.from_env().home / "flink-checkpoints" / config.run_id
+        state_dir = settings.home / "flink-checkpoints" / config.run_id
         presets = preset_flags(config.runner, argv, config.unbounded, state_dir)
         options = PipelineOptions(argv + presets)
     except ConfigError as e:
@@ -128,7 +129,6 @@ def main(argv: list[str] | None = None) -> int:
     except RunnerSetupError as e:
         _error(str(e))
         return 1
-    settings = StackSettings.from_env()
     consumer_config = {}
     try:
         check_kafka(config.kafka_bootstrap_servers)

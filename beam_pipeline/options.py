@@ -21,13 +21,18 @@ from schemas.customer_events import CONTRACT
 # How far behind the newest Kafka timestamp the watermark trails on a live topic.
 DEFAULT_MAX_DELAY_S = 5.0
 
-__all__ = ["BeamlineOptions", "Config", "ConfigError", "parse_offsets"]
+__all__ = ["BeamlineOptions", "Config", "ConfigError", "parse_offsets", "runner_name"]
 
 _STREAMING_RUNNERS = {"PrismRunner", "FlinkRunner", "DataflowRunner", "PortableRunner"}
 
 
 class ConfigError(ValueError):
     """A flag is missing or wrong; the message names it and says what to do."""
+
+
+def runner_name(runner: str | None) -> str:
+    """``--runner``'s value as a class name: ``apache_beam.x.FlinkRunner`` → ``FlinkRunner``."""
+    return (runner or "DirectRunner").rsplit(".", 1)[-1]
 
 
 def parse_offsets(flag: str, text: str) -> dict[int, int]:
@@ -224,8 +229,7 @@ class Config:
     @classmethod
     def from_options(cls, options: PipelineOptions) -> Config:
         opts = options.view_as(BeamlineOptions)
-        runner = options.view_as(StandardOptions).runner or "DirectRunner"
-        runner = runner.rsplit(".", 1)[-1]
+        runner = runner_name(options.view_as(StandardOptions).runner)
         for flag in (
             "kafka_max_records",
             "kafka_max_read_time_s",

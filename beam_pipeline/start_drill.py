@@ -11,7 +11,7 @@ server's, which the driver prints) under ``.beamline/logs/start-drill-*.log``.
 
 It prints one JSON line per run and a summary; the exit code is 1 if any run
 stalled or failed to stop.  Needs the stack (``./run_local.sh start``).  It is a
-drill, not a CI step: ten Flink runs take about ten minutes.
+drill, not a CI step: ten Flink starts took about seven minutes here.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def _row(start_s, end_s, key, count, pane, timing):
     return EventTypeCount(start_s * 1000, end_s * 1000, key, count, pane, timing, "r1")
 
 
-def _count(lateness=0, period=None, size=60):
+def _count(lateness=0, period=None, size=60, combine=False):
     return CountPerWindow(
         "event_type",
         size,
@@ -42,6 +42,7 @@ def _count(lateness=0, period=None, size=60):
         EventTypeCount,
         allowed_lateness_s=lateness,
         window_period_s=period,
+        combine_in_bundle=combine,
     )
 
 
@@ -170,11 +171,8 @@ def test_combining_in_bundles_first_gives_the_same_panes(stream_pipeline):
         .advance_watermark_to(200)
         .advance_watermark_to_infinity()
     )
-    count = CountPerWindow(
-        "event_type", 60, TO_ROW, EventTypeCount, allowed_lateness_s=30, combine_in_bundle=True
-    )
     with stream_pipeline as p:
-        out = p | stream | count
+        out = p | stream | _count(lateness=30, combine=True)
         assert_that(
             out.counts,
             equal_to(
