@@ -46,6 +46,8 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
+from transforms import state_weight
+
 __all__ = ["LATE_TAG", "LateArrival", "CountPerWindow", "ON_TIME", "LATE"]
 
 LATE_TAG = "late"
@@ -99,6 +101,9 @@ class _CountPanesFn(beam.DoFn):
         self._late = Metrics.counter(self.__class__, "late_records")
         self._partly_late = Metrics.counter(self.__class__, "records_missing_some_windows")
         self._closed = Metrics.counter(self.__class__, "windows_closed")
+
+    def setup(self):
+        state_weight.install()
 
     def _close_ms(self, win: _Window) -> int:
         return win.max_ms + self._lateness_ms

@@ -20,6 +20,8 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Duration
 
+from transforms import state_weight
+
 __all__ = ["DUPLICATES_TAG", "DeduplicateById", "Duplicate"]
 
 DUPLICATES_TAG = "duplicates"
@@ -63,6 +65,9 @@ class _OneCopyPerIdFn(beam.DoFn):
         self._unique = Metrics.counter(self.__class__, "unique")
         self._duplicates = Metrics.counter(self.__class__, "duplicates")
         self._superseded = Metrics.counter(self.__class__, "superseded")
+
+    def setup(self):
+        state_weight.install()
 
     def process(
         self,
