@@ -45,7 +45,7 @@ from transforms.conform import ConformToSinks
 from transforms.decode import Decode
 from transforms.dedup import DUPLICATES_TAG, DeduplicateById
 from transforms.kafka_io import WriteDeadLettersToKafka
-from transforms.normalise import NormaliseEvents
+from transforms.normalise import NormaliseEvents, json_may_hold_nul
 from transforms.records import (
     DEAD_LETTER_TAG,
     DeadLetter,
@@ -177,7 +177,11 @@ def build_graph(
     decoded = records | "Decode" >> Decode(CONTRACT.decoder(params.value_format), run_id)
     validated = decoded.decoded | "Validate" >> ValidateEvents(load_schema(), run_id)
     normalised = validated.valid | "Normalise" >> NormaliseEvents(
-        to_customer_event, CustomerEventsRow, EVENT_TIME_FIELD, run_id
+        to_customer_event,
+        CustomerEventsRow,
+        EVENT_TIME_FIELD,
+        run_id,
+        may_hold_nul=json_may_hold_nul if params.value_format == "json" else None,
     )
     conformed = normalised.rows | "ConformToSinks" >> ConformToSinks(
         tables.EVENTS, functools.partial(row_dead_letter, run_id=run_id)

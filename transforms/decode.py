@@ -83,12 +83,15 @@ def _reject_constant(name: str):
 
 
 def _unique_keys(pairs):
-    result = {}
-    for key, value in pairs:
-        if key in result:
+    result = dict(pairs)
+    if len(result) == len(pairs):
+        return result
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
             raise DecodeError("duplicate_key", f"key {key!r} appears more than once")
-        result[key] = value
-    return result
+        seen.add(key)
+    raise AssertionError("unreachable: fewer keys than pairs means a repeated key")
 
 
 def decode_json_object(value: typing.Optional[bytes]) -> dict:

@@ -10,7 +10,14 @@ from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipeline.event_producer import generate
 from schemas.customer_events import CustomerEventsRow, to_customer_event
-from transforms.normalise import NormaliseError, NormaliseEvents, NormaliseEventsFn, event_time_ms
+from transforms.decode import decode_json_object
+from transforms.normalise import (
+    NormaliseError,
+    NormaliseEvents,
+    NormaliseEventsFn,
+    event_time_ms,
+    json_may_hold_nul,
+)
 from transforms.records import DEAD_LETTER_TAG, DeadLetter, KafkaRecord
 
 pytestmark = pytest.mark.unit
@@ -97,6 +104,51 @@ def test_an_unfit_event_is_one_dead_letter(change, reason, where):
     assert isinstance(letter, DeadLetter)
     assert (letter.stage, letter.reason, letter.kafka_offset) == ("normalise", reason, 9)
     assert where in letter.detail
+
+
+@pytest.mark.parametrize(
+    "raw, may_hold",
+    [
+        (b'{"a":"plain"}', False),
+        (b'{"a":"Pa\\u0000ris"}', True),  # the escape: decodes to a NUL
+        (b'{"a\\u0000":1}', True),  # in a key
+        (b'{"a":"\\\\u0000"}', True),  # an escaped backslash: no NUL, but the walk decides
+        (b'{"a":"\x00"}', True),  # a raw zero byte (invalid JSON; the decoder refuses it)
+        (None, True),
+    ],
+)
+def test_json_raw_scan_says_when_a_nul_is_possible(raw, may_hold):
+    assert json_may_hold_nul(raw) is may_hold
+
+
+@pytest.mark.parametrize("scan", [None, json_may_hold_nul])
+def test_a_nul_escape_in_the_raw_json_is_a_dead_letter_with_or_without_the_scan(scan):
+    event = _event()
+    event["location"]["city"] = "Pa\x00ris"
+    raw = json.dumps(event).encode()  # json.dumps writes the NUL as \u0000
+    assert b"\\u0000" in raw
+    record = KafkaRecord("customer_events", 1, 9, 1, b"u-1", raw)
+    fn = NormaliseEventsFn(to_customer_event, "timestamp", "r1", scan)
+    (out,) = fn.process((record, decode_json_object(raw)))
+    assert out.tag == DEAD_LETTER_TAG
+    assert (out.value.reason, "$.location.city" in out.value.detail) == ("nul_character", True)
+
+
+def test_the_scan_lets_a_clean_event_through_as_a_row():
+    raw = json.dumps(_event()).encode()
+    record = KafkaRecord("customer_events", 1, 9, 1, b"u-1", raw)
+    fn = NormaliseEventsFn(to_customer_event, "timestamp", "r1", json_may_hold_nul)
+    (out,) = fn.process((record, decode_json_object(raw)))
+    assert isinstance(out.value, CustomerEventsRow)
+
+
+def test_building_a_row_leaves_the_decoded_event_unchanged():
+    event = _event()
+    event["user_action"][0]["timestamp"] = "2026-11-22T06:00:00+01:00"  # to be rewritten
+    before = copy.deepcopy(event)
+    row = to_customer_event(_record(), event, 0, "r1")
+    assert event == before
+    assert '"timestamp":"2026-11-22T05:00:00.000Z"' in row.payload
 
 
 def test_composite_splits_rows_and_dead_letters_with_event_timestamps(pipeline):
