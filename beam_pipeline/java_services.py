@@ -35,6 +35,7 @@ __all__ = ["ExpansionServiceError", "JavaExpansionService", "staged_classpath"]
 _LOG = logging.getLogger(__name__)
 
 _MAIN_CLASS = "org.apache.beam.sdk.expansion.service.ExpansionService"
+_STAGED_JAR = f"beamline-expansion-service-{apache_beam.__version__}.jar"
 
 
 class ExpansionServiceError(RuntimeError):
@@ -107,6 +108,12 @@ class JavaExpansionService:
             "--alsoStartLoopbackWorker",
             "--defaultEnvironmentType=EXTERNAL",
             f"--defaultEnvironmentConfig={self.address}",
+            # The environment's artifacts: by default the service lists its whole
+            # classpath (140 jars, 140 MB), and the Python SDK fetches and hashes
+            # every one of them into a temp folder for *each* cross-language transform
+            # (seven in the graph: 9.2 s of a 10.8 s graph build).  The EXTERNAL worker
+            # is this JVM and has the classpath already, so one small jar is staged.
+            f"--filesToStage={classpath / _STAGED_JAR}",
         ]
 
     def start(self, timeout_s: float = 60.0) -> JavaExpansionService:
