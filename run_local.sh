@@ -7,6 +7,8 @@
 #   ./run_local.sh stop         stop them
 #   ./run_local.sh status       say what runs where
 #   ./run_local.sh test         set up, start, run the whole test suite, stop what it started
+#   ./run_local.sh bench [--runner direct] [--events N] [--seed S]
+#                               Beamline vs a hand-written consumer and in-memory loop (100,000)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -83,13 +85,23 @@ cmd_main() {
   "$PY" -m beam_pipeline.main_job "$@"
 }
 
+# The benchmark: Beamline end to end against a hand-written single-process consumer
+# and the same per-record work in memory, on the same records of a fresh topic.
+cmd_bench() {
+  cmd_setup
+  cmd_start
+  cd "$ROOT"
+  "$PY" -m beam_pipeline.bench "$@"
+}
+
 case "${1:-}" in
   setup) shift; cmd_setup "$@" ;;
   start) shift; cmd_start "$@" ;;
   stop) shift; cmd_stop "$@" ;;
   status) shift; cmd_status "$@" ;;
   test) shift; cmd_test "$@" ;;
-  -h | --help | help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
+  bench) shift; cmd_bench "$@" ;;
+  -h | --help | help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' ;;
   "" | -*) cmd_main "$@" ;;
-  *) die "unknown command '$1': use setup, start, stop, status or test (./run_local.sh --help)" ;;
+  *) die "unknown command '$1': use setup, start, stop, status, test or bench (./run_local.sh --help)" ;;
 esac
