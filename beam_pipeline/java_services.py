@@ -20,10 +20,12 @@ Nothing is downloaded at run time.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import pathlib
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -35,6 +37,7 @@ __all__ = ["ExpansionServiceError", "JavaExpansionService", "staged_classpath"]
 _LOG = logging.getLogger(__name__)
 
 _MAIN_CLASS = "org.apache.beam.sdk.expansion.service.ExpansionService"
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _STAGED_JAR = f"beamline-expansion-service-{apache_beam.__version__}.jar"
 
 
@@ -53,6 +56,17 @@ def staged_classpath(version: str = apache_beam.__version__) -> pathlib.Path:
             f"Beam's Java side is not staged in {folder}: run ./run_local.sh setup"
         )
     return folder
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the thread that started it dies (Linux).
+
+    A driver killed with SIGKILL never reaches ``stop()``; without this its JVM, whose
+    loopback worker still reads Kafka and writes PostgreSQL, lives on as an orphan
+    (seen: one at 56% of a core for five minutes after a test killed its driver).
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _free_port() -> int:
@@ -124,7 +138,11 @@ class JavaExpansionService:
             "starting the Java expansion service at %s (log: %s)", self.address, self.log_path
         )
         self._process = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         log_file.close()
         deadline = time.monotonic() + timeout_s

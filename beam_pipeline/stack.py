@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 import typing
 
 import psycopg2
@@ -106,7 +107,35 @@ def create_topics(bootstrap_servers: str, topics=TOPICS, partitions: int = 3) ->
     )
     for future in futures.values():
         future.result(timeout=30)
+    _wait_for_leaders(admin, missing, partitions)
     return missing
+
+
+def _wait_for_leaders(admin: AdminClient, topics, partitions: int, timeout_s: float = 30) -> None:
+    """Returns once every partition of ``topics`` has a leader in the broker's metadata.
+
+    A created topic's future resolves when the controller accepts it; a read of its
+    offsets right after can still fail with NOT_LEADER_FOR_PARTITION (seen under load).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        metadata = admin.list_topics(timeout=10).topics
+        led = [
+            name
+            for name in topics
+            if name in metadata
+            and metadata[name].error is None
+            and len(metadata[name].partitions) == partitions
+            and all(p.leader >= 0 and p.error is None for p in metadata[name].partitions.values())
+        ]
+        if len(led) == len(topics):
+            return
+        if time.monotonic() > deadline:
+            raise ServiceUnavailable(
+                f"Kafka created {', '.join(topics)} but elected no leader for every partition "
+                f"in {timeout_s:.0f} s: see .beamline/kafka/logs/"
+            )
+        time.sleep(0.1)
 
 
 def migrate(settings: StackSettings, tables=None) -> list[str]:

@@ -5,6 +5,13 @@ of every environment it returns, and the Python SDK copies and hashes all of the
 for each cross-language transform (9 of the 11 s it took to build the graph).
 """
 
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
 import apache_beam as beam
 import pytest
 from apache_beam.runners.portability import artifact_service
@@ -16,9 +23,7 @@ from transforms.sinks import JdbcTarget
 pytestmark = pytest.mark.integration
 
 
-def test_each_cross_language_transform_fetches_at_most_one_artifact(
-    stack, tmp_path, monkeypatch
-):
+def test_each_cross_language_transform_fetches_at_most_one_artifact(stack, tmp_path, monkeypatch):
     fetched = []
     resolve = artifact_service.resolve_artifacts
 
@@ -40,3 +45,32 @@ def test_each_cross_language_transform_fetches_at_most_one_artifact(
         service.stop()
     assert fetched, "no cross-language transform was expanded"
     assert max(fetched) == 1, fetched
+
+
+_KILLED_DRIVER = """
+import os, pathlib, sys
+from beam_pipeline.java_services import JavaExpansionService
+service = JavaExpansionService(pathlib.Path(sys.argv[1])).start()
+print(service._process.pid, flush=True)
+os.kill(os.getpid(), 9)
+"""
+
+
+def test_the_jvm_dies_with_a_driver_killed_by_sigkill(tmp_path):
+    # A driver that never reaches stop(): its JVM must not live on reading Kafka.
+    driver = subprocess.run(
+        [sys.executable, "-c", _KILLED_DRIVER, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=pathlib.Path(__file__).parents[2],
+    )
+    assert driver.returncode == -signal.SIGKILL, driver.stderr[-2000:]
+    jvm = int(driver.stdout.split()[0])
+    deadline = time.monotonic() + 30
+    while pathlib.Path(f"/proc/{jvm}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = pathlib.Path(f"/proc/{jvm}").exists()
+    if alive:
+        os.kill(jvm, signal.SIGKILL)
+    assert not alive, f"the expansion service JVM {jvm} outlived its driver"

@@ -38,15 +38,19 @@ EVENTS, RATE, WINDOW_S, LATENESS_S, DELAY_S = 2000, 25.0, 5, 30, 2
 LATE_SHIFT_S = WINDOW_S + LATENESS_S + DELAY_S + 30
 
 
-def _poll(condition, deadline_s, what):
-    """Calls ``condition`` every half second until it returns a truthy value."""
+def _poll(condition, deadline_s, what, why=None):
+    """Calls ``condition`` every half second until it returns a truthy value.
+
+    ``why``: called on a time-out, says what was still wrong."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         value = condition()
         if value:
             return value
         time.sleep(0.5)
-    pytest.fail(f"timed out after {deadline_s} s waiting for {what}")
+    pytest.fail(
+        f"timed out after {deadline_s} s waiting for {what}" + (f": {why()}" if why else "")
+    )
 
 
 def _window_rows(pg, run_id):
@@ -140,11 +144,14 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
         report = reports[0]
         sent_for_s = time.monotonic() - sending_since
 
+        last = []
+
         def balanced():
             terms, results = reconcile.reconcile(run_id, report, tmp_path, stack)
+            last[:] = [f"{c.name}: {c.detail}" for c in results if not c.passed]
             return (terms, results) if all(c.passed for c in results) else None
 
-        terms, _ = _poll(balanced, 120, "the run to balance")
+        terms, _ = _poll(balanced, 120, "the run to balance", lambda: "; ".join(last))
         balanced_s = time.monotonic() - sending_since
         late_panes = _late_panes(pg, run_id)
 
@@ -153,8 +160,12 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
         code = job.wait(90)
         stop_s = time.monotonic() - stopping
     finally:
-        if job.poll() is None:
-            job.kill()
+        if job.poll() is None:  # a failed test: stop the job as a user would, then kill
+            job.send_signal(signal.SIGINT)
+            try:
+                job.wait(60)
+            except subprocess.TimeoutExpired:
+                job.kill()
         log.close()
     output = (tmp_path / "driver.log").read_text()
     print(
