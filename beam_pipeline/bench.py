@@ -565,8 +565,11 @@ def _bench(args, settings: StackSettings, run_id: str, topic: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs one benchmark; see the module docstring for what and the exit codes."""
-    logging.basicConfig(level=logging.WARNING, format="[bench] %(message)s")
-    logging.getLogger("beam_pipeline").setLevel(logging.INFO)
+    # force: importing Beam has configured the root logger already.  Under
+    # ``python -m`` this module's logger is ``__main__``, hence both names.
+    logging.basicConfig(level=logging.WARNING, format="[bench] %(message)s", force=True)
+    for name in ("beam_pipeline", __name__):
+        logging.getLogger(name).setLevel(logging.INFO)
     settings = StackSettings.from_env()
     parser = _parser(settings)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

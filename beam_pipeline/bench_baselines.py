@@ -8,8 +8,9 @@ semantics cannot drift from the pipeline's:
 2. validate with the check ``compile_schema`` builds from the contract's JSON
    Schema, and name the violations with ``jsonschema`` and ``describe_errors``
    only for a rejected event (as ``ValidateEventsFn`` does);
-3. normalise with ``find_nul``, ``event_time_ms`` and ``to_customer_event`` (as
-   ``NormaliseEventsFn`` does);
+3. normalise with ``find_nul`` (skipped, as the graph skips it for JSON values,
+   when ``json_may_hold_nul`` finds neither a zero byte nor ``\\u0000`` in the raw
+   value), ``event_time_ms`` and ``to_customer_event`` (as ``NormaliseEventsFn`` does);
 4. conform each row to the events table's DDL with ``violations`` (as
    ``ConformToSinks`` does);
 5. keep the first copy of each event id, logging later copies as ``Duplicate``

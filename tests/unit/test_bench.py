@@ -1,90 +1,195 @@
-"""The benchmark's pure parts: the baselines' per-record step, its checks, the verdict.
-
-Expected counts are hand-computed from the hand-made records below.
-"""
+"""The benchmark's pure parts: the per-record step, the verdict, the figures and their rendering."""
 
 import json
 
 import pytest
 
-from beam_pipeline import bench, bench_baselines
+from beam_pipeline.bench import BeamlineRun, baseline_problems, build_figures, render, verdict
+from beam_pipeline.bench_baselines import RecordStep, copy_text, run_memory_baseline
 from beam_pipeline.event_producer import generate
 from beam_pipeline.reconcile import Check
 from transforms.records import KafkaRecord
 
 pytestmark = pytest.mark.unit
 
-START_MS = 1_795_323_600_000  # 2026-11-22T05:00:00Z, a window boundary
+RUN = "r0"
+START_MS = 1_795_323_600_000  # 2026-11-22T05:00:00Z, on a 60 s window boundary
 
 
-def _events(n):
-    return [json.loads(v) for _, v, _ in generate(n, "b1", 5, START_MS, rate_per_s=1).messages]
+def _valid_values(n: int) -> list[bytes]:
+    """``n`` valid JSON events, one second of event time apart (no faults injected)."""
+    batch = generate(n, RUN, seed=3, start_ms=START_MS, rate_per_s=1.0)
+    assert set(batch.labels) == {"valid"}
+    return [value for _, value, _ in batch.messages]
 
 
-def _record(offset, value: bytes) -> KafkaRecord:
-    return KafkaRecord("bench_t", 0, offset, START_MS + offset, b"k", value)
+def _record(offset: int, value: bytes | None, partition: int = 0) -> KafkaRecord:
+    return KafkaRecord("bench_t", partition, offset, START_MS + offset, b"u-1", value)
 
 
-def test_the_step_sorts_each_record_into_exactly_one_outcome():
-    first, second = _events(2)
-    invalid = dict(second, event_type="dance")  # not in the contract's enum
+def _event(value: bytes) -> dict:
+    return json.loads(value)
+
+
+def test_step_outcomes_on_a_hand_made_list():
+    first, second = _valid_values(2)
+    late_window = dict(_event(second), event_id=f"{RUN}-w2", timestamp="2026-11-22T05:01:30.000Z")
+    invalid = dict(_event(first), event_id=f"{RUN}-bad", event_type="teleport")
+    nul = dict(_event(first), event_id=f"{RUN}-nul", user_id="u-\u0000")
     records = [
-        _record(0, json.dumps(first).encode()),
-        _record(1, json.dumps(first).encode()),  # a duplicate of offset 0
-        _record(2, b'{"event_id": '),  # malformed
-        _record(3, json.dumps(invalid).encode()),
-        _record(4, json.dumps(second).encode()),
+        _record(0, first),  # kept: window [05:00, 05:01)
+        _record(1, first, partition=1),  # a byte copy of offset 0: duplicate
+        _record(2, b'{"event_id": '),  # malformed: decode / invalid_json
+        _record(3, b""),  # empty: decode / empty_payload
+        _record(4, json.dumps(invalid).encode()),  # enum violation: validate
+        _record(5, json.dumps(nul).encode()),  # valid, but NUL: normalise / nul_character
+        _record(6, second),  # kept: same window as offset 0
+        _record(7, json.dumps(late_window).encode()),  # kept: window [05:01, 05:02)
     ]
-    step = bench_baselines.RecordStep("b1")
+    step = RecordStep(RUN, "json", window_size_s=60)
     for record in records:
         step(record)
-    # 5 records: 2 unique events, 1 duplicate, 2 dead letters (decode, validate).
-    assert step.outcome.summary() == {
-        "records": 5,
-        "valid_unique": 2,
+    out = step.outcome
+    # 8 records = 3 kept + 1 duplicate + 4 dead letters.
+    assert out.summary() == {
+        "records": 8,
+        "valid_unique": 3,
         "duplicates": 1,
-        "dead_letters": 2,
-        "gold_total": 2,
+        "dead_letters": 4,
+        "gold_total": 3,
     }
-    assert [(d.stage, d.kafka_offset) for d in step.outcome.dead_letters] == [
-        ("decode", 2),
-        ("validate", 3),
+    assert [(d.stage, d.reason, d.kafka_offset) for d in out.dead_letters] == [
+        ("decode", "invalid_json", 2),
+        ("decode", "empty_payload", 3),
+        ("validate", "schema_violation", 4),
+        ("normalise", "nul_character", 5),
     ]
-    (duplicate,) = step.outcome.duplicates
-    assert (duplicate.kafka_offset, duplicate.kept_offset) == (1, 0)
+    (duplicate,) = out.duplicates
+    assert (duplicate.kafka_partition, duplicate.kafka_offset) == (1, 1)
+    assert (duplicate.kept_partition, duplicate.kept_offset) == (0, 0)
+    assert [e.kafka_offset for e in out.events] == [0, 6, 7]
+    # Windows of 60 s aligned to the epoch; START_MS is on a boundary.
+    kind = _event(first)["event_type"], _event(second)["event_type"]
+    counts = {(c.window_start_ms - START_MS, c.event_type): c.event_count for c in out.counts(RUN)}
+    expected: dict = {}
+    for k in kind:
+        expected[(0, k)] = expected.get((0, k), 0) + 1
+    expected[(60_000, late_window["event_type"])] = 1
+    assert counts == expected
+    assert all(c.pane_index == 0 and c.pane_timing == "on_time" for c in out.counts(RUN))
 
 
-def test_a_nul_escape_is_a_dead_letter_in_the_baseline_too():
-    (event,) = _events(1)
-    event["location"]["city"] = "Pa\x00ris"
-    step = bench_baselines.RecordStep("b1")
-    step(_record(0, json.dumps(event).encode()))
-    assert [(d.stage, d.reason) for d in step.outcome.dead_letters] == [
-        ("normalise", "nul_character")
-    ]
+def test_memory_baseline_runs_the_same_step():
+    values = _valid_values(3)
+    records = [_record(i, v) for i, v in enumerate(values + values[:1])]
+    result = run_memory_baseline(records, RUN, "json", 60)
+    assert result.outcome.summary()["valid_unique"] == 3
+    assert result.outcome.summary()["duplicates"] == 1
+    assert result.wall_s >= 0
 
 
-_REPORT = {
+def test_copy_text_escapes_for_postgres():
+    assert copy_text([("a\tb\\c\nd", None, b"\x00\xff", 7, True, 1.5)]) == (
+        "a\\tb\\\\c\\nd\t\\N\t\\\\x00ff\t7\tt\t1.5\n"
+    )
+
+
+REPORT = {
     "sent": 105,
-    "injected": {"valid_unique": 96, "duplicates": 5, "malformed": 2, "invalid": 2, "late": 0},
+    "seed": 42,
+    "value_format": "json",
+    "topic": "bench_x",
+    "injected": {"valid_unique": 96, "malformed": 2, "invalid": 2, "duplicates": 5, "late": 0},
 }
+GOOD = {"records": 105, "valid_unique": 96, "duplicates": 5, "dead_letters": 4, "gold_total": 96}
 
 
-def test_baseline_counts_must_match_the_producers_report():
-    good = {"records": 105, "valid_unique": 96, "duplicates": 5, "dead_letters": 4,
-            "gold_total": 96}  # fmt: skip
-    assert bench.baseline_problems("A", good, _REPORT) == []
-    off = dict(good, duplicates=4)
-    (problem,) = bench.baseline_problems("A", off, _REPORT)
-    assert "duplicates is 4" in problem and "says 5" in problem
-    (table,) = bench.baseline_problems("A", good, _REPORT, {"events": 95})
-    assert "events holds 95 rows, expected 96" in table
+def test_baseline_problems_compare_with_the_report():
+    assert baseline_problems("A", GOOD, REPORT, {"events": 96, "dead_letters": 4}) == []
+    off = dict(GOOD, duplicates=4, dead_letters=5)
+    assert baseline_problems("B", off, REPORT) == [
+        "baseline B: duplicates is 4, the producer's report says 5",
+        "baseline B: dead_letters is 5, the producer's report says 4",
+    ]
+    assert baseline_problems("A", GOOD, REPORT, {"events": 95}) == [
+        "baseline A: table events holds 95 rows, expected 96"
+    ]
 
 
-def test_no_figures_unless_the_run_balances():
-    passed, failed = Check("a", True, "ok"), Check("b", False, "1 missing")
-    assert bench.verdict(0, [passed]) == (0, [])
-    assert bench.verdict(0, [passed, failed]) == (1, ["check failed: b: 1 missing"])
-    assert bench.verdict(0, []) == (1, ["no reconciliation checks ran"])
-    assert bench.verdict(3, [passed])[0] == 3
-    assert bench.verdict(0, [passed], ["baseline A: off"]) == (1, ["baseline A: off"])
+PASS = Check("produced == valid_unique + duplicates + dead_letters", True, "105 vs 96 + 5 + 4")
+FAIL = Check("duplicates == injected duplicates", False, "4 vs 5")
+
+
+@pytest.mark.parametrize(
+    "exit_code, results, problems, expected",
+    [
+        (0, [PASS], [], (0, [])),
+        # Any failing check: no figures, exit 1, the check named.
+        (0, [PASS, FAIL], [], (1, ["check failed: duplicates == injected duplicates: 4 vs 5"])),
+        # No checks at all is not a balanced run.
+        (0, [], [], (1, ["no reconciliation checks ran"])),
+        # The run's own failure keeps its exit code.
+        (3, [PASS], [], (3, ["the Beamline run failed (exit code 3)"])),
+        # A balanced run with a baseline off: still no figures.
+        (0, [PASS], ["baseline A: off"], (1, ["baseline A: off"])),
+    ],
+)
+def test_verdict(exit_code, results, problems, expected):
+    assert verdict(exit_code, results, problems) == expected
+
+
+RUN_FIGURES = BeamlineRun(
+    exit_code=0,
+    wall_s=50.0,
+    first_row_s=15.0,
+    cpu_s={"python run [10]": 20.04, "java ExpansionService [11]": 30.0},
+    tree_cpu_s=51.26,
+    peak_rss_mib=700.4,
+    services_cpu_s={"kafka": 2.0, "postgres": None},
+)
+
+
+def _figures() -> dict:
+    return build_figures(
+        run_id="abc",
+        runner="direct",
+        events=100,
+        report=REPORT,
+        beamline=RUN_FIGURES,
+        a_wall_s=1.05,
+        b_wall_s=0.021,
+    )
+
+
+def test_build_figures_rates_and_ratios():
+    f = _figures()
+    # 105 records: 50 s end to end, 35 s from the first row, 1.05 s (A), 0.021 s (B).
+    assert f["beamline"]["records_per_s"] == 2.1
+    assert f["beamline"]["startup_s"] == 15.0
+    assert f["beamline"]["steady_s"] == 35.0
+    assert f["beamline"]["steady_records_per_s"] == 3.0
+    assert f["baseline_a"]["records_per_s"] == 100.0
+    assert f["baseline_b"]["records_per_s"] == 5000.0
+    assert f["ratios"] == {
+        "beamline_over_a": 0.021,
+        "beamline_over_b": 0.0004,
+        "steady_over_a": 0.03,
+        "steady_over_b": 0.0006,
+    }
+    # Processes by CPU, largest first.
+    assert list(f["beamline"]["cpu_s"]) == ["java ExpansionService [11]", "python run [10]"]
+    assert f["beamline"]["peak_rss_mib"] == 700
+
+
+def test_render_ends_in_exactly_one_json_line_with_every_figure():
+    figures = _figures()
+    lines = render(figures).splitlines()
+    assert json.loads(lines[-1]) == figures
+    assert sum(1 for line in lines if line.startswith("{")) == 1
+    text = "\n".join(lines[:-1])
+    assert "Beamline, end to end" in text and "2.1" in text
+    assert "A: one consumer, Parquet + PG" in text and "100.0" in text and "0.021" in text
+    assert "5,000.0" in text
+    assert "start-up (launch → first row in PostgreSQL): 15.00 s" in text
+    assert "30.0 s  java ExpansionService [11]" in text
+    assert "n/a s  postgres server" in text
