@@ -206,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         # A cancelled streaming job's counters are partial or absent on portable
         # runners (Flink reports none): say what reached the sinks instead.
         counts = _sink_rows(settings, config.run_id) if config.unbounded else _counters(result)
-    if state in ("DONE", "CANCELLED"):
+    # The run id was checked to be one plain folder name; this says so again before
+    # anything is removed.
+    if state in ("DONE", "CANCELLED") and state_dir.parent == settings.home / "flink-checkpoints":
         shutil.rmtree(state_dir, ignore_errors=True)
     elapsed = time.monotonic() - started
     read = counts.get("records_read", 0)

@@ -40,6 +40,7 @@ import time
 import fastavro
 from faker import Faker
 
+from beam_pipeline.identifiers import run_id_argument
 from beam_pipeline.producer import end_offsets, produce
 from beam_pipeline.settings import StackSettings
 
@@ -765,7 +766,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--count", type=int, default=1000, help="original events to generate")
     parser.add_argument("--seed", type=int, default=None, help="default: random, reported")
-    parser.add_argument("--run_id", default=None, help="default: a random 12-hex id")
+    parser.add_argument(
+        "--run_id", type=run_id_argument, default=None, help="default: a random 12-hex id"
+    )
     parser.add_argument("--rate", type=float, default=1000.0, help="events per second")
     parser.add_argument("--start_ms", type=int, default=None, help="default: now")
     parser.add_argument("--users", type=int, default=200, help="size of the user pool")

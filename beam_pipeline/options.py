@@ -15,6 +15,13 @@ import uuid
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from beam_pipeline.identifiers import (
+    ConfigError,
+    check_host_port,
+    check_output_dir,
+    check_run_id,
+    check_topic,
+)
 from beam_pipeline.settings import StackSettings
 from schemas.customer_events import CONTRACT
 
@@ -24,10 +31,6 @@ DEFAULT_MAX_DELAY_S = 5.0
 __all__ = ["BeamlineOptions", "Config", "ConfigError", "parse_offsets", "runner_name"]
 
 _STREAMING_RUNNERS = {"PrismRunner", "FlinkRunner", "DataflowRunner", "PortableRunner"}
-
-
-class ConfigError(ValueError):
-    """A flag is missing or wrong; the message names it and says what to do."""
 
 
 def runner_name(runner: str | None) -> str:
@@ -183,7 +186,8 @@ class BeamlineOptions(PipelineOptions):
         parser.add_argument(
             "--run_id",
             default=None,
-            help="Identifier written into every output row (default: a new random one).",
+            help="Identifier written into every output row and naming the run's Parquet "
+            "folder: 1-64 letters, digits, '_' or '-' (default: a new random one).",
         )
         parser.add_argument(
             "--expansion_service",
@@ -285,8 +289,9 @@ class Config:
                 "--kafka_max_read_time_s or --kafka_stop_offsets, or use a streaming runner "
                 "(--runner=PrismRunner)"
             )
-        if not opts.kafka_topic:
-            raise ConfigError("--kafka_topic is empty: name the topic to read")
+        check_topic("--kafka_topic", opts.kafka_topic)
+        if opts.expansion_service is not None:
+            check_host_port("--expansion_service", opts.expansion_service)
         return cls(
             runner=runner,
             kafka_bootstrap_servers=opts.kafka_bootstrap_servers,
@@ -304,7 +309,7 @@ class Config:
             window_size_s=opts.window_size_s,
             window_period_s=opts.window_period_s,
             allowed_lateness_s=opts.allowed_lateness_s,
-            output_dir=pathlib.Path(opts.output_dir).resolve(),
-            run_id=opts.run_id or uuid.uuid4().hex[:12],
+            output_dir=check_output_dir(opts.output_dir),
+            run_id=check_run_id(opts.run_id) if opts.run_id is not None else uuid.uuid4().hex[:12],
             expansion_service=opts.expansion_service,
         )

@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from beam_pipeline.graph import DEAD_LETTER_TOPIC
+from beam_pipeline.identifiers import run_id_argument
 from beam_pipeline.settings import StackSettings
 from schemas import tables
 from transforms.kafka_io import HEADER_PREFIX
@@ -421,7 +422,7 @@ def main(argv=None) -> int:
         prog="python -m beam_pipeline.reconcile",
         description="Reconcile one run from its sinks; exit 1 if any check fails.",
     )
-    parser.add_argument("--run_id", required=True)
+    parser.add_argument("--run_id", type=run_id_argument, required=True)
     parser.add_argument("--output_dir", default=str(settings.home / "output"))
     parser.add_argument(
         "--report",

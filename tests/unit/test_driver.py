@@ -46,12 +46,48 @@ def test_help_lists_beamline_and_beam_flags(capsys):
             ["--kafka_start_offsets=0=5", "--kafka_stop_offsets=0=9", "--kafka_max_records=4"],
             "both bound the read",
         ),
+        # A run id names folders the driver writes and removes: never a path.
+        (["--kafka_max_records=5", "--run_id=/"], "'/' is not a run id"),
+        (["--kafka_max_records=5", "--run_id=.."], "'..' is not a run id"),
+        (["--kafka_max_records=5", "--run_id=a/../b"], "is not a run id"),
+        (["--kafka_max_records=5", "--run_id="], "'' is not a run id"),
+        (["--kafka_max_records=5", "--run_id=x" + "y" * 64], "is not a run id"),
+        (["--kafka_max_records=5", "--kafka_topic=a/b"], "'a/b' is not a Kafka topic name"),
+        (["--kafka_max_records=5", "--kafka_topic=.."], "'..' is not a Kafka topic name"),
+        (["--kafka_max_records=5", "--kafka_topic="], "--kafka_topic is empty"),
+        (["--kafka_max_records=5", "--expansion_service=8097"], "is not host:port"),
+        (["--kafka_max_records=5", "--expansion_service=h:99999"], "is not host:port"),
+        (["--kafka_max_records=5", "--output_dir=/"], "is not a folder Beamline can write"),
     ],
 )
 def test_bad_flags_are_one_clear_line(argv, message, capsys):
     assert driver.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("beamline: error:") and message in err[0]
+
+
+def test_output_dir_that_is_a_file_is_refused(tmp_path, capsys):
+    a_file = tmp_path / "f"
+    a_file.write_text("")
+    assert driver.main(["--kafka_max_records=5", f"--output_dir={a_file}"]) == 2
+    assert "is not a folder Beamline can write into" in capsys.readouterr().err
+
+
+def test_good_identifiers_pass_as_given(tmp_path):
+    config = Config.from_options(
+        PipelineOptions(
+            [
+                "--kafka_max_records=5",
+                "--run_id=Run_2026-12-02",
+                "--kafka_topic=customer.events_v2-a",
+                "--expansion_service=localhost:8097",
+                f"--output_dir={tmp_path}/out",
+            ]
+        )
+    )
+    assert (config.run_id, config.kafka_topic) == ("Run_2026-12-02", "customer.events_v2-a")
+    assert config.expansion_service == "localhost:8097"
+    assert config.output_dir == tmp_path / "out"
 
 
 def test_streaming_runner_may_read_unbounded():
