@@ -110,7 +110,12 @@ class Outputs:
 
 
 def _iso(ms: int) -> str:
-    moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+    """``ms`` as ISO-8601 UTC; outside datetime's years 1-9999 (a window can start
+    before year 1), as milliseconds since the epoch instead."""
+    try:
+        moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        return f"{ms} ms since the epoch"
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -185,3 +185,51 @@ def _retime(value: bytes, seconds: int) -> bytes:
 def _per_type(batch, indexes) -> list[int]:
     types = collections.Counter(json.loads(batch.messages[i][1])["event_type"] for i in indexes)
     return list(types.values())
+
+
+def test_a_late_event_in_the_year_1_is_a_late_dead_letter_not_a_crash(stream_pipeline):
+    # Valid times start at 0001-01-01T00:00:00Z; a window of 7 s that holds the first
+    # seconds of year 1 starts before it, where datetime cannot go: the late lane's
+    # detail once raised there, on every retry of the bundle.
+    year_1_ms = -62_135_596_800_000
+    assert (year_1_ms + 1000) // 7000 * 7000 < year_1_ms  # the window starts in year 0
+    batch = generate(2, "g3", 9, START_MS, rate_per_s=1.0)
+    records = []
+    for i, (key, value, _) in enumerate(batch.messages):
+        event = json.loads(value)
+        event["timestamp"] = f"0001-01-01T00:00:0{i + 1}Z"
+        event["event_type"] = "browse"  # one key: its window's timer has fired
+        records.append(
+            KafkaRecord(
+                "customer_events", 0, i, year_1_ms + (i + 1) * 1000, key, json.dumps(event).encode()
+            )
+        )
+
+    def at(r):
+        return TimestampedValue(r, r.timestamp_ms / 1000)
+
+    stream = (
+        TestStream()
+        .advance_watermark_to(year_1_ms / 1000)
+        .add_elements([at(records[0])])
+        .advance_watermark_to(year_1_ms / 1000 + 100)
+        .add_elements([at(records[1])])
+        .advance_watermark_to_infinity()
+    )
+    with stream_pipeline as p:
+        out = build_graph(p, stream, GraphParams("g3", window_size_s=7, allowed_lateness_s=0))
+        assert_that(
+            out.dead_letters | "Late" >> beam.Map(lambda d: (d.stage, d.kafka_offset)),
+            equal_to([("late", 1)]),
+            label="CheckLateLane",
+        )
+        assert_that(
+            out.dead_letters | "Detail" >> beam.Map(lambda d: d.detail.split(", which closed")[0]),
+            equal_to(
+                [
+                    "event time 0001-01-01T00:00:02.000Z is in window "
+                    "[-62135596803000 ms since the epoch, 0001-01-01T00:00:04.000Z)"
+                ]
+            ),
+            label="CheckDetail",
+        )
