@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_kafka(config.kafka_bootstrap_servers)
         check_postgres(settings)
-        target = JdbcTarget(settings.jdbc_url, settings.pg_user, settings.pg_password())
+        target = JdbcTarget(settings.jdbc_url, settings.pg_user, **settings.password_reference())
         if config.kafka_start_offsets is not None:
             group = f"beamline-{config.run_id}"
             commit_offsets(

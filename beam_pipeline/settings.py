@@ -62,6 +62,16 @@ class StackSettings:
                 "or run ./run_local.sh setup to generate one"
             ) from None
 
+    def password_reference(self, env: os._Environ | dict | None = None) -> dict[str, str]:
+        """Where a worker on this machine finds the password, as ``JdbcTarget`` takes it:
+        the environment variable when it is set, else the file (never the password)."""
+        env = os.environ if env is None else env
+        if env.get("BEAMLINE_PG_PASSWORD"):
+            return {"password_env": "BEAMLINE_PG_PASSWORD"}
+        if not self.password_file.is_file():
+            self.pg_password(env)  # raises MissingPasswordError, saying what to do
+        return {"password_file": str(self.password_file)}
+
     @property
     def jdbc_url(self) -> str:
         return f"jdbc:postgresql://{self.pg_host}:{self.pg_port}/{self.pg_database}"

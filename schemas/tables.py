@@ -6,7 +6,7 @@ their row types.  DDL is
 derived from these (``schemas.ddl``) and applied as additive migrations by
 ``python -m beam_pipeline.stack migrate`` (``./run_local.sh start`` runs it).
 The column order of each upsert is the field order of its row type
-(``WriteToJdbc`` binds rows positionally).
+(the Java writer binds rows positionally).
 """
 
 from schemas.contract import Table

@@ -1,6 +1,6 @@
 """Rows that cannot poison a sink: every column checked against its DDL before the fan-out.
 
-``WriteToJdbc`` has no output for failed rows: a row PostgreSQL refuses fails the
+The PostgreSQL writer has no output for failed rows: a row PostgreSQL refuses fails the
 whole batch, the bundle is retried, and the same row fails it again — a job that
 restarts forever.  ``ConformToSinks`` checks each row against the columns that
 ``schemas.ddl`` derives for its table, and sends a row that would violate one to the

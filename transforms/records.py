@@ -1,7 +1,7 @@
 """Typed rows shared by every stage: a Kafka record and a dead letter.
 
 Both are ``typing.NamedTuple`` rows registered with ``RowCoder``, so they cross
-runner and language boundaries with a schema (``WriteToJdbc`` requires that).
+runner and language boundaries with a schema (the Java sinks require that).
 """
 
 # No `from __future__ import annotations` here: Beam infers row schemas from the

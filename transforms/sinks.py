@@ -1,4 +1,4 @@
-"""Sinks: Parquet files and PostgreSQL rows (Beam's Java ``JdbcIO`` via ``WriteToJdbc``).
+"""Sinks: Parquet files and PostgreSQL rows (a Java JDBC writer, cross-language).
 
 Both take typed ``NamedTuple`` rows.  The Parquet schema and the SQL upsert are
 derived from the row type, so a field added to the row reaches both.
@@ -13,14 +13,24 @@ import typing
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.jdbc import WriteToJdbc
 from apache_beam.io.parquetio import WriteToParquet
 from apache_beam.transforms import window
+from apache_beam.transforms.external import ExternalTransform, NamedTupleBasedPayloadBuilder
 from apache_beam.utils.timestamp import Timestamp
 
 from transforms.row_types import unwrap_optional
 
-__all__ = ["JdbcTarget", "WriteParquetFiles", "WriteToPostgres", "arrow_schema", "upsert_statement"]
+__all__ = [
+    "POSTGRES_UPSERT_URN",
+    "JdbcTarget",
+    "WriteParquetFiles",
+    "WriteToPostgres",
+    "arrow_schema",
+    "upsert_statement",
+]
+
+# Registered by java/expansion-service (PostgresUpsertRegistrar).
+POSTGRES_UPSERT_URN = "beamline:transform:postgres_upsert:v1"
 
 _ARROW_TYPES = {
     str: pa.string(),
@@ -52,7 +62,7 @@ def upsert_statement(
     """``INSERT … ON CONFLICT (keys) DO UPDATE`` over every field of ``row_type``.
 
     The statement binds fields positionally in the row's field order, which is how
-    ``WriteToJdbc`` binds them.  ``casts`` maps a column to the SQL type its text
+    the Java writer binds them.  ``casts`` maps a column to the SQL type its text
     is cast to (``CAST(? AS jsonb)``: strings are bound as varchar).  With
     ``forward_only``, an update happens only when the incoming row's value of that
     column is at least the stored one, so a retried earlier pane (or an older
@@ -81,20 +91,49 @@ def upsert_statement(
 
 @dataclasses.dataclass(frozen=True)
 class JdbcTarget:
-    """A database to write to.  ``repr`` hides the password."""
+    """A database to write to, and where the worker finds its password.
+
+    The password itself is never here: it would travel in the job graph (the
+    expansion request, the pipeline every runner receives, a Dataflow job file).
+    Exactly one of ``password_file`` (a path on the worker) and ``password_env``
+    (an environment variable of the worker) names it; the Java writer reads it
+    when it first connects.
+    """
 
     jdbc_url: str
     username: str
-    password: str = dataclasses.field(repr=False)
-    driver_class_name: str = "org.postgresql.Driver"
+    password_file: str | None = None
+    password_env: str | None = None
+
+    def __post_init__(self):
+        if (self.password_file is None) == (self.password_env is None):
+            raise ValueError("JdbcTarget needs exactly one of password_file and password_env")
+
+
+# The functional form: Beam infers the payload's schema from evaluated annotations,
+# which ``from __future__ import annotations`` would leave as strings.
+_UpsertConfig = typing.NamedTuple(  # noqa: UP014
+    "_UpsertConfig",
+    [
+        ("jdbc_url", str),
+        ("username", str),
+        ("password_file", typing.Optional[str]),  # noqa: UP045
+        ("password_env", typing.Optional[str]),  # noqa: UP045
+        ("statement", str),
+        ("batch_size", int),
+    ],
+)
 
 
 class WriteToPostgres(beam.PTransform):
-    """Writes typed rows with ``WriteToJdbc`` and an explicit upsert.
+    """Writes typed rows to PostgreSQL with one statement (an upsert), in batches.
 
-    The Java writer batches statements and retries a failed batch; it has no
-    output for failed rows, so a row the database refuses fails the bundle (and
-    the runner retries it).  Upserts make those retries and re-reads idempotent.
+    Runs Beamline's Java writer (``java/expansion-service``,
+    ``PostgresUpsertRegistrar``): each batch is one transaction and ends with its
+    bundle, a transient failure (connection lost, deadlock, server restarting) is
+    retried with backoff, and any other failure fails the bundle, which the
+    runner retries.  Upserts make those retries and re-reads idempotent.  The
+    writer has no output for rows the database refuses.
     """
 
     def __init__(
@@ -109,26 +148,26 @@ class WriteToPostgres(beam.PTransform):
         super().__init__()
         self._table = table
         self._row_type = row_type
-        self._statement = statement
-        self._target = target
+        self._config = _UpsertConfig(
+            jdbc_url=target.jdbc_url,
+            username=target.username,
+            password_file=target.password_file,
+            password_env=target.password_env,
+            statement=statement,
+            batch_size=batch_size,
+        )
         self._expansion_service = expansion_service
-        self._batch_size = batch_size
 
     def expand(self, rows):
         return (
             rows
             # Cross-language sinks need the schema'd coder on their input.
             | "AsRows" >> beam.Map(lambda row: row).with_output_types(self._row_type)
-            | "WriteToJdbc"
-            >> WriteToJdbc(
-                table_name=self._table,
-                driver_class_name=self._target.driver_class_name,
-                jdbc_url=self._target.jdbc_url,
-                username=self._target.username,
-                password=self._target.password,
-                statement=self._statement,
-                write_batch_size=self._batch_size,
-                expansion_service=self._expansion_service,
+            | "Upsert"
+            >> ExternalTransform(
+                POSTGRES_UPSERT_URN,
+                NamedTupleBasedPayloadBuilder(self._config),
+                self._expansion_service,
             )
         )
 

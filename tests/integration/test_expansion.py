@@ -35,7 +35,7 @@ def test_each_cross_language_transform_fetches_at_most_one_artifact(stack, tmp_p
     monkeypatch.setattr(artifact_service, "resolve_artifacts", counted)
     service = JavaExpansionService(tmp_path / "logs").start()
     try:
-        target = JdbcTarget(stack.jdbc_url, stack.pg_user, stack.pg_password())
+        target = JdbcTarget(stack.jdbc_url, stack.pg_user, **stack.password_reference())
         sinks = production_sinks(
             str(tmp_path / "out"), target, service.address, stack.kafka_bootstrap_servers
         )
@@ -45,6 +45,34 @@ def test_each_cross_language_transform_fetches_at_most_one_artifact(stack, tmp_p
         service.stop()
     assert fetched, "no cross-language transform was expanded"
     assert max(fetched) == 1, fetched
+
+
+def test_the_password_is_in_no_expanded_transform_and_no_log(stack, tmp_path):
+    # WriteToJdbc put it in clear into its payload: in the expansion request, in the
+    # pipeline every runner receives, in the service's debug log.  The JDBC writer's
+    # payload names the file instead, which the worker reads when it connects.
+    password = stack.pg_password().encode()
+    service = JavaExpansionService(tmp_path / "logs").start()
+    try:
+        target = JdbcTarget(stack.jdbc_url, stack.pg_user, **stack.password_reference())
+        sinks = production_sinks(
+            str(tmp_path / "out"), target, service.address, stack.kafka_bootstrap_servers
+        )
+        pipeline = beam.Pipeline(runner="FnApiRunner")
+        build_graph(pipeline, beam.Create([]), GraphParams(run_id="x"), sinks)
+        graph = pipeline.to_runner_api()
+    finally:
+        service.stop()
+    proto = graph.SerializeToString()
+    writers = [
+        t.unique_name
+        for t in graph.components.transforms.values()
+        if t.spec.urn == "beam:transform:pardo:v1"
+        and any(b"PostgresUpsertRegistrar$UpsertFn" in d.payload for d in t.display_data)
+    ]
+    assert len(writers) == 5, writers  # one Java writer per PostgreSQL table
+    assert password not in proto
+    assert password not in service.log_path.read_bytes()
 
 
 _KILLED_DRIVER = """

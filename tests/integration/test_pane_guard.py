@@ -1,6 +1,6 @@
 """The counts upsert only moves forward, run against the real PostgreSQL table.
 
-``WriteToJdbc`` binds the statement positionally with ``?``; here psycopg2 binds
+The Java writer binds the statement positionally with ``?``; here psycopg2 binds
 the same text with ``%s``, so the SQL that PostgreSQL runs is the pipeline's own.
 """
 

@@ -1,6 +1,6 @@
 """The main job against the real Kafka and PostgreSQL: produce, run the DAG, reconcile.
 
-ReadFromKafka's Java side, WriteToJdbc and Beamline's per-partition read run in
+ReadFromKafka's Java side, the PostgreSQL writer and Beamline's per-partition read run in
 the loopback Java worker of the expansion service the driver starts.  The
 expectations come from the producer's labels (the batch is regenerated from the
 report's seed), and from the reconciliation, whose every term is read from a sink.

@@ -5,6 +5,7 @@ import typing
 import pyarrow as pa
 import pytest
 
+from beam_pipeline.settings import MissingPasswordError, StackSettings
 from schemas import tables
 from transforms.records import DeadLetter
 from transforms.sinks import JdbcTarget, arrow_schema, upsert_statement
@@ -71,5 +72,22 @@ def test_upsert_refuses_a_key_that_is_not_a_field():
         upsert_statement("t", tables.EVENTS.row_type, ["nope"])
 
 
-def test_target_repr_hides_the_password():
-    assert "s3cret" not in repr(JdbcTarget("jdbc:postgresql://h/db", "u", "s3cret"))
+@pytest.mark.parametrize(
+    "reference",
+    [{}, {"password_file": "/run/secrets/pg", "password_env": "PGPASSWORD"}],
+)
+def test_target_names_exactly_one_place_for_the_password(reference):
+    with pytest.raises(ValueError, match="exactly one of password_file and password_env"):
+        JdbcTarget("jdbc:postgresql://h/db", "u", **reference)
+
+
+def test_password_reference_names_the_variable_or_the_file_never_the_value(tmp_path):
+    settings = StackSettings.from_env({"BEAMLINE_HOME": str(tmp_path)})
+    with pytest.raises(MissingPasswordError, match="BEAMLINE_PG_PASSWORD"):
+        settings.password_reference({})
+    assert settings.password_reference({"BEAMLINE_PG_PASSWORD": "s3cret"}) == {
+        "password_env": "BEAMLINE_PG_PASSWORD"
+    }
+    settings.password_file.parent.mkdir()
+    settings.password_file.write_text("s3cret\n")
+    assert settings.password_reference({}) == {"password_file": str(settings.password_file)}
