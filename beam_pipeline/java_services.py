@@ -1,6 +1,6 @@
 """Beam's Java side for local runners: one long-lived expansion service.
 
-Cross-language transforms (``ReadFromKafka``, ``WriteToJdbc``) are expanded by a
+Cross-language transforms (``ReadFromKafka``, the PostgreSQL writer) are expanded by a
 Java expansion service, and on local runners their Java code runs in a Java SDK
 worker.  Without Docker, that worker is the loopback worker the expansion service
 itself hosts (``--alsoStartLoopbackWorker``); the service is started with a
@@ -36,7 +36,10 @@ __all__ = ["ExpansionServiceError", "JavaExpansionService", "staged_classpath"]
 
 _LOG = logging.getLogger(__name__)
 
-_MAIN_CLASS = "org.apache.beam.sdk.expansion.service.ExpansionService"
+# Beam's ExpansionService behind a loopback-only server that serves only staged files
+# (java/expansion-service, LoopbackExpansionServer.java): Beam's own main binds every
+# interface and returns any file a client names.
+_MAIN_CLASS = "dev.beamline.xlang.LoopbackExpansionServer"
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _STAGED_JAR = f"beamline-expansion-service-{apache_beam.__version__}.jar"
 
@@ -108,7 +111,7 @@ class JavaExpansionService:
 
     @property
     def address(self) -> str:
-        return f"localhost:{self._port}"
+        return f"127.0.0.1:{self._port}"
 
     def command(self) -> list[str]:
         classpath = staged_classpath()

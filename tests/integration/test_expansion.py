@@ -1,23 +1,34 @@
-"""The Java expansion service stages one small jar, not its whole classpath.
+"""The Java expansion service: one small staged jar, no secret, loopback only.
 
 By default Beam's expansion service lists its 140-jar classpath as the artifacts
 of every environment it returns, and the Python SDK copies and hashes all of them
-for each cross-language transform (9 of the 11 s it took to build the graph).
+for each cross-language transform (9 of the 11 s it took to build the graph).  The
+expanded pipeline and the service's log hold no password; the service listens on
+loopback only, serves only its staged jar, and dies with its driver.
 """
 
+import contextlib
 import os
 import pathlib
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
 
 import apache_beam as beam
+import grpc
 import pytest
+from apache_beam.portability.api import (
+    beam_artifact_api_pb2,
+    beam_artifact_api_pb2_grpc,
+    beam_runner_api_pb2,
+)
 from apache_beam.runners.portability import artifact_service
 
 from beam_pipeline.graph import GraphParams, build_graph, production_sinks
-from beam_pipeline.java_services import JavaExpansionService
+from beam_pipeline.java_services import JavaExpansionService, staged_classpath
 from transforms.sinks import JdbcTarget
 
 pytestmark = pytest.mark.integration
@@ -77,7 +88,7 @@ def test_the_password_is_in_no_expanded_transform_and_no_log(stack, tmp_path):
 
 _KILLED_DRIVER = """
 import os, pathlib, sys
-from beam_pipeline.java_services import JavaExpansionService
+from beam_pipeline.java_services import JavaExpansionService, staged_classpath
 service = JavaExpansionService(pathlib.Path(sys.argv[1])).start()
 print(service._process.pid, flush=True)
 os.kill(os.getpid(), 9)
@@ -102,3 +113,61 @@ def test_the_jvm_dies_with_a_driver_killed_by_sigkill(tmp_path):
     if alive:
         os.kill(jvm, signal.SIGKILL)
     assert not alive, f"the expansion service JVM {jvm} outlived its driver"
+
+
+def _listening_sockets(pid: int) -> list[tuple[str, int]]:
+    """(address, port) of every TCP socket process ``pid`` listens on, from /proc."""
+    inodes = set()
+    for fd in pathlib.Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = []
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in pathlib.Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state != "0A" or inode not in inodes:  # 0A: LISTEN
+                continue
+            hex_ip, hex_port = local.split(":")
+            # /proc prints the address as 32-bit words in host (little-endian) order.
+            raw = b"".join(
+                struct.pack("<I", int(hex_ip[i : i + 8], 16)) for i in range(0, len(hex_ip), 8)
+            )
+            found.append((socket.inet_ntop(family, raw), int(hex_port, 16)))
+    return found
+
+
+def test_the_service_listens_on_loopback_only_and_serves_only_its_staged_jar(stack, tmp_path):
+    # Beam's own main listened on every interface and returned any file a client
+    # named (the password file, or any file at all when run as root).
+    service = JavaExpansionService(tmp_path / "logs").start()
+    try:
+        listening = _listening_sockets(service._process.pid)
+        channel = grpc.insecure_channel(service.address)
+        stub = beam_artifact_api_pb2_grpc.ArtifactRetrievalServiceStub(channel)
+
+        def fetch(path):
+            artifact = beam_runner_api_pb2.ArtifactInformation(
+                type_urn="beam:artifact:type:file:v1",
+                type_payload=beam_runner_api_pb2.ArtifactFilePayload(
+                    path=str(path)
+                ).SerializeToString(),
+            )
+            request = beam_artifact_api_pb2.GetArtifactRequest(artifact=artifact)
+            return b"".join(r.data for r in stub.GetArtifact(request, timeout=30))
+
+        staged = next(staged_classpath().glob("beamline-expansion-service-*.jar"))
+        assert fetch(staged) == staged.read_bytes()
+        for secret in (stack.password_file, pathlib.Path("/etc/passwd")):
+            with pytest.raises(grpc.RpcError) as refused:
+                fetch(secret)
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        channel.close()
+    finally:
+        service.stop()
+    assert listening, "found no listening socket of the service"
+    # (An IPv6 socket bound to 127.0.0.1 shows it IPv4-mapped; Beam's main showed "::".)
+    loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+    assert {address for address, _ in listening} <= loopback, listening
