@@ -108,6 +108,11 @@ _SUMMARY_COUNTERS = (
 _TERMINAL = ("DONE", "FAILED", "CANCELLED", "STOPPED", "UPDATED", "DRAINED")
 
 
+def jdbc_target(settings: StackSettings) -> JdbcTarget:
+    """Where the pipeline writes: as the writer role, its password named, never given."""
+    return JdbcTarget(settings.jdbc_url, settings.pg_writer, **settings.writer_password_reference())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
@@ -133,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_kafka(config.kafka_bootstrap_servers)
         check_postgres(settings)
-        target = JdbcTarget(settings.jdbc_url, settings.pg_user, **settings.password_reference())
+        target = jdbc_target(settings)
         if config.kafka_start_offsets is not None:
             group = f"beamline-{config.run_id}"
             commit_offsets(

@@ -1,8 +1,11 @@
 """Where the local stack is, read from the environment that run_local.sh sets.
 
-The defaults are the README's port table.  Passwords never come from flags:
-``BEAMLINE_PG_PASSWORD`` first, else the 0600 file that ``run_local.sh setup``
-generated in the state folder.
+The defaults are the README's port table.  Two PostgreSQL roles: the owner
+(``BEAMLINE_PG_USER``) migrates the tables and the operator's tools read them; the
+pipeline writes as the writer (``BEAMLINE_PG_WRITER``), which may only select,
+insert and update the pipeline's tables.  Passwords never come from flags:
+``BEAMLINE_PG_PASSWORD`` / ``BEAMLINE_PG_WRITER_PASSWORD`` first, else the 0600
+files that ``run_local.sh setup`` generated in the state folder.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class StackSettings:
     pg_database: str
     pg_user: str
     kafka_partitions: int
+    pg_writer: str = "beamline_writer"
 
     @classmethod
     def from_env(cls, env: os._Environ | dict | None = None) -> StackSettings:
@@ -44,43 +48,58 @@ class StackSettings:
             pg_database=env.get("BEAMLINE_PG_DB", "beamline"),
             pg_user=env.get("BEAMLINE_PG_USER", "beamline"),
             kafka_partitions=int(env.get("BEAMLINE_KAFKA_PARTITIONS", "3")),
+            pg_writer=env.get("BEAMLINE_PG_WRITER", "beamline_writer"),
         )
 
     @property
     def password_file(self) -> pathlib.Path:
         return self.home / "secrets" / "pg_password"
 
-    def pg_password(self, env: os._Environ | dict | None = None) -> str:
-        env = os.environ if env is None else env
-        if env.get("BEAMLINE_PG_PASSWORD"):
-            return env["BEAMLINE_PG_PASSWORD"]
-        try:
-            return self.password_file.read_text().strip()
-        except FileNotFoundError:
-            raise MissingPasswordError(
-                "no PostgreSQL password: set BEAMLINE_PG_PASSWORD, "
-                "or run ./run_local.sh setup to generate one"
-            ) from None
+    @property
+    def writer_password_file(self) -> pathlib.Path:
+        return self.home / "secrets" / "pg_writer_password"
 
-    def password_reference(self, env: os._Environ | dict | None = None) -> dict[str, str]:
-        """Where a worker on this machine finds the password, as ``JdbcTarget`` takes it:
-        the environment variable when it is set, else the file (never the password)."""
+    def pg_password(self, env: os._Environ | dict | None = None) -> str:
+        """The owner's password."""
+        return _password("BEAMLINE_PG_PASSWORD", self.password_file, env)
+
+    def writer_password(self, env: os._Environ | dict | None = None) -> str:
+        """The writer's password (the tests log in as the writer with it)."""
+        return _password("BEAMLINE_PG_WRITER_PASSWORD", self.writer_password_file, env)
+
+    def writer_password_reference(self, env: os._Environ | dict | None = None) -> dict[str, str]:
+        """Where a worker on this machine finds the writer's password, as ``JdbcTarget``
+        takes it: the environment variable when it is set, else the file (never the
+        password itself, which would travel in the job graph)."""
         env = os.environ if env is None else env
-        if env.get("BEAMLINE_PG_PASSWORD"):
-            return {"password_env": "BEAMLINE_PG_PASSWORD"}
-        if not self.password_file.is_file():
-            self.pg_password(env)  # raises MissingPasswordError, saying what to do
-        return {"password_file": str(self.password_file)}
+        if env.get("BEAMLINE_PG_WRITER_PASSWORD"):
+            return {"password_env": "BEAMLINE_PG_WRITER_PASSWORD"}
+        if not self.writer_password_file.is_file():
+            self.writer_password(env)  # raises MissingPasswordError, saying what to do
+        return {"password_file": str(self.writer_password_file)}
 
     @property
     def jdbc_url(self) -> str:
         return f"jdbc:postgresql://{self.pg_host}:{self.pg_port}/{self.pg_database}"
 
-    def psycopg2_kwargs(self) -> dict:
+    def psycopg2_kwargs(self, writer: bool = False) -> dict:
+        """psycopg2's connection arguments, as the owner or (``writer``) the writer."""
         return {
             "host": self.pg_host,
             "port": self.pg_port,
             "dbname": self.pg_database,
-            "user": self.pg_user,
-            "password": self.pg_password(),
+            "user": self.pg_writer if writer else self.pg_user,
+            "password": self.writer_password() if writer else self.pg_password(),
         }
+
+
+def _password(variable: str, file: pathlib.Path, env: os._Environ | dict | None) -> str:
+    env = os.environ if env is None else env
+    if env.get(variable):
+        return env[variable]
+    try:
+        return file.read_text().strip()
+    except FileNotFoundError:
+        raise MissingPasswordError(
+            f"no PostgreSQL password: set {variable}, or run ./run_local.sh setup to generate one"
+        ) from None

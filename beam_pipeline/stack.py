@@ -16,6 +16,7 @@ import typing
 import psycopg2
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from psycopg2 import sql
 
 from beam_pipeline.settings import StackSettings
 from schemas.ddl import NonAdditiveChange, plan_migration
@@ -162,6 +163,13 @@ def migrate(settings: StackSettings, tables=None) -> list[str]:
                 for statement in plan_migration(table, existing):
                     cur.execute(statement)
                     applied.append(statement)
+                # The pipeline's role: what an upsert needs (SELECT for the ON CONFLICT
+                # … WHERE guard), never DELETE, TRUNCATE or DDL.
+                cur.execute(
+                    sql.SQL("GRANT SELECT, INSERT, UPDATE ON {} TO {}").format(
+                        sql.Identifier(table.name), sql.Identifier(settings.pg_writer)
+                    )
+                )
     finally:
         connection.close()
     return applied

@@ -8,6 +8,7 @@ PG_DATA="$PG_DIR/data"
 PG_SOCK="$PG_DIR/run"
 PG_LOG="$BEAMLINE_HOME/logs/postgres.log"
 PG_PASSWORD_FILE="$BEAMLINE_HOME/secrets/pg_password"
+PG_WRITER_PASSWORD_FILE="$BEAMLINE_HOME/secrets/pg_writer_password"
 
 pg_bin() {
   local d
@@ -34,19 +35,22 @@ pg_install() {
     || die "apt-get install postgresql failed (see $BEAMLINE_HOME/logs/apt.log)"
 }
 
-# The password comes from BEAMLINE_PG_PASSWORD; when unset, one is generated
-# once and kept (mode 0600) in the state folder.
+# pg_password VARIABLE FILE: the password from the environment variable; when it
+# is unset, one generated once and kept (mode 0600) in FILE.
 pg_password() {
-  if [ -n "${BEAMLINE_PG_PASSWORD:-}" ]; then
-    printf '%s' "$BEAMLINE_PG_PASSWORD"
+  local variable="$1" file="$2"
+  if [ -n "${!variable:-}" ]; then
+    printf '%s' "${!variable}"
     return
   fi
-  if [ ! -s "$PG_PASSWORD_FILE" ]; then
-    mkdir -p "$(dirname "$PG_PASSWORD_FILE")" && chmod 700 "$(dirname "$PG_PASSWORD_FILE")"
-    (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$PG_PASSWORD_FILE")
+  if [ ! -s "$file" ]; then
+    mkdir -p "$(dirname "$file")" && chmod 700 "$(dirname "$file")"
+    (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$file")
   fi
-  cat "$PG_PASSWORD_FILE"
+  cat "$file"
 }
+owner_password() { pg_password BEAMLINE_PG_PASSWORD "$PG_PASSWORD_FILE"; }
+writer_password() { pg_password BEAMLINE_PG_WRITER_PASSWORD "$PG_WRITER_PASSWORD_FILE"; }
 
 pg_setup() {
   pg_install
@@ -74,7 +78,8 @@ shared_buffers = 256MB
 fsync = on
 CONF
   fi
-  pg_password >/dev/null
+  owner_password >/dev/null
+  writer_password >/dev/null
 }
 
 pg_running() { [ -f "$PG_DATA/postmaster.pid" ] && as_pg_owner "$(pg_bin)/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; }
@@ -93,20 +98,34 @@ pg_start() {
   pg_bootstrap
 }
 
-# Role and database: idempotent, run at every start.  The tables are migrated
-# from the contracts by `python -m beam_pipeline.stack migrate` (run_local.sh start).
+# Roles and database: idempotent, run at every start.  The owner role owns the
+# database and its tables (migrations, the operator's tools); the writer role may
+# connect and, once `python -m beam_pipeline.stack migrate` has granted it, select,
+# insert and update the pipeline's tables: nothing else.  Names and passwords reach
+# SQL as psql variables (quoted by format's %I and %L), never pasted into it; the
+# passwords travel in the environment, never on a command line.
 pg_bootstrap() {
   local bin; bin=$(pg_bin)
-  # The password travels in the environment, never on a command line.
-  BEAMLINE_PG_PASSWORD="$(pg_password)" as_pg_owner "$bin/psql" -X -q -v ON_ERROR_STOP=1 \
+  BEAMLINE_PG_PASSWORD="$(owner_password)" BEAMLINE_PG_WRITER_PASSWORD="$(writer_password)" \
+    as_pg_owner "$bin/psql" -X -q -v ON_ERROR_STOP=1 \
+    -v owner="$BEAMLINE_PG_USER" -v writer="$BEAMLINE_PG_WRITER" -v db="$BEAMLINE_PG_DB" \
     -h "$PG_SOCK" -p "$BEAMLINE_PG_PORT" -U postgres -d postgres \
-    >"$BEAMLINE_HOME/logs/pg_bootstrap.log" 2>&1 <<SQL || die "creating the PostgreSQL role failed (see $BEAMLINE_HOME/logs/pg_bootstrap.log)"
-\\getenv pw BEAMLINE_PG_PASSWORD
-SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', '$BEAMLINE_PG_USER', :'pw')
-  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$BEAMLINE_PG_USER') \\gexec
-SELECT format('ALTER ROLE %I PASSWORD %L', '$BEAMLINE_PG_USER', :'pw') \\gexec
-SELECT format('CREATE DATABASE %I OWNER %I', '$BEAMLINE_PG_DB', '$BEAMLINE_PG_USER')
-  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$BEAMLINE_PG_DB') \\gexec
+    >"$BEAMLINE_HOME/logs/pg_bootstrap.log" 2>&1 <<'SQL' || die "creating the PostgreSQL roles failed (see $BEAMLINE_HOME/logs/pg_bootstrap.log)"
+\getenv owner_pw BEAMLINE_PG_PASSWORD
+\getenv writer_pw BEAMLINE_PG_WRITER_PASSWORD
+SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :'owner', :'owner_pw')
+  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'owner') \gexec
+SELECT format('ALTER ROLE %I PASSWORD %L', :'owner', :'owner_pw') \gexec
+SELECT format('CREATE ROLE %I LOGIN NOINHERIT PASSWORD %L', :'writer', :'writer_pw')
+  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'writer') \gexec
+SELECT format('ALTER ROLE %I NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %L', :'writer', :'writer_pw') \gexec
+SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'owner')
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
+SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'db') \gexec
+SELECT format('GRANT CONNECT ON DATABASE %I TO %I', :'db', :'writer') \gexec
+\connect :db
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+SELECT format('GRANT USAGE ON SCHEMA public TO %I', :'writer') \gexec
 SQL
 }
 
@@ -118,7 +137,7 @@ pg_stop() {
 
 pg_status() {
   if pg_running; then
-    echo "postgres   running  127.0.0.1:$BEAMLINE_PG_PORT  db=$BEAMLINE_PG_DB user=$BEAMLINE_PG_USER"
+    echo "postgres   running  127.0.0.1:$BEAMLINE_PG_PORT  db=$BEAMLINE_PG_DB owner=$BEAMLINE_PG_USER writer=$BEAMLINE_PG_WRITER"
   else
     echo "postgres   stopped"
   fi

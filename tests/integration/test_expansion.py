@@ -27,9 +27,9 @@ from apache_beam.portability.api import (
 )
 from apache_beam.runners.portability import artifact_service
 
+from beam_pipeline.driver import jdbc_target
 from beam_pipeline.graph import GraphParams, build_graph, production_sinks
 from beam_pipeline.java_services import JavaExpansionService, staged_classpath
-from transforms.sinks import JdbcTarget
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def test_each_cross_language_transform_fetches_at_most_one_artifact(stack, tmp_p
     monkeypatch.setattr(artifact_service, "resolve_artifacts", counted)
     service = JavaExpansionService(tmp_path / "logs").start()
     try:
-        target = JdbcTarget(stack.jdbc_url, stack.pg_user, **stack.password_reference())
+        target = jdbc_target(stack)
         sinks = production_sinks(
             str(tmp_path / "out"), target, service.address, stack.kafka_bootstrap_servers
         )
@@ -62,10 +62,10 @@ def test_the_password_is_in_no_expanded_transform_and_no_log(stack, tmp_path):
     # WriteToJdbc put it in clear into its payload: in the expansion request, in the
     # pipeline every runner receives, in the service's debug log.  The JDBC writer's
     # payload names the file instead, which the worker reads when it connects.
-    password = stack.pg_password().encode()
+    passwords = (stack.pg_password().encode(), stack.writer_password().encode())
     service = JavaExpansionService(tmp_path / "logs").start()
     try:
-        target = JdbcTarget(stack.jdbc_url, stack.pg_user, **stack.password_reference())
+        target = jdbc_target(stack)
         sinks = production_sinks(
             str(tmp_path / "out"), target, service.address, stack.kafka_bootstrap_servers
         )
@@ -82,8 +82,8 @@ def test_the_password_is_in_no_expanded_transform_and_no_log(stack, tmp_path):
         and any(b"PostgresUpsertRegistrar$UpsertFn" in d.payload for d in t.display_data)
     ]
     assert len(writers) == 5, writers  # one Java writer per PostgreSQL table
-    assert password not in proto
-    assert password not in service.log_path.read_bytes()
+    log = service.log_path.read_bytes()
+    assert not [p for p in passwords if p in proto or p in log]
 
 
 _KILLED_DRIVER = """

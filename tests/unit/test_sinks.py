@@ -5,6 +5,7 @@ import typing
 import pyarrow as pa
 import pytest
 
+from beam_pipeline import driver
 from beam_pipeline.settings import MissingPasswordError, StackSettings
 from schemas import tables
 from transforms.records import DeadLetter
@@ -83,11 +84,22 @@ def test_target_names_exactly_one_place_for_the_password(reference):
 
 def test_password_reference_names_the_variable_or_the_file_never_the_value(tmp_path):
     settings = StackSettings.from_env({"BEAMLINE_HOME": str(tmp_path)})
-    with pytest.raises(MissingPasswordError, match="BEAMLINE_PG_PASSWORD"):
-        settings.password_reference({})
-    assert settings.password_reference({"BEAMLINE_PG_PASSWORD": "s3cret"}) == {
-        "password_env": "BEAMLINE_PG_PASSWORD"
+    with pytest.raises(MissingPasswordError, match="BEAMLINE_PG_WRITER_PASSWORD"):
+        settings.writer_password_reference({})
+    assert settings.writer_password_reference({"BEAMLINE_PG_WRITER_PASSWORD": "s3cret"}) == {
+        "password_env": "BEAMLINE_PG_WRITER_PASSWORD"
     }
-    settings.password_file.parent.mkdir()
-    settings.password_file.write_text("s3cret\n")
-    assert settings.password_reference({}) == {"password_file": str(settings.password_file)}
+    settings.writer_password_file.parent.mkdir()
+    settings.writer_password_file.write_text("s3cret\n")
+    assert settings.writer_password_reference({}) == {
+        "password_file": str(settings.writer_password_file)
+    }
+
+
+def test_the_pipeline_writes_as_the_writer_role_not_the_owner(tmp_path, monkeypatch):
+    monkeypatch.delenv("BEAMLINE_PG_WRITER_PASSWORD", raising=False)
+    settings = StackSettings.from_env({"BEAMLINE_HOME": str(tmp_path), "BEAMLINE_PG_WRITER": "w1"})
+    settings.writer_password_file.parent.mkdir()
+    settings.writer_password_file.write_text("s3cret")
+    target = driver.jdbc_target(settings)
+    assert (target.username, target.password_file) == ("w1", str(settings.writer_password_file))

@@ -1,0 +1,64 @@
+"""The pipeline's PostgreSQL role may upsert its tables and nothing else.
+
+Migrations run as the owner; the pipeline writes as the writer, which
+``python -m beam_pipeline.stack migrate`` grants SELECT, INSERT and UPDATE on each
+table (an upsert's needs).  Each statement below is tried as the writer, on its
+own (autocommit), against the real server.
+"""
+
+import uuid
+
+import psycopg2
+import pytest
+from psycopg2 import errors
+
+from schemas import tables
+from schemas.customer_events import EventTypeCount
+from transforms.sinks import upsert_statement
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def writer(stack):
+    connection = psycopg2.connect(**stack.psycopg2_kwargs(writer=True))
+    connection.autocommit = True  # CREATE DATABASE refuses a transaction block
+    yield connection
+    connection.close()
+
+
+def _run(connection, statement, args=()):
+    with connection.cursor() as cur:
+        cur.execute(statement, args)
+
+
+def test_the_writer_can_upsert_every_pipeline_table_and_read_it_back(writer, pg):
+    run_id = f"priv-{uuid.uuid4().hex[:8]}"
+    table = tables.COUNTS
+    statement = upsert_statement(
+        table.name, table.row_type, table.key_columns, table.casts, table.forward_only
+    ).replace("?", "%s")
+    _run(writer, statement, tuple(EventTypeCount(0, 60_000, "search", 5, 0, "on_time", run_id)))
+    _run(writer, statement, tuple(EventTypeCount(0, 60_000, "search", 6, 1, "late", run_id)))
+    with pg.cursor() as cur:
+        cur.execute(f"SELECT event_count FROM {table.name} WHERE run_id = %s", (run_id,))
+        assert cur.fetchall() == [(6,)]
+    for t in tables.ALL:  # the grant reached every table
+        _run(writer, f"SELECT count(*) FROM {t.name} WHERE false")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        f"DELETE FROM {tables.EVENTS.name}",
+        f"TRUNCATE {tables.COUNTS.name}",
+        f"DROP TABLE {tables.DEAD_LETTERS.name}",
+        f"ALTER TABLE {tables.EVENTS.name} ADD COLUMN intruder text",
+        "CREATE TABLE intruder (x int)",
+        "CREATE ROLE intruder",
+        "CREATE DATABASE intruder",
+    ],
+)
+def test_the_writer_may_not_delete_truncate_or_change_anything(writer, statement):
+    with pytest.raises(errors.InsufficientPrivilege):
+        _run(writer, statement)
