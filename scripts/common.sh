@@ -41,21 +41,31 @@ wait_for() {
   return 1
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# pid_alive PIDFILE MARKER: the recorded process is alive and is still ours: its
+# command line holds MARKER (after a reboot a stale PID file may name a process
+# that has nothing to do with Beamline, which stop must never signal).
+pid_alive() {
+  local pid
+  [ -f "$1" ] && pid=$(cat "$1") && [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"
+}
 
+# stop_pid PIDFILE MARKER NAME
 stop_pid() {
-  local pidfile="$1" name="$2" i
-  if pid_alive "$pidfile"; then
+  local pidfile="$1" marker="$2" name="$3" i
+  if pid_alive "$pidfile" "$marker"; then
     kill -TERM "$(cat "$pidfile")"
     for ((i = 0; i < 60; i++)); do
-      pid_alive "$pidfile" || break
+      pid_alive "$pidfile" "$marker" || break
       sleep 1
     done
-    if pid_alive "$pidfile"; then
+    if pid_alive "$pidfile" "$marker"; then
       log "$name did not stop within 60 s; killing it"
       kill -KILL "$(cat "$pidfile")" || true
     fi
     log "$name stopped"
+  elif [ -f "$pidfile" ]; then
+    log "$name was not running (stale PID file $pidfile removed; its PID is not Beamline's $name)"
   fi
   rm -f "$pidfile"
 }

@@ -66,7 +66,7 @@ PROPS
   mv "$KAFKA_PROPS.tmp" "$KAFKA_PROPS"
 }
 
-kafka_running() { pid_alive "$KAFKA_PID"; }
+kafka_running() { pid_alive "$KAFKA_PID" "kafka.Kafka $KAFKA_PROPS"; }
 
 kafka_start() {
   if kafka_running; then
@@ -96,7 +96,7 @@ kafka_start() {
   log "Kafka started (pid $(cat "$KAFKA_PID"))"
 }
 
-kafka_stop() { stop_pid "$KAFKA_PID" "Kafka"; }
+kafka_stop() { stop_pid "$KAFKA_PID" "kafka.Kafka $KAFKA_PROPS" "Kafka"; }
 
 kafka_status() {
   if kafka_running; then
