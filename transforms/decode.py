@@ -8,7 +8,8 @@ type, into one dead letter with stage ``decode``.  Three decoders:
 
 JSON rules (each rejection is a dead letter with the reason code in brackets):
 
-- the value must be present and non-empty [``empty_payload``];
+- the value must be present and non-empty [``empty_payload``], and at most
+  ``MAX_VALUE_BYTES`` [``too_large``]: one huge record cannot hold a worker;
 - it must be valid UTF-8 [``not_utf8``].  Bytes are decoded as UTF-8 *before*
   parsing: ``json.loads`` on bytes would silently accept UTF-16, UTF-32 and a
   BOM, which a Kafka contract of UTF-8 JSON does not allow;
@@ -98,6 +99,8 @@ def decode_json_object(value: typing.Optional[bytes]) -> dict:
     """Decodes ``value`` as one UTF-8 JSON object, or raises ``DecodeError``."""
     if not value:
         raise DecodeError("empty_payload", "the record has no value")
+    if len(value) > MAX_VALUE_BYTES:
+        raise DecodeError("too_large", f"{len(value)} bytes, more than {MAX_VALUE_BYTES}")
     try:
         text = value.decode("utf-8", errors="strict")
     except UnicodeDecodeError as e:

@@ -231,8 +231,19 @@ class WriteToKafkaWithHeaders(beam.PTransform):
         )
 
 
+# What a dead-letter message may hold, key, value and headers together: under the
+# producer's max.request.size and the broker's message.max.bytes (both about 1 MiB by
+# default), with room for the record batch's own framing.
+MAX_DEAD_LETTER_MESSAGE_BYTES = 1_000_000
+
+
 def dead_letter_message(letter: DeadLetter) -> KafkaMessage:
-    """A dead letter as a Kafka message: the original key and bytes, the rest as headers."""
+    """A dead letter as a Kafka message: the original key and bytes, the rest as headers.
+
+    A message the topic would refuse would fail its bundle on every retry, so key
+    and value are cut to fit ``MAX_DEAD_LETTER_MESSAGE_BYTES`` (header
+    ``beamline.truncated`` says from what); PostgreSQL and Parquet keep them whole.
+    """
     headers = {
         "stage": letter.stage,
         "reason": letter.reason,
@@ -244,10 +255,24 @@ def dead_letter_message(letter: DeadLetter) -> KafkaMessage:
         "run_id": letter.run_id,
         "pipeline_version": letter.pipeline_version,
     }
+    key, value = letter.kafka_key or b"", letter.payload or b""
+    # Headers, plus 200 bytes for the truncation header itself.
+    room = (
+        MAX_DEAD_LETTER_MESSAGE_BYTES
+        - 200
+        - sum(len(HEADER_PREFIX) + len(name) + len(text.encode()) for name, text in headers.items())
+    )
+    if len(key) + len(value) > room:
+        headers["truncated"] = (
+            f"key {len(key)} bytes, value {len(value)} bytes, cut to fit the topic; "
+            "PostgreSQL and Parquet hold them whole"
+        )
+        key = key[: room // 2] if len(key) > room // 2 else key
+        value = value[: room - len(key)]
     return KafkaMessage(
-        key=letter.kafka_key,
-        value=letter.payload,
-        headers={HEADER_PREFIX + name: value for name, value in headers.items()},
+        key=key if letter.kafka_key is not None else None,
+        value=value if letter.payload is not None else None,
+        headers={HEADER_PREFIX + name: text for name, text in headers.items()},
     )
 
 

@@ -46,6 +46,7 @@ def _record(value, offset=0):
         (b'"a string"', "not_an_object"),
         (b"null", "not_an_object"),
         (b"[" * 100_000 + b"]" * 100_000, "too_deep"),
+        (b'{"a": "' + b"x" * MAX_VALUE_BYTES + b'"}', "too_large"),
     ],
 )
 def test_rejects_with_reason(value, reason):

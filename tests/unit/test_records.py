@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from transforms.kafka_io import dead_letter_message
+from transforms.kafka_io import MAX_DEAD_LETTER_MESSAGE_BYTES, dead_letter_message
 from transforms.records import PIPELINE_VERSION, KafkaRecord, dead_letter, preview
 
 pytestmark = pytest.mark.unit
@@ -57,3 +57,32 @@ def test_a_dead_letter_message_keeps_key_and_bytes_and_says_why_in_headers():
         "beamline.run_id": "r9",
         "beamline.pipeline_version": PIPELINE_VERSION,
     }
+
+
+def _message_bytes(message) -> int:
+    headers = sum(len(k) + len(v.encode()) for k, v in message.headers.items())
+    return len(message.key or b"") + len(message.value or b"") + headers
+
+
+@pytest.mark.parametrize("key_bytes", [3, 900_000])
+def test_a_dead_letter_message_always_fits_the_topic(key_bytes):
+    # A 1,040,000-byte record the broker accepted, plus nine headers with a
+    # 2,000-character detail, is over Kafka's 1 MiB request limit: its send would
+    # fail the bundle on every retry.
+    record = KafkaRecord("events", 0, 7, 1, b"k" * key_bytes, b"v" * 1_040_000)
+    letter = dead_letter(record, "decode", "invalid_json", "é" * 3000, "r9")
+    message = dead_letter_message(letter)
+    assert _message_bytes(message) <= MAX_DEAD_LETTER_MESSAGE_BYTES
+    assert message.value == b"v" * len(message.value) and len(message.value) > 400_000
+    assert message.key == b"k" * len(message.key)
+    assert message.headers["beamline.truncated"].startswith(
+        f"key {key_bytes} bytes, value 1040000 bytes, cut to fit the topic"
+    )
+    assert letter.payload == record.value  # PostgreSQL and Parquet get it whole
+
+
+def test_a_message_that_fits_is_not_cut():
+    record = KafkaRecord("events", 0, 7, 1, None, b"v" * 900_000)
+    message = dead_letter_message(dead_letter(record, "decode", "invalid_json", "x", "r9"))
+    assert message.value == record.value and message.key is None
+    assert "beamline.truncated" not in message.headers
