@@ -169,7 +169,10 @@ class _ConformFn(beam.DoFn):
         self._refused = Metrics.counter(self.__class__, "sink_refused")
 
     def process(self, row):
-        found = violations(self._table, row, self._rules)
+        try:
+            found = violations(self._table, row, self._rules)
+        except Exception as e:  # noqa: BLE001 - a row the check cannot judge is refused
+            found = [Violation("*", "conform_error", f"{type(e).__name__}: {e}")]
         if not found:
             self._conformed.inc()
             yield row

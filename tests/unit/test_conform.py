@@ -90,3 +90,31 @@ def test_refused_rows_leave_as_dead_letters_with_their_coordinates(pipeline):
             equal_to([("sink", "nul_character", 5, b'{"a":"b"}')]),
             label="Refused",
         )
+
+
+class _Unjudgeable(str):
+    """Text whose every search raises: what an unforeseen failure of a check looks like."""
+
+    def __contains__(self, item):
+        raise RuntimeError("cannot search me")
+
+
+def test_a_row_the_check_cannot_judge_is_a_dead_letter_not_a_failed_bundle(pipeline):
+    rows = [GOOD, GOOD._replace(event_id="e3", payload=_Unjudgeable('{"a":"b"}'), kafka_offset=8)]
+    with pipeline as p:
+        out = (
+            p
+            | beam.Create(rows)
+            | ConformToSinks(
+                TABLE,
+                lambda row, stage, reason, detail: row_dead_letter(row, stage, reason, detail, "r"),
+            )
+        )
+        assert_that(
+            out.rows | "Ids" >> beam.Map(lambda r: r.event_id), equal_to(["e1"]), label="Ok"
+        )
+        assert_that(
+            out[DEAD_LETTER_TAG] | beam.Map(lambda d: (d.reason, d.kafka_offset, d.detail)),
+            equal_to([("conform_error", 8, "RuntimeError: cannot search me")]),
+            label="Refused",
+        )
