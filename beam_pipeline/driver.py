@@ -19,6 +19,7 @@ import time
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_pipeline import loopback_servers
 from beam_pipeline.graph import GraphParams, build_graph, production_sinks
 from beam_pipeline.java_services import ExpansionServiceError, JavaExpansionService
 from beam_pipeline.options import BeamlineOptions, Config, ConfigError, runner_name
@@ -163,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         except ExpansionServiceError as e:
             _error(str(e))
             return 1
+        loopback_servers.install()  # Beam's local gRPC servers: 127.0.0.1, not every interface
         pipeline = beam.Pipeline(options=options)
         build_graph(
             pipeline,

@@ -7,12 +7,9 @@ expanded pipeline and the service's log hold no password; the service listens on
 loopback only, serves only its staged jar, and dies with its driver.
 """
 
-import contextlib
 import os
 import pathlib
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import time
@@ -30,6 +27,7 @@ from apache_beam.runners.portability import artifact_service
 from beam_pipeline.driver import jdbc_target
 from beam_pipeline.graph import GraphParams, build_graph, production_sinks
 from beam_pipeline.java_services import JavaExpansionService, staged_classpath
+from tests.procnet import LOOPBACK, listening_sockets
 
 pytestmark = pytest.mark.integration
 
@@ -115,36 +113,12 @@ def test_the_jvm_dies_with_a_driver_killed_by_sigkill(tmp_path):
     assert not alive, f"the expansion service JVM {jvm} outlived its driver"
 
 
-def _listening_sockets(pid: int) -> list[tuple[str, int]]:
-    """(address, port) of every TCP socket process ``pid`` listens on, from /proc."""
-    inodes = set()
-    for fd in pathlib.Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):
-            target = os.readlink(fd)
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    found = []
-    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
-        for line in pathlib.Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state != "0A" or inode not in inodes:  # 0A: LISTEN
-                continue
-            hex_ip, hex_port = local.split(":")
-            # /proc prints the address as 32-bit words in host (little-endian) order.
-            raw = b"".join(
-                struct.pack("<I", int(hex_ip[i : i + 8], 16)) for i in range(0, len(hex_ip), 8)
-            )
-            found.append((socket.inet_ntop(family, raw), int(hex_port, 16)))
-    return found
-
-
 def test_the_service_listens_on_loopback_only_and_serves_only_its_staged_jar(stack, tmp_path):
     # Beam's own main listened on every interface and returned any file a client
     # named (the password file, or any file at all when run as root).
     service = JavaExpansionService(tmp_path / "logs").start()
     try:
-        listening = _listening_sockets(service._process.pid)
+        listening = listening_sockets(service._process.pid)
         channel = grpc.insecure_channel(service.address)
         stub = beam_artifact_api_pb2_grpc.ArtifactRetrievalServiceStub(channel)
 
@@ -168,6 +142,4 @@ def test_the_service_listens_on_loopback_only_and_serves_only_its_staged_jar(sta
     finally:
         service.stop()
     assert listening, "found no listening socket of the service"
-    # (An IPv6 socket bound to 127.0.0.1 shows it IPv4-mapped; Beam's main showed "::".)
-    loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
-    assert {address for address, _ in listening} <= loopback, listening
+    assert {address for address, _ in listening} <= LOOPBACK, listening  # Beam's main: "::"

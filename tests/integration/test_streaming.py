@@ -29,6 +29,7 @@ from beam_pipeline import reconcile
 from beam_pipeline.event_producer import generate, send_batch
 from beam_pipeline.producer import end_offsets
 from beam_pipeline.settings import REPO_ROOT
+from tests.procnet import LOOPBACK, command, descendants, listening_sockets
 
 pytestmark = pytest.mark.streaming
 
@@ -51,6 +52,16 @@ def _poll(condition, deadline_s, what, why=None):
     pytest.fail(
         f"timed out after {deadline_s} s waiting for {what}" + (f": {why()}" if why else "")
     )
+
+
+def _listening_off_loopback(pid: int) -> list[str]:
+    """``command: address:port`` of each socket the job's processes listen on elsewhere."""
+    return [
+        f"{command(p)[:80]}: {address}:{port}"
+        for p in [pid, *descendants(pid)]
+        for address, port in listening_sockets(p)
+        if address not in LOOPBACK
+    ]
 
 
 def _window_rows(pg, run_id):
@@ -154,6 +165,7 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
         terms, _ = _poll(balanced, 120, "the run to balance", lambda: "; ".join(last))
         balanced_s = time.monotonic() - sending_since
         late_panes = _late_panes(pg, run_id)
+        exposed = _listening_off_loopback(job.pid)
 
         stopping = time.monotonic()
         job.send_signal(signal.SIGINT)
@@ -179,9 +191,17 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
                 "sent": report["sent"],
                 "late_lane": terms.late,
                 "late_panes": late_panes,
+                "listening_off_loopback": exposed,
             }
         )
     )
+    # The driver's Python servers and the expansion service's JVM listen on loopback
+    # only.  Two upstream exposures are known and named (README, Security): Prism's Go
+    # job service binds every interface (jobservices.NewServer), and so do the Flink
+    # job server's FnAPI servers (Beam Java's ServerFactory builds them with forPort,
+    # dropping the loopback address it allocated).
+    upstream = ("prism", "beamline-flink-job-server")
+    assert [e for e in exposed if not any(name in e for name in upstream)] == [], exposed
     assert still_sending, (
         f"the first window arrived after the producer stopped ({first_window_s} s)"
     )
