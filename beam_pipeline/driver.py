@@ -10,6 +10,8 @@ import argparse
 import contextlib
 import functools
 import logging
+import os
+import pathlib
 import shutil
 import signal
 import sys
@@ -20,7 +22,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipeline import loopback_servers
-from beam_pipeline.graph import GraphParams, build_graph, production_sinks
+from beam_pipeline.graph import PARQUET_OUTPUTS, GraphParams, build_graph, production_sinks
 from beam_pipeline.java_services import ExpansionServiceError, JavaExpansionService
 from beam_pipeline.options import BeamlineOptions, Config, ConfigError, runner_name
 from beam_pipeline.reconcile import rows_so_far
@@ -109,6 +111,38 @@ _SUMMARY_COUNTERS = (
 _TERMINAL = ("DONE", "FAILED", "CANCELLED", "STOPPED", "UPDATED", "DRAINED")
 
 
+_SET_ASIDE = ".replaced"
+
+
+def set_aside_earlier_parquet(prefix: pathlib.Path) -> pathlib.Path | None:
+    """Moves the batch Parquet files an earlier run under the same run id left in
+    ``prefix`` into ``prefix/.replaced/``, so a re-run replaces them instead of adding
+    to them (a re-run that ends with another shard count would leave stale
+    ``part-SSSSS-of-NNNNN`` files that the reconciliation counts).  Returns that
+    folder, or ``None`` when there was nothing."""
+    earlier = [f for name in PARQUET_OUTPUTS for f in sorted((prefix / name).glob("*.parquet"))]
+    if not earlier:
+        return None
+    aside = prefix / _SET_ASIDE
+    for f in earlier:
+        target = aside / f.parent.name / f.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(f, target)
+    _LOG.info("set aside %d Parquet files of an earlier run under %s", len(earlier), aside)
+    return aside
+
+
+def settle_earlier_parquet(aside: pathlib.Path, replaced: bool) -> None:
+    """After the run: drops the set-aside files when the run replaced them, else puts
+    back those that no new file took the place of."""
+    if not replaced:
+        for f in sorted(aside.glob("*/*.parquet")):
+            target = aside.parent / f.parent.name / f.name
+            if not target.exists():
+                os.replace(f, target)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def jdbc_target(settings: StackSettings) -> JdbcTarget:
     """Where the pipeline writes: as the writer role, its password named, never given."""
     return JdbcTarget(settings.jdbc_url, settings.pg_writer, **settings.writer_password_reference())
@@ -155,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
 
     output_prefix = str(config.output_dir / config.run_id)
     started = time.monotonic()
+    earlier = None if config.unbounded else set_aside_earlier_parquet(pathlib.Path(output_prefix))
     with contextlib.ExitStack() as services:
         try:
             expansion_service = (
@@ -213,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         # A cancelled streaming job's counters are partial or absent on portable
         # runners (Flink reports none): say what reached the sinks instead.
         counts = _sink_rows(settings, config.run_id) if config.unbounded else _counters(result)
+    if earlier is not None:
+        settle_earlier_parquet(earlier, replaced=state == "DONE")
     # The run id was checked to be one plain folder name; this says so again before
     # anything is removed.
     if state in ("DONE", "CANCELLED") and state_dir.parent == settings.home / "flink-checkpoints":

@@ -68,6 +68,8 @@ Sink = typing.Mapping[str, beam.PTransform]
 
 # Dead letters also go to this topic: the raw message, and the reason as headers.
 DEAD_LETTER_TOPIC = "dead_letters"
+# The Parquet outputs, each a folder under the run's output prefix.
+PARQUET_OUTPUTS = ("events", "event_counts", "dead_letters")
 
 LATE_STAGE = "late"
 LATE_REASON = "after_window_closed"
