@@ -46,7 +46,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
-from transforms import state_weight
+from transforms import keyed_bundles, state_weight
 
 __all__ = ["LATE_TAG", "LateArrival", "CountPerWindow", "ON_TIME", "LATE"]
 
@@ -104,6 +104,7 @@ class _CountPanesFn(beam.DoFn):
 
     def setup(self):
         state_weight.install()
+        keyed_bundles.install()
 
     def _close_ms(self, win: _Window) -> int:
         return win.max_ms + self._lateness_ms

@@ -20,7 +20,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Duration
 
-from transforms import state_weight
+from transforms import keyed_bundles, state_weight
 
 __all__ = ["DUPLICATES_TAG", "DeduplicateById", "Duplicate"]
 
@@ -68,6 +68,7 @@ class _OneCopyPerIdFn(beam.DoFn):
 
     def setup(self):
         state_weight.install()
+        keyed_bundles.install()
 
     def process(
         self,
