@@ -1,6 +1,7 @@
 """``./run_local.sh bench``: Beamline's throughput against two hand-written baselines.
 
-    ./run_local.sh bench [--runner direct] [--events 100000] [--seed S] [--keep_topic]
+    ./run_local.sh bench [--runner direct|prism|flink] [--events 100000] [--seed S] [--keep_topic]
+                         [any flag of python -m run]
 
 One invocation, on the same records:
 
@@ -9,7 +10,9 @@ One invocation, on the same records:
    them to a fresh topic ``bench_<run_id>`` (the stack's partition count; deleted
    at the end unless ``--keep_topic``), keeping the producer's report;
 2. runs Beamline end to end over exactly those offsets (``python -m run`` in a
-   subprocess, the flags ``main_job`` passes), measuring its wall time, the time
+   subprocess, the flags ``main_job`` passes, on ``--runner``: a bounded backlog,
+   so Flink runs it as a batch job on its embedded mini-cluster and Prism as a
+   bounded pipeline), measuring its wall time, the time
    to the run's first row in PostgreSQL (start-up), the CPU seconds of each
    process of its tree and of the Kafka and PostgreSQL servers, and the tree's
    peak resident memory; then reconciles the run exactly as ``main_job`` does;
@@ -24,7 +27,7 @@ that fails or does not balance, or a baseline whose counts differ from the
 producer's report, prints no figures and exits non-zero.
 
 Exit codes: 0 figures printed; 1 a service is missing, the run failed or did not
-balance, or a baseline's counts are off; 2 a bad flag or an unsupported runner.
+balance, or a baseline's counts are off; 2 a bad flag.
 """
 
 from __future__ import annotations
@@ -100,6 +103,13 @@ def _parser(settings: StackSettings) -> argparse.ArgumentParser:
     )
     parser.add_argument("--output_dir", default=str(settings.home / "output"))
     return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """The bench's flags; every other flag is kept in ``run_flags`` for ``python -m run``."""
+    args, run_flags = parser.parse_known_args(argv)
+    args.run_flags = run_flags
+    return args
 
 
 def _error(message: str) -> None:
@@ -461,12 +471,14 @@ def _beamline_command(args, run_id: str, topic: str, report: dict) -> list[str]:
         sys.executable,
         "-m",
         "run",
+        f"--runner={RUNNERS[args.runner]}",
         f"--run_id={run_id}",
         f"--kafka_topic={topic}",
         f"--value_format={args.value_format}",
         f"--kafka_start_offsets={_offsets(report['offsets_before'])}",
         f"--kafka_stop_offsets={_offsets(report['offsets_after'])}",
         f"--output_dir={args.output_dir}",
+        *args.run_flags,  # any other flag goes to python -m run, as with ./run_local.sh
     ]
 
 
@@ -572,12 +584,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.INFO)
     settings = StackSettings.from_env()
     parser = _parser(settings)
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parse_args(parser, sys.argv[1:] if argv is None else argv)
     if args.events <= 0:
         parser.error(f"--events must be a positive number (got {args.events})")
-    if args.runner != "direct":
-        _error(f"--runner {args.runner} is not yet supported by bench: use --runner direct")
-        return 2
     args.output_dir = str(pathlib.Path(args.output_dir).resolve())
     try:
         check_kafka(settings.kafka_bootstrap_servers)

@@ -193,3 +193,16 @@ def test_render_ends_in_exactly_one_json_line_with_every_figure():
     assert "start-up (launch → first row in PostgreSQL): 15.00 s" in text
     assert "30.0 s  java ExpansionService [11]" in text
     assert "n/a s  postgres server" in text
+
+
+def test_beamline_runs_on_the_chosen_runner_with_the_users_extra_flags(tmp_path):
+    from beam_pipeline import bench
+    from beam_pipeline.settings import StackSettings
+
+    parser = bench._parser(StackSettings.from_env({"BEAMLINE_HOME": str(tmp_path)}))
+    args = bench.parse_args(parser, ["--runner", "flink", "--streaming"])
+    report = {"offsets_before": {"0": 5}, "offsets_after": {"0": 9}}
+    command = bench._beamline_command(args, "r1", "bench_r1", report)
+    assert command[1:4] == ["-m", "run", "--runner=FlinkRunner"]
+    assert "--kafka_start_offsets=0=5" in command and "--kafka_stop_offsets=0=9" in command
+    assert command[-1] == "--streaming"
