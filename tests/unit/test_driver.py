@@ -151,6 +151,8 @@ def test_the_flink_preset_names_the_job_server_the_pom_builds():
     ]
     bounded = runners.preset_flags("FlinkRunner", ["--flink_job_server_jar=/x.jar"], False)
     assert not [f for f in bounded if "checkpoint" in f or "state_backend" in f]
+    assert "--streaming" in bounded  # Flink's batch mode: 7x slower on the same backlog
+    assert "--streaming" not in runners.preset_flags("PrismRunner", ["--prism_location=/p"], False)
     given = ["--flink_job_server_jar=/x.jar", "--checkpointing_interval=1000"]
     assert "--checkpointing_interval=5000" not in runners.preset_flags("FlinkRunner", given, True)
     assert runners.preset_flags("DirectRunner", [], False) == []
