@@ -32,6 +32,24 @@ from tests.procnet import LOOPBACK, listening_sockets
 pytestmark = pytest.mark.integration
 
 
+def _production_graph(stack, tmp_path):
+    """The graph with the production sinks, expanded by a service started for it:
+    the pipeline proto, and the (stopped) service, whose log the caller may read."""
+    service = JavaExpansionService(tmp_path / "logs").start()
+    try:
+        sinks = production_sinks(
+            str(tmp_path / "out"),
+            jdbc_target(stack),
+            service.address,
+            stack.kafka_bootstrap_servers,
+        )
+        pipeline = beam.Pipeline(runner="FnApiRunner")
+        build_graph(pipeline, beam.Create([]), GraphParams(run_id="x"), sinks)
+        return pipeline.to_runner_api(), service
+    finally:
+        service.stop()
+
+
 def test_each_cross_language_transform_fetches_at_most_one_artifact(stack, tmp_path, monkeypatch):
     fetched = []
     resolve = artifact_service.resolve_artifacts
@@ -42,16 +60,7 @@ def test_each_cross_language_transform_fetches_at_most_one_artifact(stack, tmp_p
         return stored
 
     monkeypatch.setattr(artifact_service, "resolve_artifacts", counted)
-    service = JavaExpansionService(tmp_path / "logs").start()
-    try:
-        target = jdbc_target(stack)
-        sinks = production_sinks(
-            str(tmp_path / "out"), target, service.address, stack.kafka_bootstrap_servers
-        )
-        pipeline = beam.Pipeline(runner="FnApiRunner")
-        build_graph(pipeline, beam.Create([]), GraphParams(run_id="x"), sinks)
-    finally:
-        service.stop()
+    _production_graph(stack, tmp_path)
     assert fetched, "no cross-language transform was expanded"
     assert max(fetched) == 1, fetched
 
@@ -61,17 +70,7 @@ def test_the_password_is_in_no_expanded_transform_and_no_log(stack, tmp_path):
     # pipeline every runner receives, in the service's debug log.  The JDBC writer's
     # payload names the file instead, which the worker reads when it connects.
     passwords = (stack.pg_password().encode(), stack.writer_password().encode())
-    service = JavaExpansionService(tmp_path / "logs").start()
-    try:
-        target = jdbc_target(stack)
-        sinks = production_sinks(
-            str(tmp_path / "out"), target, service.address, stack.kafka_bootstrap_servers
-        )
-        pipeline = beam.Pipeline(runner="FnApiRunner")
-        build_graph(pipeline, beam.Create([]), GraphParams(run_id="x"), sinks)
-        graph = pipeline.to_runner_api()
-    finally:
-        service.stop()
+    graph, service = _production_graph(stack, tmp_path)
     proto = graph.SerializeToString()
     writers = [
         t.unique_name

@@ -70,17 +70,21 @@ def test_a_row_within_every_limit_passes():
     assert violations(TABLE, edge) == []
 
 
+def _conformed(p, rows):
+    return (
+        p
+        | beam.Create(rows)
+        | ConformToSinks(
+            TABLE,
+            lambda row, stage, reason, detail: row_dead_letter(row, stage, reason, detail, "r"),
+        )
+    )
+
+
 def test_refused_rows_leave_as_dead_letters_with_their_coordinates(pipeline):
     rows = [GOOD, GOOD._replace(event_id="e2", note="\x00", kafka_offset=5)]
     with pipeline as p:
-        out = (
-            p
-            | beam.Create(rows)
-            | ConformToSinks(
-                TABLE,
-                lambda row, stage, reason, detail: row_dead_letter(row, stage, reason, detail, "r"),
-            )
-        )
+        out = _conformed(p, rows)
         assert_that(
             out.rows | "Ids" >> beam.Map(lambda r: r.event_id), equal_to(["e1"]), label="Ok"
         )
@@ -102,14 +106,7 @@ class _Unjudgeable(str):
 def test_a_row_the_check_cannot_judge_is_a_dead_letter_not_a_failed_bundle(pipeline):
     rows = [GOOD, GOOD._replace(event_id="e3", payload=_Unjudgeable('{"a":"b"}'), kafka_offset=8)]
     with pipeline as p:
-        out = (
-            p
-            | beam.Create(rows)
-            | ConformToSinks(
-                TABLE,
-                lambda row, stage, reason, detail: row_dead_letter(row, stage, reason, detail, "r"),
-            )
-        )
+        out = _conformed(p, rows)
         assert_that(
             out.rows | "Ids" >> beam.Map(lambda r: r.event_id), equal_to(["e1"]), label="Ok"
         )
