@@ -4,7 +4,7 @@
 project's own pure functions in the order the graph applies them, so its
 semantics cannot drift from the pipeline's:
 
-1. decode with ``CONTRACT.decoder(value_format)`` (as ``DecodeFn`` does);
+1. decode with ``decode.decoder_for(CONTRACT, value_format)`` (as ``DecodeFn`` does);
 2. validate with the check ``compile_schema`` builds from the contract's JSON
    Schema, and name the violations with ``jsonschema`` and ``describe_errors``
    only for a rejected event (as ``ValidateEventsFn`` does);
@@ -55,9 +55,8 @@ from schemas.customer_events import (
     to_customer_event,
     to_event_type_count,
 )
+from schemas.records import DeadLetter, Duplicate, KafkaRecord, dead_letter, row_dead_letter
 from transforms import conform, decode, normalise, validate
-from transforms.dedup import Duplicate
-from transforms.records import DeadLetter, KafkaRecord, dead_letter, row_dead_letter
 from transforms.sinks import arrow_schema
 
 __all__ = [
@@ -152,7 +151,7 @@ class RecordStep:
             raise ValueError("the benchmark's step keeps first copies only (drop_later_copies)")
         schema = load_schema()
         self._run_id = run_id
-        self._decoder = CONTRACT.decoder(value_format)
+        self._decoder = decode.decoder_for(CONTRACT, value_format)
         # As the graph passes it to NormaliseEvents: the raw-bytes scan for JSON only.
         self._may_hold_nul = normalise.json_may_hold_nul if value_format == "json" else None
         self._is_valid = validate.compile_schema(schema)

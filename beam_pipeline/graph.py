@@ -40,18 +40,18 @@ from schemas.customer_events import (
     to_customer_event,
     to_event_type_count,
 )
-from transforms.aggregate import LATE_TAG, CountPerWindow, LateArrival
-from transforms.conform import ConformToSinks
-from transforms.decode import Decode
-from transforms.dedup import DUPLICATES_TAG, DeduplicateById
-from transforms.kafka_io import WriteDeadLettersToKafka
-from transforms.normalise import NormaliseEvents, json_may_hold_nul
-from transforms.records import (
+from schemas.records import (
     DEAD_LETTER_TAG,
     DeadLetter,
     StageCount,
     row_dead_letter,
 )
+from transforms.aggregate import LATE_TAG, CountPerWindow, LateArrival
+from transforms.conform import ConformToSinks
+from transforms.decode import Decode, decoder_for
+from transforms.dedup import DUPLICATES_TAG, DeduplicateById
+from transforms.kafka_io import WriteDeadLettersToKafka
+from transforms.normalise import NormaliseEvents, json_may_hold_nul
 from transforms.sinks import JdbcTarget, WriteParquetFiles, WriteToPostgres, upsert_statement
 from transforms.validate import ValidateEvents
 
@@ -181,7 +181,7 @@ def build_graph(
     """Applies the customer-events graph to ``pipeline``; ``source`` yields ``KafkaRecord``."""
     run_id = params.run_id
     records = pipeline | "ReadRecords" >> source
-    decoded = records | "Decode" >> Decode(CONTRACT.decoder(params.value_format), run_id)
+    decoded = records | "Decode" >> Decode(decoder_for(CONTRACT, params.value_format), run_id)
     validated = decoded.decoded | "Validate" >> ValidateEvents(load_schema(), run_id)
     normalised = validated.valid | "Normalise" >> NormaliseEvents(
         to_customer_event,

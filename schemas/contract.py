@@ -39,9 +39,8 @@ import typing
 
 from apache_beam import coders
 
-from transforms.decode import AvroDecoder, ConfluentAvroDecoder, decode_json_object
-from transforms.normalise import canonical_json, event_time_ms
-from transforms.records import KafkaRecord
+from schemas.records import KafkaRecord
+from schemas.values import canonical_json, event_time_ms
 
 __all__ = [
     "Aggregate",
@@ -391,19 +390,10 @@ class Contract:
 
     VALUE_FORMATS = ("json", "avro", "avro_confluent")
 
-    def decoder(self, value_format: str):
-        """The decoder of this dataset's values in ``value_format`` (one of ``VALUE_FORMATS``)."""
-        if value_format == "json":
-            return decode_json_object
-        absent_if_null = [f.name for f in self.fields if not f.required and not f.nullable]
-        avro = AvroDecoder(self.avro_schema(), absent_if_null)
-        if value_format == "avro":
-            return avro
-        if value_format == "avro_confluent":
-            if self.confluent_schema_id is None:
-                raise ContractError(f"{self.name} has no Confluent schema id")
-            return ConfluentAvroDecoder({self.confluent_schema_id: avro})
-        raise ContractError(f"value format must be one of {', '.join(self.VALUE_FORMATS)}")
+    def avro_absent_if_null(self) -> list[str]:
+        """Top-level fields that are optional but not nullable: Avro cannot say
+        "absent", so a null read for one of them means the key is absent."""
+        return [f.name for f in self.fields if not f.required and not f.nullable]
 
     def row_type(self) -> type:
         """The main table's row: the declared columns, then the envelope (built once)."""

@@ -11,7 +11,7 @@ changed, or one the contract no longer has.  Those need a person.
 # No `from __future__ import annotations`: Table holds NamedTuple row types.
 import typing
 
-from transforms.row_types import unwrap_optional
+from schemas.row_types import unwrap_optional
 
 __all__ = ["NonAdditiveChange", "create_statement", "expected_columns", "plan_migration"]
 

@@ -11,8 +11,7 @@ The column order of each upsert is the field order of its row type
 
 from schemas.contract import Table
 from schemas.customer_events import CONTRACT, EventTypeCount
-from transforms.dedup import Duplicate
-from transforms.records import DeadLetter, StageCount
+from schemas.records import DeadLetter, Duplicate, StageCount
 
 __all__ = ["ALL", "COUNTS", "DEAD_LETTERS", "DUPLICATE_LOG", "EVENTS", "STAGE_COUNTS", "Table"]
 

@@ -38,8 +38,8 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from schemas import ddl
+from schemas.records import DEAD_LETTER_TAG
 from transforms.normalise import find_nul
-from transforms.records import DEAD_LETTER_TAG
 
 __all__ = ["ConformToSinks", "KEY_TEXT_BYTES", "STAGE", "TEXT_BYTES", "Violation", "violations"]
 

@@ -52,7 +52,8 @@ import apache_beam as beam
 import fastavro
 from apache_beam.metrics import Metrics
 
-from transforms.records import DEAD_LETTER_TAG, KafkaRecord, dead_letter
+from schemas.contract import Contract, ContractError
+from schemas.records import DEAD_LETTER_TAG, KafkaRecord, dead_letter
 
 __all__ = [
     "AvroDecoder",
@@ -64,6 +65,7 @@ __all__ = [
     "DecodeJsonFn",
     "MAX_VALUE_BYTES",
     "decode_json_object",
+    "decoder_for",
 ]
 
 STAGE = "decode"
@@ -261,3 +263,17 @@ class DecodeJson(Decode):
 
     def __init__(self, run_id: str):
         super().__init__(decode_json_object, run_id)
+
+
+def decoder_for(contract: Contract, value_format: str):
+    """The decoder of ``contract``'s values in ``value_format`` (``Contract.VALUE_FORMATS``)."""
+    if value_format == "json":
+        return decode_json_object
+    avro = AvroDecoder(contract.avro_schema(), contract.avro_absent_if_null())
+    if value_format == "avro":
+        return avro
+    if value_format == "avro_confluent":
+        if contract.confluent_schema_id is None:
+            raise ContractError(f"{contract.name} has no Confluent schema id")
+        return ConfluentAvroDecoder({contract.confluent_schema_id: avro})
+    raise ContractError(f"value format must be one of {', '.join(contract.VALUE_FORMATS)}")

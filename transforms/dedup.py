@@ -20,27 +20,12 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Duration
 
+from schemas.records import Duplicate
 from transforms import keyed_bundles, state_weight
 
-__all__ = ["DUPLICATES_TAG", "DeduplicateById", "Duplicate"]
+__all__ = ["DUPLICATES_TAG", "DeduplicateById"]
 
 DUPLICATES_TAG = "duplicates"
-
-
-class Duplicate(typing.NamedTuple):
-    """A dropped copy: where it was read, and which kept copy it repeated."""
-
-    event_id: str
-    kafka_topic: str
-    kafka_partition: int
-    kafka_offset: int
-    kafka_timestamp_ms: int
-    kept_partition: int
-    kept_offset: int
-    run_id: str
-
-
-coders.registry.register_coder(Duplicate, coders.RowCoder)
 
 
 class _OneCopyPerIdFn(beam.DoFn):

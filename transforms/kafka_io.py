@@ -15,7 +15,7 @@ from apache_beam.io.kafka import ReadFromKafka
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.external import ExternalTransform, NamedTupleBasedPayloadBuilder
 
-from transforms.records import DeadLetter, KafkaRecord
+from schemas.records import DeadLetter, KafkaRecord
 
 __all__ = [
     "HEADERS_WRITE_URN",

@@ -17,15 +17,14 @@ was read with: windows and dedup expiry follow the event, not the transport.
 
 from __future__ import annotations
 
-import datetime
-import json
 import typing
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import TimestampedValue
 
-from transforms.records import DEAD_LETTER_TAG, KafkaRecord, dead_letter
+from schemas.records import DEAD_LETTER_TAG, KafkaRecord, dead_letter
+from schemas.values import NormaliseError, canonical_json, event_time_ms
 
 __all__ = [
     "NormaliseError",
@@ -38,34 +37,6 @@ __all__ = [
 ]
 
 STAGE = "normalise"
-
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-_MILLISECOND = datetime.timedelta(milliseconds=1)
-
-
-class NormaliseError(ValueError):
-    """A valid event that cannot become a row; ``reason`` is a stable code."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-def event_time_ms(text: str) -> int:
-    """ISO-8601 text with an offset (``…Z`` or ``…+02:00``) → epoch milliseconds (UTC).
-
-    Raises:
-      NormaliseError: not a real instant, or no UTC offset (a naive time has no
-        single meaning).
-    """
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except (TypeError, ValueError) as e:
-        raise NormaliseError("bad_timestamp", f"{text!r}: {e}") from None
-    if moment.utcoffset() is None:
-        raise NormaliseError("bad_timestamp", f"{text!r} has no UTC offset")
-    return (moment - _EPOCH) // _MILLISECOND
 
 
 def find_nul(value, path: str = "$") -> str | None:
@@ -179,8 +150,3 @@ class NormaliseEvents(beam.PTransform):
         return valid | "Normalise" >> beam.ParDo(self._fn).with_output_types(
             self._row_type
         ).with_outputs(DEAD_LETTER_TAG, main="rows")
-
-
-def canonical_json(event: dict) -> str:
-    """The event as compact JSON text, non-ASCII kept: what a ``jsonb`` column stores."""
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

@@ -18,7 +18,7 @@ from apache_beam.transforms import window
 from apache_beam.transforms.external import ExternalTransform, NamedTupleBasedPayloadBuilder
 from apache_beam.utils.timestamp import Timestamp
 
-from transforms.row_types import unwrap_optional
+from schemas.row_types import unwrap_optional
 
 __all__ = [
     "POSTGRES_UPSERT_URN",

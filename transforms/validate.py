@@ -46,7 +46,7 @@ from apache_beam.metrics import Metrics
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
 
-from transforms.records import DEAD_LETTER_TAG, KafkaRecord, dead_letter
+from schemas.records import DEAD_LETTER_TAG, KafkaRecord, dead_letter
 
 __all__ = [
     "UnsupportedSchemaError",

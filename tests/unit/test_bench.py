@@ -8,7 +8,7 @@ from beam_pipeline.bench import BeamlineRun, baseline_problems, build_figures, r
 from beam_pipeline.bench_baselines import RecordStep, copy_text, run_memory_baseline
 from beam_pipeline.event_producer import generate
 from beam_pipeline.reconcile import Check
-from transforms.records import KafkaRecord
+from schemas.records import KafkaRecord
 
 pytestmark = pytest.mark.unit
 

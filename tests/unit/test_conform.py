@@ -7,8 +7,8 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from schemas.contract import Table
+from schemas.records import DEAD_LETTER_TAG, row_dead_letter
 from transforms.conform import KEY_TEXT_BYTES, ConformToSinks, violations
-from transforms.records import DEAD_LETTER_TAG, row_dead_letter
 
 pytestmark = pytest.mark.unit
 

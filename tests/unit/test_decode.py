@@ -8,6 +8,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from schemas.records import DEAD_LETTER_TAG, DeadLetter, KafkaRecord
 from transforms.decode import (
     MAX_VALUE_BYTES,
     DecodeError,
@@ -15,8 +16,8 @@ from transforms.decode import (
     DecodeJson,
     DecodeJsonFn,
     decode_json_object,
+    decoder_for,
 )
-from transforms.records import DEAD_LETTER_TAG, DeadLetter, KafkaRecord
 
 pytestmark = pytest.mark.unit
 
@@ -145,7 +146,7 @@ def _avro_value(confluent=False):
 def _decoder(value_format):
     from schemas.customer_events import CONTRACT
 
-    return CONTRACT.decoder(value_format)
+    return decoder_for(CONTRACT, value_format)
 
 
 def test_avro_decodes_the_contracts_events_exactly():

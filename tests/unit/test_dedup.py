@@ -8,7 +8,8 @@ from apache_beam.testing import test_stream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
-from transforms.dedup import DUPLICATES_TAG, DeduplicateById, Duplicate
+from schemas.records import Duplicate
+from transforms.dedup import DUPLICATES_TAG, DeduplicateById
 
 pytestmark = pytest.mark.unit
 

@@ -17,7 +17,7 @@ from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipeline.event_producer import generate
 from beam_pipeline.graph import GraphParams, build_graph
-from transforms.records import KafkaRecord
+from schemas.records import KafkaRecord
 
 pytestmark = pytest.mark.unit
 

@@ -10,6 +10,7 @@ from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipeline.event_producer import generate
 from schemas.customer_events import CustomerEventsRow, to_customer_event
+from schemas.records import DEAD_LETTER_TAG, DeadLetter, KafkaRecord
 from transforms.decode import decode_json_object
 from transforms.normalise import (
     NormaliseError,
@@ -18,7 +19,6 @@ from transforms.normalise import (
     event_time_ms,
     json_may_hold_nul,
 )
-from transforms.records import DEAD_LETTER_TAG, DeadLetter, KafkaRecord
 
 pytestmark = pytest.mark.unit
 

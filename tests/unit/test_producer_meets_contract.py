@@ -5,7 +5,7 @@ import pytest
 
 from beam_pipeline.event_producer import generate
 from schemas.customer_events import CONTRACT, load_schema
-from transforms.decode import DecodeError
+from transforms.decode import DecodeError, decoder_for
 from transforms.validate import compile_schema
 
 pytestmark = pytest.mark.unit
@@ -27,7 +27,7 @@ def test_every_label_matches_what_decode_and_validate_decide(value_format):
         out_of_order_ratio=0.05,
         value_format=value_format,
     )
-    decode = CONTRACT.decoder(value_format)
+    decode = decoder_for(CONTRACT, value_format)
     verdicts = []
     for (_, value, _), label in zip(batch.messages, batch.labels, strict=True):
         try:

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
+from schemas.records import PIPELINE_VERSION, KafkaRecord, dead_letter, preview
 from transforms.kafka_io import MAX_DEAD_LETTER_MESSAGE_BYTES, dead_letter_message
-from transforms.records import PIPELINE_VERSION, KafkaRecord, dead_letter, preview
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,7 @@ import pytest
 from beam_pipeline import driver
 from beam_pipeline.settings import MissingPasswordError, StackSettings
 from schemas import tables
-from transforms.records import DeadLetter
+from schemas.records import DeadLetter
 from transforms.sinks import JdbcTarget, arrow_schema, upsert_statement
 
 pytestmark = pytest.mark.unit

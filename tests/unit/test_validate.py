@@ -12,8 +12,8 @@ from jsonschema import Draft7Validator, Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from schemas.customer_events import load_schema
+from schemas.records import DEAD_LETTER_TAG, DeadLetter, KafkaRecord
 from transforms.decode import DecodeJson
-from transforms.records import DEAD_LETTER_TAG, DeadLetter, KafkaRecord
 from transforms.validate import (
     UnsupportedSchemaError,
     ValidateEvents,

@@ -1,6 +1,8 @@
-"""Typed rows shared by every stage: a Kafka record and a dead letter.
+"""The pipeline's own typed rows, whatever the dataset: a Kafka record as read, a
+dead letter, a logged duplicate, a stage count; and the pure functions that build
+dead letters.
 
-Both are ``typing.NamedTuple`` rows registered with ``RowCoder``, so they cross
+All are ``typing.NamedTuple`` rows registered with ``RowCoder``, so they cross
 runner and language boundaries with a schema (the Java sinks require that).
 """
 
@@ -13,6 +15,7 @@ from apache_beam import coders
 __all__ = [
     "DEAD_LETTER_TAG",
     "DeadLetter",
+    "Duplicate",
     "KafkaRecord",
     "PIPELINE_VERSION",
     "StageCount",
@@ -76,8 +79,22 @@ class StageCount(typing.NamedTuple):
     run_id: str
 
 
+class Duplicate(typing.NamedTuple):
+    """A dropped copy: where it was read, and which kept copy it repeated."""
+
+    event_id: str
+    kafka_topic: str
+    kafka_partition: int
+    kafka_offset: int
+    kafka_timestamp_ms: int
+    kept_partition: int
+    kept_offset: int
+    run_id: str
+
+
 coders.registry.register_coder(KafkaRecord, coders.RowCoder)
 coders.registry.register_coder(DeadLetter, coders.RowCoder)
+coders.registry.register_coder(Duplicate, coders.RowCoder)
 coders.registry.register_coder(StageCount, coders.RowCoder)
 
 

@@ -1,0 +1,44 @@
+"""How the contracts' values are written down: event times as epoch milliseconds,
+payloads as canonical JSON.  Pure functions, no Beam: declarations and transforms
+share them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+__all__ = ["NormaliseError", "canonical_json", "event_time_ms"]
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_MILLISECOND = datetime.timedelta(milliseconds=1)
+
+
+class NormaliseError(ValueError):
+    """A valid event that cannot become a row; ``reason`` is a stable code."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def event_time_ms(text: str) -> int:
+    """ISO-8601 text with an offset (``…Z`` or ``…+02:00``) → epoch milliseconds (UTC).
+
+    Raises:
+      NormaliseError: not a real instant, or no UTC offset (a naive time has no
+        single meaning).
+    """
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except (TypeError, ValueError) as e:
+        raise NormaliseError("bad_timestamp", f"{text!r}: {e}") from None
+    if moment.utcoffset() is None:
+        raise NormaliseError("bad_timestamp", f"{text!r} has no UTC offset")
+    return (moment - _EPOCH) // _MILLISECOND
+
+
+def canonical_json(event: dict) -> str:
+    """The event as compact JSON text, non-ASCII kept: what a ``jsonb`` column stores."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
