@@ -507,8 +507,12 @@ def _paths(value, prefix=()):
 
 @st.composite
 def _near_valid_events(draw):
-    """A valid event (hand-written or generated) with zero to three random mutations."""
-    event = draw(st.just(None).map(lambda _: valid_event()) | _conforming(SCHEMA))
+    """A valid event (hand-written or generated) with zero to three random mutations.
+
+    Every drawn value is copied before it is mutated or mutated into: ``_EDGES``
+    samples the same ``[]`` and ``{}`` objects every time, and a mutation of one of
+    them changed what later draws produced (hypothesis: FlakyStrategyDefinition)."""
+    event = copy.deepcopy(draw(st.just(None).map(lambda _: valid_event()) | _conforming(SCHEMA)))
     for _ in range(draw(st.integers(0, 3))):
         path = draw(st.sampled_from(list(_paths(event))))
         parent = event
@@ -517,13 +521,13 @@ def _near_valid_events(draw):
         target = parent[path[-1]] if path else event
         operation = draw(st.sampled_from(["replace", "delete", "add_key"]))
         if operation == "add_key" and isinstance(target, dict):
-            target[draw(st.text(max_size=6) | st.sampled_from(list(SCHEMA["properties"])))] = draw(
-                _EDGES | _JSON
+            target[draw(st.text(max_size=6) | st.sampled_from(list(SCHEMA["properties"])))] = (
+                copy.deepcopy(draw(_EDGES | _JSON))
             )
         elif operation == "delete" and path:
             del parent[path[-1]]
         elif path:
-            parent[path[-1]] = draw(_EDGES | _JSON)
+            parent[path[-1]] = copy.deepcopy(draw(_EDGES | _JSON))
     return event
 
 
