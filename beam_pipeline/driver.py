@@ -25,10 +25,10 @@ from beam_pipeline import loopback_servers
 from beam_pipeline.graph import PARQUET_OUTPUTS, GraphParams, build_graph, production_sinks
 from beam_pipeline.java_services import ExpansionServiceError, JavaExpansionService
 from beam_pipeline.options import BeamlineOptions, Config, ConfigError, runner_name
-from beam_pipeline.reconcile import rows_so_far
+from beam_pipeline.preflight import ServiceUnavailable, check_kafka, check_postgres, commit_offsets
+from beam_pipeline.progress import rows_so_far
 from beam_pipeline.runners import RunnerSetupError, preset_flags, runner_flag
 from beam_pipeline.settings import MissingPasswordError, StackSettings
-from beam_pipeline.stack import ServiceUnavailable, check_kafka, check_postgres, commit_offsets
 from transforms.kafka_io import ReadKafkaRecords
 from transforms.sinks import JdbcTarget
 

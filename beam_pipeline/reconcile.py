@@ -48,6 +48,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from beam_pipeline.graph import DEAD_LETTER_TOPIC
 from beam_pipeline.identifiers import run_id_argument
+from beam_pipeline.progress import scalar
 from beam_pipeline.settings import StackSettings
 from schemas import tables
 from transforms.kafka_io import HEADER_PREFIX
@@ -212,25 +213,6 @@ def checks(terms: Terms, audit: OffsetAudit) -> list[Check]:
     ]
 
 
-def rows_so_far(settings: StackSettings, run_id: str) -> dict[str, int]:
-    """Rows the run has in each PostgreSQL output now: a progress line's numbers."""
-    queries = {
-        "events": f"SELECT count(*) FROM {tables.EVENTS.name} WHERE run_id = %s",
-        "dead_letters": f"SELECT count(*) FROM {tables.DEAD_LETTERS.name} WHERE run_id = %s",
-        "late": f"SELECT count(*) FROM {tables.DEAD_LETTERS.name} WHERE run_id = %s"
-        " AND stage = 'late'",
-        "duplicates": f"SELECT count(*) FROM {tables.DUPLICATE_LOG.name} WHERE run_id = %s",
-        "windowed": f"SELECT sum(event_count) FROM {tables.COUNTS.name} WHERE run_id = %s",
-    }
-    connection = psycopg2.connect(**settings.psycopg2_kwargs())
-    connection.set_session(readonly=True, autocommit=True)
-    try:
-        with connection.cursor() as cur:
-            return {name: _scalar(cur, sql, run_id) for name, sql in queries.items()}
-    finally:
-        connection.close()
-
-
 def _parquet(folder: pathlib.Path) -> int:
     """Rows of the Parquet files in ``folder``; 0 if none."""
     return sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(folder.glob("*.parquet")))
@@ -318,11 +300,6 @@ def count_dead_letter_messages(bootstrap_servers: str, topic: str, run_id: str) 
         consumer.close()
 
 
-def _scalar(cursor, sql: str, run_id: str) -> int:
-    cursor.execute(sql, (run_id,))
-    return int(cursor.fetchone()[0] or 0)
-
-
 def gather(
     run_id: str, report: dict, output_dir: pathlib.Path, settings: StackSettings
 ) -> tuple[Terms, OffsetAudit]:
@@ -335,18 +312,16 @@ def gather(
     try:
         with connection.cursor() as cur:
             q = "WHERE run_id = %s"
-            valid_unique = _scalar(
-                cur, f"SELECT count(DISTINCT event_id) FROM {events} {q}", run_id
-            )
-            postgres_events = _scalar(cur, f"SELECT count(*) FROM {events} {q}", run_id)
-            duplicates = _scalar(cur, f"SELECT count(*) FROM {dups} {q}", run_id)
+            valid_unique = scalar(cur, f"SELECT count(DISTINCT event_id) FROM {events} {q}", run_id)
+            postgres_events = scalar(cur, f"SELECT count(*) FROM {events} {q}", run_id)
+            duplicates = scalar(cur, f"SELECT count(*) FROM {dups} {q}", run_id)
             not_late, is_late = f"{q} AND stage <> 'late'", f"{q} AND stage = 'late'"
-            dead_letters = _scalar(cur, f"SELECT count(*) FROM {dead} {not_late}", run_id)
-            late = _scalar(cur, f"SELECT count(*) FROM {dead} {is_late}", run_id)
-            gold_total = _scalar(cur, f"SELECT sum(event_count) FROM {counts} {q}", run_id)
+            dead_letters = scalar(cur, f"SELECT count(*) FROM {dead} {not_late}", run_id)
+            late = scalar(cur, f"SELECT count(*) FROM {dead} {is_late}", run_id)
+            gold_total = scalar(cur, f"SELECT sum(event_count) FROM {counts} {q}", run_id)
             stages = f"SELECT sum(record_count) FROM {tables.STAGE_COUNTS.name} {q} AND stage = "
-            stage_read = _scalar(cur, stages + "'read'", run_id)
-            stage_late = _scalar(cur, stages + "'late'", run_id)
+            stage_read = scalar(cur, stages + "'read'", run_id)
+            stage_late = scalar(cur, stages + "'late'", run_id)
             cur.execute(_UNBALANCED_WINDOWS, {"run": run_id})
             unbalanced_windows = int(cur.fetchone()[0])
             columns = "SELECT kafka_topic, kafka_partition, kafka_offset FROM"

@@ -11,13 +11,18 @@ import argparse
 import logging
 import sys
 import time
-import typing
 
 import psycopg2
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg2 import sql
 
+from beam_pipeline.preflight import (
+    ServiceUnavailable,
+    admin_client,
+    check_kafka,
+    check_postgres,
+    commit_offsets,
+)
 from beam_pipeline.settings import StackSettings
 from schemas.ddl import NonAdditiveChange, plan_migration
 
@@ -38,67 +43,16 @@ _LOG = logging.getLogger(__name__)
 TOPICS = ("customer_events", "customers", "dead_letters")
 
 
-class ServiceUnavailable(RuntimeError):
-    """A service of the local stack does not answer; the message says what to do."""
-
-
-def _admin(bootstrap_servers: str) -> AdminClient:
-    # librdkafka logs every refused connection to stderr; the checks below turn an
-    # unreachable broker into one line of their own instead.
-    return AdminClient(
-        {"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 5000, "log_level": 0}
-    )
-
-
-def check_kafka(bootstrap_servers: str, timeout_s: float = 5.0) -> None:
-    """Raises ServiceUnavailable unless a broker answers at ``bootstrap_servers``."""
-    try:
-        _admin(bootstrap_servers).list_topics(timeout=timeout_s)
-    except KafkaException as e:
-        raise ServiceUnavailable(
-            f"Kafka does not answer at {bootstrap_servers} ({e.args[0].str()}): "
-            "start it with ./run_local.sh start"
-        ) from None
-
-
-def check_postgres(settings: StackSettings) -> None:
-    """Raises ServiceUnavailable unless PostgreSQL accepts Beamline's login."""
-    try:
-        psycopg2.connect(connect_timeout=5, **settings.psycopg2_kwargs()).close()
-    except psycopg2.OperationalError as e:
-        first_line = str(e).strip().splitlines()[0]
-        raise ServiceUnavailable(
-            f"PostgreSQL does not accept connections at {settings.pg_host}:{settings.pg_port} "
-            f"({first_line}): start it with ./run_local.sh start"
-        ) from None
-
-
 def delete_topics(bootstrap_servers: str, topics) -> None:
     """Deletes ``topics`` and waits for the broker to confirm."""
-    admin = _admin(bootstrap_servers)  # must outlive its futures
+    admin = admin_client(bootstrap_servers)  # must outlive its futures
     for future in admin.delete_topics(list(topics)).values():
-        future.result(timeout=30)
-
-
-def commit_offsets(
-    bootstrap_servers: str, group: str, topic: str, offsets: typing.Mapping[int, int]
-) -> None:
-    """Sets ``group``'s committed offsets on ``topic``: where a consumer of that group starts.
-
-    ``offsets`` maps partition → the next offset to read.  The group must have no
-    active member (a new group per run has none).
-    """
-    admin = _admin(bootstrap_servers)
-    request = ConsumerGroupTopicPartitions(
-        group, [TopicPartition(topic, p, o) for p, o in sorted(offsets.items())]
-    )
-    for future in admin.alter_consumer_group_offsets([request]).values():
         future.result(timeout=30)
 
 
 def create_topics(bootstrap_servers: str, topics=TOPICS, partitions: int = 3) -> list[str]:
     """Creates the missing topics; returns the names it created."""
-    admin = _admin(bootstrap_servers)
+    admin = admin_client(bootstrap_servers)
     existing = set(admin.list_topics(timeout=10).topics)
     missing = [t for t in topics if t not in existing]
     if not missing:

@@ -28,7 +28,7 @@ import time
 import uuid
 
 from beam_pipeline.event_producer import generate, send_batch
-from beam_pipeline.reconcile import rows_so_far
+from beam_pipeline.progress import rows_so_far
 from beam_pipeline.settings import REPO_ROOT, StackSettings
 from beam_pipeline.stack import create_topics, delete_topics
 

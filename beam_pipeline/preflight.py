@@ -1,0 +1,75 @@
+"""What the job checks before it builds a graph: that Kafka and PostgreSQL answer,
+and where its consumer group starts.  Each failure is one line saying what to do.
+
+Part of the job (the driver imports it); the operator's stack administration
+(``beam_pipeline.stack``: topics, migrations) builds on it.
+"""
+
+from __future__ import annotations
+
+import typing
+
+import psycopg2
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from beam_pipeline.settings import StackSettings
+
+__all__ = [
+    "ServiceUnavailable",
+    "admin_client",
+    "check_kafka",
+    "check_postgres",
+    "commit_offsets",
+]
+
+
+class ServiceUnavailable(RuntimeError):
+    """A service of the local stack does not answer; the message says what to do."""
+
+
+def admin_client(bootstrap_servers: str) -> AdminClient:
+    # librdkafka logs every refused connection to stderr; the checks below turn an
+    # unreachable broker into one line of their own instead.
+    return AdminClient(
+        {"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 5000, "log_level": 0}
+    )
+
+
+def check_kafka(bootstrap_servers: str, timeout_s: float = 5.0) -> None:
+    """Raises ServiceUnavailable unless a broker answers at ``bootstrap_servers``."""
+    try:
+        admin_client(bootstrap_servers).list_topics(timeout=timeout_s)
+    except KafkaException as e:
+        raise ServiceUnavailable(
+            f"Kafka does not answer at {bootstrap_servers} ({e.args[0].str()}): "
+            "start it with ./run_local.sh start"
+        ) from None
+
+
+def check_postgres(settings: StackSettings) -> None:
+    """Raises ServiceUnavailable unless PostgreSQL accepts Beamline's login."""
+    try:
+        psycopg2.connect(connect_timeout=5, **settings.psycopg2_kwargs()).close()
+    except psycopg2.OperationalError as e:
+        first_line = str(e).strip().splitlines()[0]
+        raise ServiceUnavailable(
+            f"PostgreSQL does not accept connections at {settings.pg_host}:{settings.pg_port} "
+            f"({first_line}): start it with ./run_local.sh start"
+        ) from None
+
+
+def commit_offsets(
+    bootstrap_servers: str, group: str, topic: str, offsets: typing.Mapping[int, int]
+) -> None:
+    """Sets ``group``'s committed offsets on ``topic``: where a consumer of that group starts.
+
+    ``offsets`` maps partition → the next offset to read.  The group must have no
+    active member (a new group per run has none).
+    """
+    admin = admin_client(bootstrap_servers)
+    request = ConsumerGroupTopicPartitions(
+        group, [TopicPartition(topic, p, o) for p, o in sorted(offsets.items())]
+    )
+    for future in admin.alter_consumer_group_offsets([request]).values():
+        future.result(timeout=30)

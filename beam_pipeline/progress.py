@@ -1,0 +1,38 @@
+"""What a running job has written so far: the numbers of its progress line.
+
+Read from the PostgreSQL tables by run id (Prism and Flink report counters only when
+a job ends).  Part of the job; the reconciliation reads the same way.
+"""
+
+from __future__ import annotations
+
+import psycopg2
+
+from beam_pipeline.settings import StackSettings
+from schemas import tables
+
+__all__ = ["rows_so_far", "scalar"]
+
+
+def rows_so_far(settings: StackSettings, run_id: str) -> dict[str, int]:
+    """Rows the run has in each PostgreSQL output now: a progress line's numbers."""
+    queries = {
+        "events": f"SELECT count(*) FROM {tables.EVENTS.name} WHERE run_id = %s",
+        "dead_letters": f"SELECT count(*) FROM {tables.DEAD_LETTERS.name} WHERE run_id = %s",
+        "late": f"SELECT count(*) FROM {tables.DEAD_LETTERS.name} WHERE run_id = %s"
+        " AND stage = 'late'",
+        "duplicates": f"SELECT count(*) FROM {tables.DUPLICATE_LOG.name} WHERE run_id = %s",
+        "windowed": f"SELECT sum(event_count) FROM {tables.COUNTS.name} WHERE run_id = %s",
+    }
+    connection = psycopg2.connect(**settings.psycopg2_kwargs())
+    connection.set_session(readonly=True, autocommit=True)
+    try:
+        with connection.cursor() as cur:
+            return {name: scalar(cur, sql, run_id) for name, sql in queries.items()}
+    finally:
+        connection.close()
+
+
+def scalar(cursor, sql: str, run_id: str) -> int:
+    cursor.execute(sql, (run_id,))
+    return int(cursor.fetchone()[0] or 0)
