@@ -20,32 +20,30 @@ release a key only when the primary bundle ends.
 
 from __future__ import annotations
 
-import threading
-
 from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_fn_api_pb2, beam_runner_api_pb2
 from apache_beam.runners.worker import bundle_processor
 
 __all__ = ["holds_user_state", "install", "installed"]
 
-_lock = threading.Lock()
 _beam_try_split = bundle_processor.BundleProcessor.try_split
 
 
-_stateful_descriptors: dict[str, bool] = {}
-
-
 def holds_user_state(processor: bundle_processor.BundleProcessor) -> bool:
-    """Whether a ParDo of the bundle's descriptor declares state or timers."""
-    descriptor = processor.process_bundle_descriptor
-    known = _stateful_descriptors.get(descriptor.id)
+    """Whether a ParDo of the bundle's descriptor declares state or timers.
+
+    Kept on the processor, which the worker reuses for every bundle of its
+    descriptor (descriptor ids repeat across the jobs a worker runs: no global cache).
+    """
+    known = getattr(processor, "_beamline_holds_user_state", None)
     if known is None:
-        known = False
-        for transform in descriptor.transforms.values():
-            if transform.spec.urn == common_urns.primitives.PAR_DO.urn:
-                pardo = beam_runner_api_pb2.ParDoPayload.FromString(transform.spec.payload)
-                known = known or bool(pardo.state_specs or pardo.timer_family_specs)
-        _stateful_descriptors[descriptor.id] = known
+        pardos = (
+            beam_runner_api_pb2.ParDoPayload.FromString(t.spec.payload)
+            for t in processor.process_bundle_descriptor.transforms.values()
+            if t.spec.urn == common_urns.primitives.PAR_DO.urn
+        )
+        known = any(p.state_specs or p.timer_family_specs for p in pardos)
+        processor._beamline_holds_user_state = known
     return known
 
 
@@ -57,8 +55,7 @@ def _try_split(self, bundle_split_request):
 
 def install() -> None:
     """Declines splits of stateful bundles in this worker process; idempotent."""
-    with _lock:
-        bundle_processor.BundleProcessor.try_split = _try_split
+    bundle_processor.BundleProcessor.try_split = _try_split
 
 
 def installed() -> bool:
