@@ -19,14 +19,12 @@ interface too (``jobservices.NewServer``) and takes no flag for it: not fixed he
 from __future__ import annotations
 
 import re
-import threading
 
 from grpc import _server
 
 __all__ = ["install", "installed", "loopback_address"]
 
 _ANY_HOST = re.compile(r"(\[::\]|0\.0\.0\.0|\*|)(:\d+)")
-_lock = threading.Lock()
 _original = _server._Server.add_insecure_port
 
 
@@ -43,8 +41,7 @@ def _add_insecure_port(self, address: str) -> int:
 def install() -> None:
     """Makes every gRPC server of this process that asks for all interfaces bind
     loopback; idempotent."""
-    with _lock:
-        _server._Server.add_insecure_port = _add_insecure_port
+    _server._Server.add_insecure_port = _add_insecure_port
 
 
 def installed() -> bool:

@@ -267,7 +267,7 @@ def dead_letter_message(letter: DeadLetter) -> KafkaMessage:
             f"key {len(key)} bytes, value {len(value)} bytes, cut to fit the topic; "
             "PostgreSQL and Parquet hold them whole"
         )
-        key = key[: room // 2] if len(key) > room // 2 else key
+        key = key[: room // 2]
         value = value[: room - len(key)]
     return KafkaMessage(
         key=key if letter.kafka_key is not None else None,

@@ -185,15 +185,20 @@ public final class PostgresUpsertRegistrar implements ExternalTransformRegistrar
 
     @Override
     public PDone expand(PCollection<Row> rows) {
-      Schema schema = rows.getSchema();
-      for (Schema.Field field : schema.getFields()) {
-        if (!SQL_TYPES.containsKey(field.getType().getTypeName())) {
+      // The SQL type of each column, in field order: resolved (and checked) once here,
+      // not per row on the worker.
+      List<Schema.Field> fields = rows.getSchema().getFields();
+      int[] sqlTypes = new int[fields.size()];
+      for (int i = 0; i < sqlTypes.length; i++) {
+        Integer sqlType = SQL_TYPES.get(fields.get(i).getType().getTypeName());
+        if (sqlType == null) {
           throw new IllegalArgumentException(
-              "postgres_upsert cannot bind field " + field.getName() + " of type "
-                  + field.getType());
+              "postgres_upsert cannot bind field " + fields.get(i).getName() + " of type "
+                  + fields.get(i).getType());
         }
+        sqlTypes[i] = sqlType;
       }
-      rows.apply("Upsert", ParDo.of(new UpsertFn(spec)));
+      rows.apply("Upsert", ParDo.of(new UpsertFn(spec, sqlTypes)));
       return PDone.in(rows.getPipeline());
     }
   }
@@ -205,14 +210,16 @@ public final class PostgresUpsertRegistrar implements ExternalTransformRegistrar
     private static final long MAX_BACKOFF_MS = 10_000;
 
     private final Spec spec;
+    private final int[] sqlTypes;
     private final Counter written = Metrics.counter(UpsertFn.class, "rows_written");
     private final Counter retried = Metrics.counter(UpsertFn.class, "batches_retried");
     private transient Connection connection;
     private transient PreparedStatement prepared;
     private transient List<Row> batch;
 
-    UpsertFn(Spec spec) {
+    UpsertFn(Spec spec, int[] sqlTypes) {
       this.spec = spec;
+      this.sqlTypes = sqlTypes;
     }
 
     @StartBundle
@@ -292,16 +299,14 @@ public final class PostgresUpsertRegistrar implements ExternalTransformRegistrar
     }
 
     private void bind(Row row) throws SQLException {
-      List<Schema.Field> fields = row.getSchema().getFields();
-      for (int i = 0; i < fields.size(); i++) {
+      for (int i = 0; i < sqlTypes.length; i++) {
         Object value = row.getValue(i);
-        Schema.TypeName type = fields.get(i).getType().getTypeName();
         if (value == null) {
-          prepared.setNull(i + 1, SQL_TYPES.get(type));
-        } else if (type == Schema.TypeName.BYTES) {
+          prepared.setNull(i + 1, sqlTypes[i]);
+        } else if (sqlTypes[i] == Types.BINARY) {
           prepared.setBytes(i + 1, (byte[]) value);
         } else {
-          prepared.setObject(i + 1, value, SQL_TYPES.get(type));
+          prepared.setObject(i + 1, value, sqlTypes[i]);
         }
       }
     }
