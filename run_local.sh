@@ -36,8 +36,9 @@ cmd_start() {
   [ -x "$PY" ] || die "the stack is not set up: run ./run_local.sh setup"
   kafka_start
   pg_start
-  "$PY" -m beam_pipeline.stack create-topics
-  "$PY" -m beam_pipeline.stack migrate
+  cd "$ROOT"  # the operator's tools run from the checkout (they are not packaged)
+  "$PY" -m tools.stack create-topics
+  "$PY" -m tools.stack migrate
 }
 
 cmd_stop() {
@@ -82,7 +83,7 @@ cmd_main() {
   cmd_setup
   cmd_start
   cd "$ROOT"
-  "$PY" -m beam_pipeline.main_job "$@"
+  "$PY" -m tools.main_job "$@"
 }
 
 # The benchmark: Beamline end to end against a hand-written single-process consumer
@@ -91,7 +92,7 @@ cmd_bench() {
   cmd_setup
   cmd_start
   cd "$ROOT"
-  "$PY" -m beam_pipeline.bench "$@"
+  "$PY" -m tools.bench "$@"
 }
 
 case "${1:-}" in

@@ -1,8 +1,12 @@
 """Packaging shim for Beamline.
 
 Beam stages this file to workers with ``--setup_file=./setup.py``: it installs the
-three packages (``beam_pipeline``, ``transforms``, ``schemas``) with the schema files
-as package data.  Tool configuration lives in ``pyproject.toml``.
+three packages a worker runs (``beam_pipeline``, ``transforms``, ``schemas``) with the
+schema files as package data, and their dependencies.  The operator's tools
+(``tools/``: the main job, the reconciliation, the stack, the producers, the bench)
+are not packaged, so they never reach a worker; they run from the checkout, and the
+``tools`` extra holds what only they need (Faker).  Tool configuration lives in
+``pyproject.toml``.
 
 Why Beam 2.71.0 and not newer: the Java side of every cross-language transform
 (KafkaIO, JdbcIO, the SDK harness, the expansion service) must come from Maven
@@ -18,11 +22,14 @@ BEAM_VERSION = "2.71.0"
 REQUIRED = [
     f"apache-beam[gcp]=={BEAM_VERSION}",
     "confluent-kafka==2.16.1",
-    "faker==40.54.0",
     "fastavro==1.13.1",
     "jsonschema==4.26.0",
     "psycopg2-binary==2.9.13",
     "pyarrow==18.1.0",
+]
+
+TOOLS = [
+    "faker==40.54.0",
 ]
 
 TEST = [
@@ -39,5 +46,5 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["beam_pipeline*", "transforms*", "schemas*"]),
     package_data={"schemas": ["*.json", "*.avsc", "sql/*.sql"]},
     install_requires=REQUIRED,
-    extras_require={"test": TEST},
+    extras_require={"tools": TOOLS, "test": TOOLS + TEST},
 )

@@ -2,7 +2,7 @@
 and where its consumer group starts.  Each failure is one line saying what to do.
 
 Part of the job (the driver imports it); the operator's stack administration
-(``beam_pipeline.stack``: topics, migrations) builds on it.
+(``tools.stack``: topics, migrations) builds on it.
 """
 
 from __future__ import annotations

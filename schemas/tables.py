@@ -4,7 +4,7 @@ The customer-events table derives from its contract; the pipeline's own tables
 (window counts, dead letters, the duplicate log, the per-window stage counts) from
 their row types.  DDL is
 derived from these (``schemas.ddl``) and applied as additive migrations by
-``python -m beam_pipeline.stack migrate`` (``./run_local.sh start`` runs it).
+``python -m tools.stack migrate`` (``./run_local.sh start`` runs it).
 The column order of each upsert is the field order of its row type
 (the Java writer binds rows positionally).
 """

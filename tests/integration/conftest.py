@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 
 from beam_pipeline.settings import StackSettings
-from beam_pipeline.stack import (
+from tools.stack import (
     ServiceUnavailable,
     check_kafka,
     check_postgres,

@@ -5,8 +5,8 @@ import json
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from beam_pipeline import event_producer
-from beam_pipeline.event_producer import generate
+from tools import event_producer
+from tools.event_producer import generate
 
 pytestmark = pytest.mark.integration
 

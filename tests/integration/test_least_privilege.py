@@ -1,7 +1,7 @@
 """The pipeline's PostgreSQL role may upsert its tables and nothing else.
 
 Migrations run as the owner; the pipeline writes as the writer, which
-``python -m beam_pipeline.stack migrate`` grants SELECT, INSERT and UPDATE on each
+``python -m tools.stack migrate`` grants SELECT, INSERT and UPDATE on each
 table (an upsert's needs).  Each statement below is tried as the writer, on its
 own (autocommit), against the real server.
 """

@@ -5,9 +5,9 @@ import uuid
 
 import pytest
 
-from beam_pipeline.stack import migrate
 from schemas.contract import Table
 from schemas.ddl import NonAdditiveChange
+from tools.stack import migrate
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,10 @@ import shutil
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from beam_pipeline import driver, main_job, reconcile
-from beam_pipeline.event_producer import generate
+from beam_pipeline import driver
 from beam_pipeline.graph import DEAD_LETTER_TOPIC
+from tools import main_job, reconcile
+from tools.event_producer import generate
 
 pytestmark = pytest.mark.integration
 

@@ -25,11 +25,11 @@ import uuid
 
 import pytest
 
-from beam_pipeline import reconcile
-from beam_pipeline.event_producer import generate, send_batch
-from beam_pipeline.producer import end_offsets
 from beam_pipeline.settings import REPO_ROOT
 from tests.procnet import LOOPBACK, command, descendants, listening_sockets
+from tools import reconcile
+from tools.event_producer import generate, send_batch
+from tools.producer import end_offsets
 
 pytestmark = pytest.mark.streaming
 

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from beam_pipeline.bench import BeamlineRun, baseline_problems, build_figures, render, verdict
-from beam_pipeline.bench_baselines import RecordStep, copy_text, run_memory_baseline
-from beam_pipeline.event_producer import generate
-from beam_pipeline.reconcile import Check
 from schemas.records import KafkaRecord
+from tools.bench import BeamlineRun, baseline_problems, build_figures, render, verdict
+from tools.bench_baselines import RecordStep, copy_text, run_memory_baseline
+from tools.event_producer import generate
+from tools.reconcile import Check
 
 pytestmark = pytest.mark.unit
 
@@ -196,8 +196,8 @@ def test_render_ends_in_exactly_one_json_line_with_every_figure():
 
 
 def test_beamline_runs_on_the_chosen_runner_with_the_users_extra_flags(tmp_path):
-    from beam_pipeline import bench
     from beam_pipeline.settings import StackSettings
+    from tools import bench
 
     parser = bench._parser(StackSettings.from_env({"BEAMLINE_HOME": str(tmp_path)}))
     args = bench.parse_args(parser, ["--runner", "flink", "--streaming"])

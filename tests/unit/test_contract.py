@@ -8,11 +8,11 @@ import fastavro
 import jsonschema
 import pytest
 
-from beam_pipeline.event_producer import generate
 from schemas import customer_events, customers
 from schemas.contract import Column, Computed, Contract, ContractError, DedupPolicy, Field
 from schemas.ddl import create_statement, expected_columns
 from schemas.records import KafkaRecord
+from tools.event_producer import generate
 from transforms.sinks import arrow_schema
 from transforms.validate import compile_schema
 

@@ -136,7 +136,7 @@ def test_every_json_object_round_trips(document):
 
 
 def _avro_value(confluent=False):
-    from beam_pipeline.event_producer import encoder_for, generate
+    from tools.event_producer import encoder_for, generate
 
     batch = generate(1, "a1", 4, 1_795_323_600_000)
     event = json.loads(batch.messages[0][1])

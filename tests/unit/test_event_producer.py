@@ -17,8 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from beam_pipeline import event_producer
-from beam_pipeline.event_producer import (
+from beam_pipeline.settings import REPO_ROOT
+from tools import event_producer
+from tools.event_producer import (
     EVENT_KEYS,
     INVALID_KINDS,
     MALFORMED_KINDS,
@@ -28,7 +29,6 @@ from beam_pipeline.event_producer import (
     generate,
     parse_timestamp,
 )
-from beam_pipeline.settings import REPO_ROOT
 from transforms.decode import DecodeError, decode_json_object
 
 pytestmark = pytest.mark.unit
@@ -220,7 +220,7 @@ def test_same_arguments_give_the_same_bytes(batch):
 
 def test_same_bytes_in_another_process_with_another_hash_seed(batch):
     code = (
-        "from beam_pipeline.event_producer import generate;"
+        "from tools.event_producer import generate;"
         "import tests.unit.test_event_producer as t;"
         "print(t._digest(t._make().messages))"
     )

@@ -15,9 +15,9 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
-from beam_pipeline.event_producer import generate
 from beam_pipeline.graph import GraphParams, build_graph
 from schemas.records import KafkaRecord
+from tools.event_producer import generate
 
 pytestmark = pytest.mark.unit
 

@@ -1,10 +1,10 @@
 """Imports point one way: schemas ← transforms ← the job ← the operator's tools.
 
 ``schemas/`` holds declarations (contracts, the pipeline's own row types, DDL) and
-imports nothing of ``transforms/`` or ``beam_pipeline/``; ``transforms/`` is
-reusable and imports nothing of ``beam_pipeline/``; the job's modules in
-``beam_pipeline/`` import none of the operator's tools that live beside them (the
-main job, the reconciliation, stack administration, producers, drills, the bench).
+imports nothing of the packages above it; ``transforms/`` is reusable and imports
+nothing of the job; the job (``beam_pipeline/``) imports none of the operator's tools
+(``tools/``: the main job, the reconciliation, stack administration, producers,
+drills, the bench), which are not staged to workers.
 Read from the source with ``ast``, so an import inside a function counts too.
 """
 
@@ -16,7 +16,11 @@ import pytest
 pytestmark = pytest.mark.unit
 
 ROOT = pathlib.Path(__file__).parents[2]
-FORBIDDEN = {"schemas": ("transforms", "beam_pipeline"), "transforms": ("beam_pipeline",)}
+FORBIDDEN = {
+    "schemas": ("transforms", "beam_pipeline", "tools"),
+    "transforms": ("beam_pipeline", "tools"),
+    "beam_pipeline": ("tools",),
+}
 
 
 def _imported(path: pathlib.Path) -> set[str]:
@@ -40,27 +44,32 @@ def test_a_package_imports_nothing_from_the_layers_above_it(package):
     assert found == []
 
 
-# The operator's tools in beam_pipeline/ (issue 13 moves them to a package of their own).
-TOOLS = {
-    "bench",
-    "bench_baselines",
-    "event_producer",
-    "main_job",
-    "peak_memory",
-    "producer",
-    "reconcile",
-    "stack",
-    "start_drill",
-}
+# The packages a worker runs: what setup.py stages with --setup_file.
+WORKER_PACKAGES = ("schemas", "transforms", "beam_pipeline")
 
 
-def test_the_job_imports_none_of_the_operators_tools():
-    job = [p for p in sorted((ROOT / "beam_pipeline").glob("*.py")) if p.stem not in TOOLS]
-    assert {p.stem for p in job} >= {"driver", "graph", "options", "runners", "java_services"}
+def test_the_tools_are_not_staged_to_workers_and_faker_is_theirs_alone():
+    import setuptools
+
+    setup = (ROOT / "setup.py").read_text()
+    namespace: dict = {}
+    real_setup = setuptools.setup
+    captured: dict = {}
+    setuptools.setup = lambda **kw: captured.update(kw)
+    try:
+        exec(compile(setup, "setup.py", "exec"), namespace)
+    finally:
+        setuptools.setup = real_setup
+    packages = set(captured["packages"])
+    assert {"schemas", "transforms", "beam_pipeline"} <= packages
+    assert not any(name.split(".")[0] == "tools" for name in packages)
+    assert not any(req.lower().startswith("faker") for req in captured["install_requires"])
+    assert any(req.lower().startswith("faker") for req in captured["extras_require"]["tools"])
     found = [
         f"{path.relative_to(ROOT)} imports {name}"
-        for path in job
+        for package in WORKER_PACKAGES
+        for path in sorted((ROOT / package).glob("*.py"))
         for name in sorted(_imported(path))
-        if name.startswith("beam_pipeline.") and name.split(".")[1] in TOOLS
+        if name.split(".")[0] == "faker"
     ]
     assert found == []

@@ -3,8 +3,8 @@
 import jsonschema
 import pytest
 
-from beam_pipeline.event_producer import generate
 from schemas.customer_events import CONTRACT, load_schema
+from tools.event_producer import generate
 from transforms.decode import DecodeError, decoder_for
 from transforms.validate import compile_schema
 

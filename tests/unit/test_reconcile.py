@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from beam_pipeline.reconcile import Terms, audit_offsets, checks, render
+from tools.reconcile import Terms, audit_offsets, checks, render
 
 pytestmark = pytest.mark.unit
 

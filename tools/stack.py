@@ -1,6 +1,6 @@
 """Checks and administration of the local stack, outside the Beam graph.
 
-``python -m beam_pipeline.stack create-topics`` creates the project's topics
+``python -m tools.stack create-topics`` creates the project's topics
 (idempotent); ``check`` verifies that Kafka and PostgreSQL answer.  Each failure
 is one line saying what to do.
 """
@@ -130,7 +130,7 @@ def migrate(settings: StackSettings, tables=None) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m beam_pipeline.stack")
+    parser = argparse.ArgumentParser(prog="python -m tools.stack")
     parser.add_argument("command", choices=["create-topics", "check", "migrate"])
     args = parser.parse_args(argv)
     settings = StackSettings.from_env()

@@ -1,6 +1,6 @@
 """Runs a command and reports the peak memory of its whole process tree.
 
-    python -m beam_pipeline.peak_memory [--every_s 0.5] -- ./run_local.sh --runner flink
+    python -m tools.peak_memory [--every_s 0.5] -- ./run_local.sh --runner flink
 
 Every ``--every_s`` it reads, from ``/proc``, the resident set size of the
 command and of every process descended from it (the driver, the Java expansion
@@ -75,7 +75,7 @@ def tree_rss(root: int) -> dict[int, tuple[str, int]]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m beam_pipeline.peak_memory",
+        prog="python -m tools.peak_memory",
         description="Run a command; print the peak resident memory of its process tree.",
     )
     parser.add_argument("--every_s", type=float, default=0.5)

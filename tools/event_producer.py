@@ -18,7 +18,7 @@ The batch is a pure function of the arguments of ``generate``: the same argument
 give byte-identical messages.  All randomness comes from ``random.Random(seed)``
 and a Faker instance seeded with ``seed``; the wall clock is never read.
 
-``python -m beam_pipeline.event_producer --count 10000 --seed 7 --malformed 0.02``
+``python -m tools.event_producer --count 10000 --seed 7 --malformed 0.02``
 sends a batch to Kafka and prints one JSON line: what was injected, what was sent
 and the per-partition offsets before and after.
 """
@@ -41,8 +41,8 @@ import fastavro
 from faker import Faker
 
 from beam_pipeline.identifiers import run_id_argument
-from beam_pipeline.producer import end_offsets, produce
 from beam_pipeline.settings import StackSettings
+from tools.producer import end_offsets, produce
 
 __all__ = [
     "Batch",
@@ -761,7 +761,7 @@ def batch_from_args(args, count: int, run_id: str, seed: int, start_ms: int) -> 
 def main(argv=None) -> int:
     """Generates a batch, sends it to Kafka and prints a one-line JSON report."""
     parser = argparse.ArgumentParser(
-        prog="python -m beam_pipeline.event_producer",
+        prog="python -m tools.event_producer",
         description="Send deterministic customer events, with injected faults, to Kafka.",
     )
     parser.add_argument("--count", type=int, default=1000, help="original events to generate")

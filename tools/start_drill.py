@@ -1,6 +1,6 @@
 """A start drill: does a streaming job's data reach PostgreSQL each time it starts?
 
-    python -m beam_pipeline.start_drill [--runner FlinkRunner] [--runs 10] [-- <run flags>]
+    python -m tools.start_drill [--runner FlinkRunner] [--runs 10] [-- <run flags>]
 
 The drill makes a fresh topic, puts ``--backlog`` customer events in it, then starts
 the streaming job ``--runs`` times over that topic from offset 0, each run with
@@ -27,10 +27,10 @@ import tempfile
 import time
 import uuid
 
-from beam_pipeline.event_producer import generate, send_batch
 from beam_pipeline.progress import rows_so_far
 from beam_pipeline.settings import REPO_ROOT, StackSettings
-from beam_pipeline.stack import create_topics, delete_topics
+from tools.event_producer import generate, send_batch
+from tools.stack import create_topics, delete_topics
 
 __all__ = ["main"]
 
@@ -101,7 +101,7 @@ def _one_run(settings, topic: str, runner: str, extra: list[str], deadline_s: fl
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m beam_pipeline.start_drill",
+        prog="python -m tools.start_drill",
         description="Start a streaming job N times; count the runs whose data reached PostgreSQL.",
     )
     parser.add_argument("--runner", default="FlinkRunner")

@@ -28,7 +28,7 @@ the events, the dead letters (the late lane excepted) and the duplicate log,
 and compares them with the run's offset ranges from the report: each offset must
 appear exactly once; and every late dead letter must name an event's offset.
 
-``python -m beam_pipeline.reconcile --run_id R`` prints a table whose last line
+``python -m tools.reconcile --run_id R`` prints a table whose last line
 is one JSON object, and exits 1 if any check fails.
 """
 
@@ -394,7 +394,7 @@ def reconcile(
 def main(argv=None) -> int:
     settings = StackSettings.from_env()
     parser = argparse.ArgumentParser(
-        prog="python -m beam_pipeline.reconcile",
+        prog="python -m tools.reconcile",
         description="Reconcile one run from its sinks; exit 1 if any check fails.",
     )
     parser.add_argument("--run_id", type=run_id_argument, required=True)

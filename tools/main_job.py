@@ -23,13 +23,14 @@ import sys
 import threading
 import time
 
-from beam_pipeline import driver, reconcile
-from beam_pipeline.event_producer import DEFAULT_TOPIC, batch_from_args, send_batch
+from beam_pipeline import driver
 from beam_pipeline.options import DEFAULT_MAX_DELAY_S
-from beam_pipeline.producer import end_offsets
 from beam_pipeline.settings import REPO_ROOT, StackSettings
-from beam_pipeline.stack import ServiceUnavailable, check_kafka
 from schemas.customer_events import CONTRACT
+from tools import reconcile
+from tools.event_producer import DEFAULT_TOPIC, batch_from_args, send_batch
+from tools.producer import end_offsets
+from tools.stack import ServiceUnavailable, check_kafka
 
 __all__ = ["main"]
 

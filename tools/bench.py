@@ -49,19 +49,19 @@ import typing
 
 import psycopg2
 
-from beam_pipeline import bench_baselines, reconcile
-from beam_pipeline.event_producer import batch_from_args, send_batch
-from beam_pipeline.peak_memory import tree_rss
 from beam_pipeline.settings import REPO_ROOT, MissingPasswordError, StackSettings
-from beam_pipeline.stack import (
+from schemas import tables
+from schemas.customer_events import CONTRACT
+from tools import bench_baselines, reconcile
+from tools.event_producer import batch_from_args, send_batch
+from tools.peak_memory import tree_rss
+from tools.stack import (
     ServiceUnavailable,
     check_kafka,
     check_postgres,
     create_topics,
     delete_topics,
 )
-from schemas import tables
-from schemas.customer_events import CONTRACT
 
 __all__ = [
     "BeamlineRun",

@@ -1,6 +1,6 @@
 """Producing to Kafka and reading its end offsets with confluent-kafka (outside the DAG).
 
-``beam_pipeline.event_producer`` builds the events; this module sends them.
+``tools.event_producer`` builds the events; this module sends them.
 """
 
 from __future__ import annotations
