@@ -17,18 +17,21 @@ import signal
 import sys
 import threading
 import time
+import typing
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+import datasets
 from beam_pipeline import loopback_servers
-from beam_pipeline.graph import PARQUET_OUTPUTS, GraphParams, build_graph, production_sinks
+from beam_pipeline.graph import GraphParams, build_graph, production_sinks
 from beam_pipeline.java_services import ExpansionServiceError, JavaExpansionService
 from beam_pipeline.options import BeamlineOptions, Config, ConfigError, runner_name
 from beam_pipeline.preflight import ServiceUnavailable, check_kafka, check_postgres, commit_offsets
 from beam_pipeline.progress import rows_so_far
 from beam_pipeline.runners import RunnerSetupError, preset_flags, runner_flag
 from beam_pipeline.settings import MissingPasswordError, StackSettings
+from schemas.dataset import Dataset
 from transforms.kafka_io import ReadKafkaRecords
 from transforms.sinks import JdbcTarget
 
@@ -114,13 +117,15 @@ _TERMINAL = ("DONE", "FAILED", "CANCELLED", "STOPPED", "UPDATED", "DRAINED")
 _SET_ASIDE = ".replaced"
 
 
-def set_aside_earlier_parquet(prefix: pathlib.Path) -> pathlib.Path | None:
-    """Moves the batch Parquet files an earlier run under the same run id left in
-    ``prefix`` into ``prefix/.replaced/``, so a re-run replaces them instead of adding
-    to them (a re-run that ends with another shard count would leave stale
-    ``part-SSSSS-of-NNNNN`` files that the reconciliation counts).  Returns that
+def set_aside_earlier_parquet(
+    prefix: pathlib.Path, outputs: typing.Iterable[str]
+) -> pathlib.Path | None:
+    """Moves the batch Parquet files an earlier run under the same run id left in the
+    ``outputs`` folders of ``prefix`` into ``prefix/.replaced/``, so a re-run replaces
+    them instead of adding to them (a re-run that ends with another shard count would
+    leave stale ``part-SSSSS-of-NNNNN`` files that the reconciliation counts).  Returns that
     folder, or ``None`` when there was nothing."""
-    earlier = [f for name in PARQUET_OUTPUTS for f in sorted((prefix / name).glob("*.parquet"))]
+    earlier = [f for name in outputs for f in sorted((prefix / name).glob("*.parquet"))]
     if not earlier:
         return None
     aside = prefix / _SET_ASIDE
@@ -187,9 +192,14 @@ def main(argv: list[str] | None = None) -> int:
         _error(str(e))
         return 1
 
+    dataset = datasets.get(config.dataset)
     output_prefix = str(config.output_dir / config.run_id)
     started = time.monotonic()
-    earlier = None if config.unbounded else set_aside_earlier_parquet(pathlib.Path(output_prefix))
+    earlier = (
+        None
+        if config.unbounded
+        else set_aside_earlier_parquet(pathlib.Path(output_prefix), dataset.parquet_outputs())
+    )
     with contextlib.ExitStack() as services:
         try:
             expansion_service = (
@@ -203,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = beam.Pipeline(options=options)
         build_graph(
             pipeline,
+            dataset,
             ReadKafkaRecords(
                 config.kafka_bootstrap_servers,
                 [config.kafka_topic],
@@ -223,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 value_format=config.value_format,
             ),
             production_sinks(
+                dataset,
                 output_prefix,
                 target,
                 expansion_service,
@@ -241,13 +253,15 @@ def main(argv: list[str] | None = None) -> int:
         state = _wait(
             result,
             config.duration_s,
-            functools.partial(rows_so_far, settings, config.run_id),
+            functools.partial(rows_so_far, settings, dataset, config.run_id),
             config.progress_every_s,
             started,
         )
         # A cancelled streaming job's counters are partial or absent on portable
         # runners (Flink reports none): say what reached the sinks instead.
-        counts = _sink_rows(settings, config.run_id) if config.unbounded else _counters(result)
+        counts = (
+            _sink_rows(settings, dataset, config.run_id) if config.unbounded else _counters(result)
+        )
     if earlier is not None:
         settle_earlier_parquet(earlier, replaced=state == "DONE")
     # The run id was checked to be one plain folder name; this says so again before
@@ -266,9 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if state in ("DONE", "CANCELLED") else 1
 
 
-def _sink_rows(settings: StackSettings, run_id: str) -> dict[str, int]:
+def _sink_rows(settings: StackSettings, dataset: Dataset, run_id: str) -> dict[str, int]:
     try:
-        return {f"rows {k}": v for k, v in rows_so_far(settings, run_id).items()}
+        return {f"rows {k}": v for k, v in rows_so_far(settings, dataset, run_id).items()}
     except Exception as e:  # noqa: BLE001 - the summary line must still print
         _LOG.warning("cannot count the sinks' rows: %s", e)
         return {}

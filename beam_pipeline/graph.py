@@ -1,4 +1,4 @@
-"""Beamline's graph for customer events, built by one pure function.
+"""Beamline's graph for any registered dataset, built by one pure function.
 
     source (KafkaRecord rows: bytes + coordinates)
       → Decode ──────────────┐
@@ -6,17 +6,19 @@
       → Normalise ───────────┤  dead letters (stage, reason, raw bytes, coordinates)
       → ConformToSinks ──────┘
       → Deduplicate ──────────── duplicate log (each dropped copy + the kept copy's offset)
-      → events ───────────────── events sinks
-      → CountPerWindow ───────── counts sinks (events per event_type per window, per pane)
+      → events ───────────────── the main table's sinks
+      → CountPerWindow ───────── the aggregate's sinks (events per key per window, per pane)
                        └──────── late lane: dead letters with stage ``late``
     every stage's records ─────── stage counts (records per window per stage, per pane)
 
-``build_graph`` takes the source and the sinks as arguments and returns the
-outputs, so tests run it on ``Create`` or ``TestStream`` with no sink at all, and
-the driver gives it ``ReadFromKafka`` and the production sinks.  Every record the
-source yields ends up in exactly one of: the events output, the dead letters, or
-the duplicate log; a late record is in the events output *and* in the dead
-letters with stage ``late`` (it is valid, but in no window count).
+Every row, key and table comes from the dataset's contract (``schemas.dataset``):
+the graph names no dataset's fields.  ``build_graph`` takes the dataset, the source
+and the sinks as arguments and returns the outputs, so tests run it on ``Create`` or
+``TestStream`` with no sink at all, and the driver gives it ``ReadFromKafka`` and
+the production sinks.  Every record the source yields ends up in exactly one of:
+the events output, the dead letters, or the duplicate log; a late record is in the
+events output *and* in the dead letters with stage ``late`` (it is valid, but in no
+window count).
 """
 
 from __future__ import annotations
@@ -30,16 +32,7 @@ import apache_beam as beam
 from apache_beam.transforms.window import TimestampedValue
 
 from schemas import tables
-from schemas.customer_events import (
-    CONTRACT,
-    EVENT_TIME_FIELD,
-    ID_FIELD,
-    CustomerEventsRow,
-    EventTypeCount,
-    load_schema,
-    to_customer_event,
-    to_event_type_count,
-)
+from schemas.dataset import Dataset
 from schemas.records import (
     DEAD_LETTER_TAG,
     DeadLetter,
@@ -68,9 +61,6 @@ Sink = typing.Mapping[str, beam.PTransform]
 
 # Dead letters also go to this topic: the raw message, and the reason as headers.
 DEAD_LETTER_TOPIC = "dead_letters"
-# The Parquet outputs, each a folder under the run's output prefix.
-PARQUET_OUTPUTS = ("events", "event_counts", "dead_letters")
-
 LATE_STAGE = "late"
 LATE_REASON = "after_window_closed"
 
@@ -79,16 +69,28 @@ LATE_REASON = "after_window_closed"
 class GraphParams:
     """What the graph needs to know besides its edges.
 
-    ``allowed_lateness_s`` defaults to the contract's; stage counts keep their
-    windows open for ``dedup_ttl_s`` (a count per stage is small state).
+    ``window_size_s`` and ``allowed_lateness_s`` default to the dataset's aggregate
+    (``for_dataset``); stage counts keep their windows open for ``dedup_ttl_s`` (a
+    count per stage is small state).
     """
 
     run_id: str
     dedup_ttl_s: int = 3600
-    window_size_s: int = CONTRACT.aggregates[0].window_s
+    window_size_s: typing.Optional[int] = None
     window_period_s: typing.Optional[int] = None
-    allowed_lateness_s: int = CONTRACT.aggregates[0].allowed_lateness_s
+    allowed_lateness_s: typing.Optional[int] = None
     value_format: str = "json"  # json, avro or avro_confluent
+
+    def for_dataset(self, dataset: Dataset) -> GraphParams:
+        """These parameters with the dataset's defaults where none was given."""
+        agg = dataset.contract.aggregate
+        return dataclasses.replace(
+            self,
+            window_size_s=agg.window_s if self.window_size_s is None else self.window_size_s,
+            allowed_lateness_s=agg.allowed_lateness_s
+            if self.allowed_lateness_s is None
+            else self.allowed_lateness_s,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,8 +106,8 @@ class Sinks:
 
 @dataclasses.dataclass(frozen=True)
 class Outputs:
-    events: beam.PCollection  # of CustomerEventsRow, timestamped at event time
-    counts: beam.PCollection  # of EventTypeCount: one per pane, in the global window
+    events: beam.PCollection  # of the main table's rows, timestamped at event time
+    counts: beam.PCollection  # of the aggregate's rows: one per pane, in the global window
     dead_letters: beam.PCollection  # of DeadLetter, the late lane included
     duplicates: beam.PCollection  # of Duplicate
     stage_counts: beam.PCollection  # of StageCount: one per pane, in the global window
@@ -176,37 +178,43 @@ def _count_stages(
 
 
 def build_graph(
-    pipeline: beam.Pipeline, source: beam.PTransform, params: GraphParams, sinks: Sinks = Sinks()
+    pipeline: beam.Pipeline,
+    dataset: Dataset,
+    source: beam.PTransform,
+    params: GraphParams,
+    sinks: Sinks = Sinks(),
 ) -> Outputs:
-    """Applies the customer-events graph to ``pipeline``; ``source`` yields ``KafkaRecord``."""
-    run_id = params.run_id
+    """Applies the graph of ``dataset`` to ``pipeline``; ``source`` yields ``KafkaRecord``."""
+    contract, run_id = dataset.contract, params.run_id
+    params = params.for_dataset(dataset)
+    row_type, pane_row_type = contract.row_type(), contract.aggregate_row_type()
     records = pipeline | "ReadRecords" >> source
-    decoded = records | "Decode" >> Decode(decoder_for(CONTRACT, params.value_format), run_id)
-    validated = decoded.decoded | "Validate" >> ValidateEvents(load_schema(), run_id)
+    decoded = records | "Decode" >> Decode(decoder_for(contract, params.value_format), run_id)
+    validated = decoded.decoded | "Validate" >> ValidateEvents(contract.json_schema(), run_id)
     normalised = validated.valid | "Normalise" >> NormaliseEvents(
-        to_customer_event,
-        CustomerEventsRow,
-        EVENT_TIME_FIELD,
+        dataset.to_row,
+        row_type,
+        contract.event_time_field,
         run_id,
         may_hold_nul=json_may_hold_nul if params.value_format == "json" else None,
     )
     conformed = normalised.rows | "ConformToSinks" >> ConformToSinks(
-        tables.EVENTS, functools.partial(row_dead_letter, run_id=run_id)
+        dataset.tables.main, functools.partial(row_dead_letter, run_id=run_id)
     )
     deduplicated = conformed.rows | "Deduplicate" >> DeduplicateById(
-        ID_FIELD, params.dedup_ttl_s, run_id, order_by=CONTRACT.dedup.order_by
+        contract.id_column(), params.dedup_ttl_s, run_id, order_by=contract.order_column()
     )
     events = deduplicated.unique
     aggregated = events | "CountPerWindow" >> CountPerWindow(
-        CONTRACT.aggregates[0].key,
+        contract.aggregate.key,
         params.window_size_s,
-        functools.partial(to_event_type_count, run_id=run_id),
-        EventTypeCount,
+        functools.partial(dataset.to_pane_row, run_id=run_id),
+        pane_row_type,
         allowed_lateness_s=params.allowed_lateness_s,
         window_period_s=params.window_period_s,
     )
     counts = aggregated.counts | "AsCounts" >> beam.Map(lambda c: c).with_output_types(
-        EventTypeCount
+        pane_row_type
     )
     late = aggregated[LATE_TAG] | "ToLateDeadLetters" >> beam.Map(
         late_dead_letter, params.allowed_lateness_s, run_id
@@ -241,6 +249,7 @@ def _postgres(table: tables.Table, target: JdbcTarget, expansion_service: str) -
 
 
 def production_sinks(
+    dataset: Dataset,
     output_prefix: str,
     target: JdbcTarget,
     expansion_service: str,
@@ -248,21 +257,23 @@ def production_sinks(
     dead_letter_topic: str = DEAD_LETTER_TOPIC,
     file_window_s: int = 60,
 ) -> Sinks:
-    """Parquet files under ``output_prefix/<output>/``, the PostgreSQL tables, and the
-    dead-letter topic.  A streaming job writes a set of files per ``file_window_s`` of
-    arrival time (late rows would otherwise be dropped by the file write)."""
+    """Parquet files under ``output_prefix/<table>/``, the dataset's PostgreSQL tables
+    and the shared ones, and the dead-letter topic.  A streaming job writes a set of
+    files per ``file_window_s`` of arrival time (late rows would otherwise be dropped
+    by the file write)."""
 
     def parquet(name: str, row_type: type) -> WriteParquetFiles:
         return WriteParquetFiles(f"{output_prefix}/{name}/part", row_type, file_window_s)
 
+    main, aggregate = dataset.tables.main, dataset.tables.aggregate
     return Sinks(
         events={
-            "WriteEventsParquet": parquet("events", CustomerEventsRow),
-            "WriteEventsPostgres": _postgres(tables.EVENTS, target, expansion_service),
+            "WriteEventsParquet": parquet(main.name, main.row_type),
+            "WriteEventsPostgres": _postgres(main, target, expansion_service),
         },
         counts={
-            "WriteCountsParquet": parquet("event_counts", EventTypeCount),
-            "WriteCountsPostgres": _postgres(tables.COUNTS, target, expansion_service),
+            "WriteCountsParquet": parquet(aggregate.name, aggregate.row_type),
+            "WriteCountsPostgres": _postgres(aggregate, target, expansion_service),
         },
         dead_letters={
             "WriteDeadLettersParquet": parquet("dead_letters", DeadLetter),

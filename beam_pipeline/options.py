@@ -15,6 +15,7 @@ import uuid
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+import datasets
 from beam_pipeline.identifiers import (
     ConfigError,
     check_host_port,
@@ -23,7 +24,6 @@ from beam_pipeline.identifiers import (
     check_topic,
 )
 from beam_pipeline.settings import StackSettings
-from schemas.customer_events import CONTRACT
 
 # How far behind the newest Kafka timestamp the watermark trails on a live topic.
 DEFAULT_MAX_DELAY_S = 5.0
@@ -86,7 +86,16 @@ class BeamlineOptions(PipelineOptions):
             help="Kafka bootstrap servers (default: the local broker, %(default)s).",
         )
         parser.add_argument(
-            "--kafka_topic", default="customer_events", help="Topic to read (default: %(default)s)."
+            "--dataset",
+            default=datasets.DEFAULT,
+            choices=datasets.names(),
+            help="The dataset whose contract the job reads, checks and writes: its topic, "
+            "tables and aggregate come from the contract (default: %(default)s).",
+        )
+        parser.add_argument(
+            "--kafka_topic",
+            default=None,
+            help="Topic to read (default: the dataset's, customer_events for customer_events).",
         )
         parser.add_argument(
             "--kafka_max_records",
@@ -140,15 +149,15 @@ class BeamlineOptions(PipelineOptions):
             "--dedup_ttl_s",
             type=int,
             default=3600,
-            help="Drop later copies of an event_id seen up to this many seconds of event time "
+            help="Drop later copies of an id seen up to this many seconds of event time "
             "after the first (default: %(default)s).",
         )
         parser.add_argument(
             "--window_size_s",
             type=int,
-            default=CONTRACT.aggregates[0].window_s,
-            help="Length of the event-time windows that count events per type "
-            "(default: %(default)s).",
+            default=None,
+            help="Length of the event-time windows of the dataset's aggregate "
+            "(default: the contract's, 60 for customer_events).",
         )
         parser.add_argument(
             "--window_period_s",
@@ -160,10 +169,10 @@ class BeamlineOptions(PipelineOptions):
         parser.add_argument(
             "--allowed_lateness_s",
             type=int,
-            default=CONTRACT.aggregates[0].allowed_lateness_s,
+            default=None,
             help="How long after its end, in event time, a window still counts events, each "
             "in a late pane; later events go to the late lane (dead letters of stage late). "
-            "Default from the contract: %(default)s.",
+            "Default: the contract's (0 for customer_events).",
         )
         parser.add_argument(
             "--duration_s",
@@ -202,6 +211,7 @@ class Config:
     """Validated, immutable run configuration: what transforms receive."""
 
     runner: str
+    dataset: str
     kafka_bootstrap_servers: str
     kafka_topic: str
     kafka_max_records: int | None
@@ -234,6 +244,18 @@ class Config:
     def from_options(cls, options: PipelineOptions) -> Config:
         opts = options.view_as(BeamlineOptions)
         runner = runner_name(options.view_as(StandardOptions).runner)
+        try:
+            contract = datasets.get(opts.dataset).contract
+        except datasets.UnknownDataset as e:
+            raise ConfigError(f"--dataset: {e}") from None
+        aggregate = contract.aggregate
+        topic = opts.kafka_topic if opts.kafka_topic is not None else contract.topic
+        window_size_s = opts.window_size_s if opts.window_size_s is not None else aggregate.window_s
+        allowed_lateness_s = (
+            opts.allowed_lateness_s
+            if opts.allowed_lateness_s is not None
+            else aggregate.allowed_lateness_s
+        )
         for flag in (
             "kafka_max_records",
             "kafka_max_read_time_s",
@@ -246,14 +268,14 @@ class Config:
             value = getattr(opts, flag)
             if value is not None and value <= 0:
                 raise ConfigError(f"--{flag} must be a positive number (got {value})")
-        if opts.allowed_lateness_s < 0:
+        if allowed_lateness_s < 0:
             raise ConfigError(
-                f"--allowed_lateness_s must not be negative (got {opts.allowed_lateness_s})"
+                f"--allowed_lateness_s must not be negative (got {allowed_lateness_s})"
             )
-        if opts.window_period_s is not None and opts.window_period_s > opts.window_size_s:
+        if opts.window_period_s is not None and opts.window_period_s > window_size_s:
             raise ConfigError(
                 f"--window_period_s ({opts.window_period_s}) must not exceed --window_size_s "
-                f"({opts.window_size_s}): windows would leave gaps"
+                f"({window_size_s}): windows would leave gaps"
             )
         if opts.kafka_max_delay_s < 0:
             raise ConfigError(
@@ -289,13 +311,14 @@ class Config:
                 "--kafka_max_read_time_s or --kafka_stop_offsets, or use a streaming runner "
                 "(--runner=PrismRunner)"
             )
-        check_topic("--kafka_topic", opts.kafka_topic)
+        check_topic("--kafka_topic", topic)
         if opts.expansion_service is not None:
             check_host_port("--expansion_service", opts.expansion_service)
         return cls(
             runner=runner,
+            dataset=opts.dataset,
             kafka_bootstrap_servers=opts.kafka_bootstrap_servers,
-            kafka_topic=opts.kafka_topic,
+            kafka_topic=topic,
             kafka_max_records=opts.kafka_max_records,
             kafka_max_read_time_s=opts.kafka_max_read_time_s,
             kafka_start_read_time_ms=opts.kafka_start_read_time_ms,
@@ -306,9 +329,9 @@ class Config:
             duration_s=opts.duration_s,
             progress_every_s=opts.progress_every_s,
             dedup_ttl_s=opts.dedup_ttl_s,
-            window_size_s=opts.window_size_s,
+            window_size_s=window_size_s,
             window_period_s=opts.window_period_s,
-            allowed_lateness_s=opts.allowed_lateness_s,
+            allowed_lateness_s=allowed_lateness_s,
             output_dir=check_output_dir(opts.output_dir),
             run_id=check_run_id(opts.run_id) if opts.run_id is not None else uuid.uuid4().hex[:12],
             expansion_service=opts.expansion_service,

@@ -10,19 +10,22 @@ import psycopg2
 
 from beam_pipeline.settings import StackSettings
 from schemas import tables
+from schemas.dataset import Dataset
 
 __all__ = ["rows_so_far", "scalar"]
 
 
-def rows_so_far(settings: StackSettings, run_id: str) -> dict[str, int]:
+def rows_so_far(settings: StackSettings, dataset: Dataset, run_id: str) -> dict[str, int]:
     """Rows the run has in each PostgreSQL output now: a progress line's numbers."""
+    main, aggregate = dataset.tables.main.name, dataset.tables.aggregate
+    count = dataset.contract.aggregate.count_column
     queries = {
-        "events": f"SELECT count(*) FROM {tables.EVENTS.name} WHERE run_id = %s",
+        "events": f"SELECT count(*) FROM {main} WHERE run_id = %s",
         "dead_letters": f"SELECT count(*) FROM {tables.DEAD_LETTERS.name} WHERE run_id = %s",
         "late": f"SELECT count(*) FROM {tables.DEAD_LETTERS.name} WHERE run_id = %s"
         " AND stage = 'late'",
         "duplicates": f"SELECT count(*) FROM {tables.DUPLICATE_LOG.name} WHERE run_id = %s",
-        "windowed": f"SELECT sum(event_count) FROM {tables.COUNTS.name} WHERE run_id = %s",
+        "windowed": f"SELECT sum({count}) FROM {aggregate.name} WHERE run_id = %s",
     }
     connection = psycopg2.connect(**settings.psycopg2_kwargs())
     connection.set_session(readonly=True, autocommit=True)

@@ -51,6 +51,7 @@ __all__ = [
     "ContractError",
     "DedupPolicy",
     "Field",
+    "PaneRow",
     "QualityCheck",
     "RowBuilder",
     "Table",
@@ -234,12 +235,18 @@ class DedupPolicy:
 
 @dataclasses.dataclass(frozen=True)
 class Aggregate:
-    """Events counted per ``key`` column in event-time windows of ``window_s``."""
+    """Events counted per ``key`` column in event-time windows of ``window_s``.
+
+    Its table, ``name``, holds one row per (window, key) and pane:
+    ``window_start_ms, window_end_ms, <key>, <count_column>, pane_index, pane_timing,
+    run_id`` (``Contract.aggregate_row_type``).
+    """
 
     name: str
     key: str
     window_s: int = 60
     allowed_lateness_s: int = 0
+    count_column: str = "record_count"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -354,6 +361,12 @@ class Contract:
         for rule in self.computed:
             for path in (rule.name, rule.left, rule.right):
                 self.field(path)
+        if len(self.aggregates) != 1:
+            raise ContractError(f"{self.name}: declare exactly one aggregate")
+        if self.aggregate.key not in {c.name for c in self.columns}:
+            raise ContractError(f"{self.name}: the aggregate key must be a column")
+        if self.dedup.order_by and self.dedup.order_by not in {c.path for c in self.columns}:
+            raise ContractError(f"{self.name}: the dedup order must be a column")
         object.__setattr__(self, "_rows", {})
 
     # --- lookups ---------------------------------------------------------------
@@ -435,9 +448,50 @@ class Contract:
             self._rows[child.table] = _row(f"{_camel(child.table)}Row", parts, self.module)
         return {child.table: self._rows[child.table] for child in self.children}
 
+    def id_column(self) -> str:
+        """The main table's column of the id field: the dedup key and the upsert key."""
+        return self.column(self.id_field).name
+
+    def order_column(self) -> typing.Optional[str]:
+        """The main table's column that orders versions (``keep_latest``), or None."""
+        return self.column(self.dedup.order_by).name if self.dedup.order_by else None
+
+    @property
+    def aggregate(self) -> Aggregate:
+        """The one windowed count the graph makes (a contract declares exactly one)."""
+        return self.aggregates[0]
+
+    def aggregate_row_type(self) -> type:
+        """The aggregate's row: one pane of one (window, key) count (built once)."""
+        if "aggregate" not in self._rows:
+            agg = self.aggregate
+            key_type = self.field(self.column_path(agg.key)).python_type()
+            parts = [
+                ("window_start_ms", int),
+                ("window_end_ms", int),
+                (agg.key, key_type),
+                (agg.count_column, int),
+                ("pane_index", int),
+                ("pane_timing", str),  # on_time | late
+                ("run_id", str),
+            ]
+            self._rows["aggregate"] = _row(f"{_camel(agg.name)}Row", parts, self.module)
+        return self._rows["aggregate"]
+
+    def column_path(self, column: str) -> str:
+        """The field path of the main-table column ``column``."""
+        for c in self.columns:
+            if c.name == column:
+                return c.path
+        raise ContractError(f"{self.name}: no column {column!r}")
+
     def tables(self) -> list[Table]:
-        """The main table and the child tables, keyed for idempotent upserts."""
-        id_column = self.column(self.id_field).name
+        """The main table and the child tables, keyed for idempotent upserts.
+
+        The main table is keyed by the id column; a ``keep_latest`` dataset's upsert
+        is guarded on the order column, so an older version never overwrites a newer.
+        """
+        id_column = self.id_column()
         timestamps = tuple(c.name for c in self.columns if self.field(c.path).kind == "timestamp")
         main = Table(
             self.table,
@@ -446,6 +500,7 @@ class Contract:
             casts={"payload": "jsonb"},
             sql_types={"payload": "jsonb", "kafka_partition": "integer"},
             generated_times=timestamps,
+            forward_only=self.order_column(),
         )
         children = []
         for child, row_type in zip(self.children, self.child_row_types().values(), strict=True):
@@ -460,6 +515,31 @@ class Contract:
                 Table(child.table, row_type, (id_column, "item_index"), generated_times=times)
             )
         return [main] + children
+
+    def aggregate_table(self) -> Table:
+        """The aggregate's table: the latest pane of each (run, window, key) is kept."""
+        agg = self.aggregate
+        return Table(
+            agg.name,
+            self.aggregate_row_type(),
+            ("run_id", "window_start_ms", "window_end_ms", agg.key),
+            generated_times=("window_start_ms",),
+            forward_only="pane_index",
+        )
+
+
+class PaneRow:
+    """``CountPerWindow``'s ``to_row`` for a contract's aggregate: one pane → its row.
+
+    Picklable (the row type pickles by reference)."""
+
+    def __init__(self, row_type: type):
+        self._row_type = row_type
+
+    def __call__(self, key, count, window_start_ms, window_end_ms, pane_index, timing, run_id):
+        return self._row_type(
+            window_start_ms, window_end_ms, key, count, pane_index, timing, run_id
+        )
 
 
 def _camel(name: str) -> str:

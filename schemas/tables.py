@@ -1,28 +1,24 @@
 """The PostgreSQL tables the pipeline writes: name, row type, upsert key, DDL hints.
 
-The customer-events table derives from its contract; the pipeline's own tables
-(window counts, dead letters, the duplicate log, the per-window stage counts) from
-their row types.  DDL is
-derived from these (``schemas.ddl``) and applied as additive migrations by
-``python -m tools.stack migrate`` (``./run_local.sh start`` runs it).
-The column order of each upsert is the field order of its row type
-(the Java writer binds rows positionally).
+A dataset's tables derive from its contract (``DatasetTables.of``): the main table,
+one per child array, and the aggregate's.  The pipeline's own tables (dead letters,
+the duplicate log, the per-window stage counts) are shared by every dataset; a row
+of one names its run, and dead letters and duplicates their topic.  DDL is derived
+from these (``schemas.ddl``) and applied as additive migrations by
+``python -m tools.stack migrate`` (``./run_local.sh start`` runs it).  The column
+order of each upsert is the field order of its row type (the Java writer binds rows
+positionally).
 """
 
-from schemas.contract import Table
-from schemas.customer_events import CONTRACT, EventTypeCount
+from __future__ import annotations
+
+import dataclasses
+
+from schemas.contract import Contract, Table
 from schemas.records import DeadLetter, Duplicate, StageCount
 
-__all__ = ["ALL", "COUNTS", "DEAD_LETTERS", "DUPLICATE_LOG", "EVENTS", "STAGE_COUNTS", "Table"]
+__all__ = ["DEAD_LETTERS", "DUPLICATE_LOG", "DatasetTables", "SHARED", "STAGE_COUNTS", "Table"]
 
-EVENTS = CONTRACT.tables()[0]
-COUNTS = Table(
-    "customer_event_counts",
-    EventTypeCount,
-    ("run_id", "window_start_ms", "window_end_ms", "event_type"),
-    generated_times=("window_start_ms",),
-    forward_only="pane_index",
-)
 DEAD_LETTERS = Table(
     "dead_letters",
     DeadLetter,
@@ -35,7 +31,6 @@ DUPLICATE_LOG = Table(
     ("kafka_topic", "kafka_partition", "kafka_offset"),
     sql_types={"kafka_partition": "integer", "kept_partition": "integer"},
 )
-
 STAGE_COUNTS = Table(
     "window_stage_counts",
     StageCount,
@@ -44,5 +39,23 @@ STAGE_COUNTS = Table(
     forward_only="pane_index",
 )
 
-# Every table the pipeline writes, in the order migrations create them.
-ALL = (EVENTS, COUNTS, DEAD_LETTERS, DUPLICATE_LOG, STAGE_COUNTS)
+# The tables every dataset shares, in the order migrations create them.
+SHARED = (DEAD_LETTERS, DUPLICATE_LOG, STAGE_COUNTS)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetTables:
+    """One dataset's tables, derived from its contract."""
+
+    main: Table
+    children: tuple[Table, ...]
+    aggregate: Table
+
+    @classmethod
+    def of(cls, contract: Contract) -> DatasetTables:
+        main, *children = contract.tables()
+        return cls(main, tuple(children), contract.aggregate_table())
+
+    def all(self) -> tuple[Table, ...]:
+        """Every table of the dataset, in the order migrations create them."""
+        return (self.main, *self.children, self.aggregate)

@@ -96,7 +96,7 @@ def _rate(check, events) -> float:
 def main() -> None:
     from jsonschema import Draft7Validator
 
-    from schemas.customer_events import load_schema
+    from datasets.customer_events import load_schema
     from tests.unit.test_validate import valid_event
     from transforms.validate import compile_schema
 

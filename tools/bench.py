@@ -50,8 +50,8 @@ import typing
 import psycopg2
 
 from beam_pipeline.settings import REPO_ROOT, MissingPasswordError, StackSettings
+from datasets.customer_events import CONTRACT, DATASET
 from schemas import tables
-from schemas.customer_events import CONTRACT
 from tools import bench_baselines, reconcile
 from tools.event_producer import batch_from_args, send_batch
 from tools.peak_memory import tree_rss
@@ -194,7 +194,8 @@ class _FirstRow:
     def __init__(self, settings: StackSettings, run_id: str):
         self._run_id = run_id
         self._sql = "SELECT " + " OR ".join(
-            f"EXISTS (SELECT 1 FROM {t.name} WHERE run_id = %(run)s)" for t in tables.ALL
+            f"EXISTS (SELECT 1 FROM {t.name} WHERE run_id = %(run)s)"
+            for t in (*DATASET.tables.all(), *tables.SHARED)
         )
         self._connection = psycopg2.connect(**settings.psycopg2_kwargs())
         self._connection.set_session(readonly=True, autocommit=True)
@@ -528,7 +529,7 @@ def _bench(args, settings: StackSettings, run_id: str, topic: str) -> int:
         return _fail(*verdict(run.exit_code, []))
     summary = next((x for x in reversed(lines) if x.startswith(f"run {run_id}: DONE")), None)
     _LOG.info("%s", summary or f"run {run_id}: Beamline done in {run.wall_s:.1f} s")
-    terms, results = reconcile.reconcile(run_id, report, output_dir, settings)
+    terms, results = reconcile.reconcile(DATASET, run_id, report, output_dir, settings)
     code, reasons = verdict(run.exit_code, results)
     if code:
         return _fail(code, [*reasons, f"run {run_id} does not balance: no figures"])

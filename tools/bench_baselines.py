@@ -44,17 +44,17 @@ import pyarrow.parquet as pq
 from confluent_kafka import Consumer, TopicPartition
 from jsonschema import Draft7Validator
 
-from schemas import tables
-from schemas.customer_events import (
+from datasets.customer_events import (
     CONTRACT,
+    DATASET,
     EVENT_TIME_FIELD,
     ID_FIELD,
+    CustomerEventCountsRow,
     CustomerEventsRow,
-    EventTypeCount,
     load_schema,
     to_customer_event,
-    to_event_type_count,
 )
+from schemas import tables
 from schemas.records import DeadLetter, Duplicate, KafkaRecord, dead_letter, row_dead_letter
 from transforms import conform, decode, normalise, validate
 from transforms.sinks import arrow_schema
@@ -78,8 +78,8 @@ TABLE_PREFIX = "bench_a_"
 
 # The pipeline's tables baseline A writes, with the outcome attribute holding the rows.
 _OUTPUTS = (
-    (tables.EVENTS, "events"),
-    (tables.COUNTS, "counts"),
+    (DATASET.tables.main, "events"),
+    (DATASET.tables.aggregate, "counts"),
     (tables.DEAD_LETTERS, "dead_letters"),
     (tables.DUPLICATE_LOG, "duplicates"),
 )
@@ -106,10 +106,10 @@ class Outcome:
     duplicates: list = dataclasses.field(default_factory=list)
     window_counts: dict = dataclasses.field(default_factory=collections.Counter)
 
-    def counts(self, run_id: str) -> list[EventTypeCount]:
+    def counts(self, run_id: str) -> list[CustomerEventCountsRow]:
         """The count rows: one on-time pane (index 0) per window and event type."""
         return [
-            to_event_type_count(kind, n, start, end, 0, "on_time", run_id)
+            DATASET.to_pane_row(kind, n, start, end, 0, "on_time", run_id)
             for (start, end, kind), n in sorted(self.window_counts.items())
         ]
 
@@ -157,7 +157,7 @@ class RecordStep:
         self._is_valid = validate.compile_schema(schema)
         self._validator = Draft7Validator(schema)
         # Resolved once per table, as ConformToSinks does per worker.
-        self._rules = conform._rules(tables.EVENTS)
+        self._rules = conform._rules(DATASET.tables.main)
         self._window_ms = window_size_s * 1000
         self._id = CONTRACT.column(ID_FIELD).name
         self._key = CONTRACT.aggregates[0].key
@@ -205,7 +205,7 @@ class RecordStep:
                 record, normalise.STAGE, "normalise_error", f"{type(e).__name__}: {e}"
             )
         # 4. conform to the events table (ConformToSinks)
-        found = conform.violations(tables.EVENTS, row, self._rules)
+        found = conform.violations(DATASET.tables.main, row, self._rules)
         if found:
             detail = "; ".join(v.detail for v in found)
             self.outcome.dead_letters.append(
@@ -437,10 +437,10 @@ def run_consumer_baseline(
 
             consume_records(bootstrap_servers, topic, ranges, on_batch)
             out = step.outcome
-            _upsert(cur, tables.COUNTS, out.counts(run_id))
+            _upsert(cur, DATASET.tables.aggregate, out.counts(run_id))
             _write_parquet(parquet_dir, "events", CustomerEventsRow, out.events)
             _write_parquet(parquet_dir, "dead_letters", DeadLetter, out.dead_letters)
-            _write_parquet(parquet_dir, "event_counts", EventTypeCount, out.counts(run_id))
+            _write_parquet(parquet_dir, "event_counts", CustomerEventCountsRow, out.counts(run_id))
         # Leaving the block committed the transaction.
         wall_s = time.perf_counter() - started
         table_rows = {}

@@ -210,6 +210,7 @@ class Batch:
     injected: Injected
     labels: tuple[str, ...]
     value_format: str = "json"
+    dataset: str = "customer_events"
 
 
 def format_timestamp(ms: int) -> str:
@@ -465,7 +466,7 @@ class _AvroFormat:
     """
 
     def __init__(self, confluent: bool):
-        from schemas.customer_events import CONTRACT  # imports Beam: only for Avro
+        from datasets.customer_events import CONTRACT  # imports Beam: only for Avro
 
         self.name = "avro_confluent" if confluent else "avro"
         self._schema = fastavro.parse_schema(CONTRACT.avro_schema())
@@ -727,6 +728,7 @@ def send_batch(
     after = end_offsets(bootstrap_servers, topic)
     return {
         "run_id": run_id,
+        "dataset": batch.dataset,
         "topic": topic,
         "value_format": batch.value_format,
         "seed": seed,
@@ -741,6 +743,9 @@ def send_batch(
 
 def batch_from_args(args, count: int, run_id: str, seed: int, start_ms: int) -> Batch:
     """``generate`` with the fault ratios, rate, pool and format of parsed CLI ``args``."""
+    dataset = getattr(args, "dataset", "customer_events")
+    if dataset != "customer_events":
+        raise ValueError(f"dataset {dataset} has no generator yet (customer_events has)")
     return generate(
         count,
         run_id,

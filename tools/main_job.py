@@ -23,12 +23,13 @@ import sys
 import threading
 import time
 
+import datasets
 from beam_pipeline import driver
 from beam_pipeline.options import DEFAULT_MAX_DELAY_S
 from beam_pipeline.settings import REPO_ROOT, StackSettings
-from schemas.customer_events import CONTRACT
+from schemas.dataset import Dataset
 from tools import reconcile
-from tools.event_producer import DEFAULT_TOPIC, batch_from_args, send_batch
+from tools.event_producer import batch_from_args, send_batch
 from tools.producer import end_offsets
 from tools.stack import ServiceUnavailable, check_kafka
 
@@ -38,7 +39,8 @@ __all__ = ["main"]
 def _parser(settings: StackSettings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="./run_local.sh",
-        description="Produce a run of customer events, run the pipeline over them, reconcile.",
+        description="Produce a run of a dataset's records with injected faults, run the "
+        "pipeline over them, reconcile.",
         epilog="Other flags are passed to python -m run (see python -m run --help).",
         allow_abbrev=False,
     )
@@ -78,7 +80,13 @@ def _parser(settings: StackSettings) -> argparse.ArgumentParser:
         "streaming job on a live feed (events sent at their event time) until the run "
         "balances or Ctrl-C",
     )
-    parser.add_argument("--kafka_topic", default=DEFAULT_TOPIC)
+    parser.add_argument(
+        "--dataset",
+        default=datasets.DEFAULT,
+        choices=datasets.names(),
+        help="the dataset to produce and run (default: %(default)s)",
+    )
+    parser.add_argument("--kafka_topic", default=None, help="default: the dataset's topic")
     parser.add_argument(
         "--value_format",
         default="json",
@@ -92,7 +100,7 @@ def _parser(settings: StackSettings) -> argparse.ArgumentParser:
 RUNNERS = {"direct": "DirectRunner", "flink": "FlinkRunner", "prism": "PrismRunner"}
 
 
-def _stream(args, run_flags, settings, batch, run_id, seed, start_ms) -> int:
+def _stream(args, run_flags, settings, dataset, batch, run_id, seed, start_ms) -> int:
     """A streaming job on a live feed: start the job, send the events at their event
     time, wait until the run balances (or Ctrl-C), stop the job, reconcile."""
     run_dir = pathlib.Path(args.output_dir).resolve() / run_id
@@ -105,6 +113,7 @@ def _stream(args, run_flags, settings, batch, run_id, seed, start_ms) -> int:
             "run",
             f"--runner={RUNNERS[args.runner]}",
             f"--run_id={run_id}",
+            f"--dataset={args.dataset}",
             f"--kafka_topic={args.kafka_topic}",
             f"--value_format={args.value_format}",
             f"--kafka_start_offsets={_offsets(start)}",
@@ -149,7 +158,9 @@ def _stream(args, run_flags, settings, batch, run_id, seed, start_ms) -> int:
             time.sleep(2)  # the job prints progress; here we only watch for the end
             if reports:
                 sent_at = sent_at or time.monotonic()
-                terms, results = reconcile.reconcile(run_id, reports[0], run_dir.parent, settings)
+                terms, results = reconcile.reconcile(
+                    dataset, run_id, reports[0], run_dir.parent, settings
+                )
                 if all(c.passed for c in results):
                     break
                 if time.monotonic() - sent_at > args.settle_s:
@@ -171,13 +182,13 @@ def _stream(args, run_flags, settings, batch, run_id, seed, start_ms) -> int:
         return 1
     report = reports[0]
     (run_dir / reconcile.REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
-    terms, results = reconcile.reconcile(run_id, report, run_dir.parent, settings)
+    terms, results = reconcile.reconcile(dataset, run_id, report, run_dir.parent, settings)
     extra = {
         "events": args.events,
         "runner": args.runner,
         "run_s": round(time.monotonic() - started, 1),
     }
-    print(reconcile.render(run_id, terms, results, extra))
+    print(reconcile.render(dataset, run_id, terms, results, extra))
     if code != 0:
         return code
     return 0 if all(c.passed for c in results) else 1
@@ -203,11 +214,11 @@ def _streaming_defaults(run_flags: list[str]) -> list[str]:
     return [*run_flags, *(f"{k}={v}" for k, v in defaults.items() if k not in given)]
 
 
-def _late_shift_s(run_flags: list[str]) -> float:
+def _late_shift_s(run_flags: list[str], dataset: Dataset) -> float:
     """How far behind a late event is sent: beyond its window's close, as the job's
     flags set it, and the watermark's delay, with a margin for the pipeline's lag."""
     flags = argparse.ArgumentParser(add_help=False)
-    flags.add_argument("--window_size_s", type=int, default=CONTRACT.aggregates[0].window_s)
+    flags.add_argument("--window_size_s", type=int, default=dataset.contract.aggregate.window_s)
     flags.add_argument("--allowed_lateness_s", type=int, default=STREAMING_LATENESS_S)
     flags.add_argument("--kafka_max_delay_s", type=float, default=DEFAULT_MAX_DELAY_S)
     known, _ = flags.parse_known_args(run_flags)
@@ -229,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.events <= 0:
         parser.error(f"--events must be a positive number (got {args.events})")
     streaming = args.runner != "direct"
+    dataset = datasets.get(args.dataset)
+    if args.kafka_topic is None:
+        args.kafka_topic = dataset.contract.topic
     if args.late is None:
         args.late = 0.01 if streaming else 0.0
     if args.late and not streaming:
@@ -238,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if streaming:
         run_flags = _streaming_defaults(run_flags)
-        args.late_shift_s = _late_shift_s(run_flags)
+        args.late_shift_s = _late_shift_s(run_flags, dataset)
     run_id = secrets.token_hex(6)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     # A live feed starts a little ahead, once the streaming job is up.
@@ -253,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         _error(str(e))
         return 1
     if args.runner != "direct":
-        return _stream(args, run_flags, settings, batch, run_id, seed, start_ms)
+        return _stream(args, run_flags, settings, dataset, batch, run_id, seed, start_ms)
     report = send_batch(
         settings.kafka_bootstrap_servers, args.kafka_topic, batch, run_id, seed, start_ms
     )
@@ -271,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     code = driver.main(
         [
             f"--run_id={run_id}",
+            f"--dataset={args.dataset}",
             f"--kafka_topic={args.kafka_topic}",
             f"--value_format={args.value_format}",
             f"--kafka_start_offsets={_offsets(report['offsets_before'])}",
@@ -282,13 +297,13 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     if code != 0:
         return code
-    terms, results = reconcile.reconcile(run_id, report, run_dir.parent, settings)
+    terms, results = reconcile.reconcile(dataset, run_id, report, run_dir.parent, settings)
     extra = {
         "events": args.events,
         "pipeline_s": round(elapsed, 1),
         "records_per_s": round(report["sent"] / elapsed) if elapsed else None,
     }
-    print(reconcile.render(run_id, terms, results, extra))
+    print(reconcile.render(dataset, run_id, terms, results, extra))
     return 0 if all(c.passed for c in results) else 1
 
 

@@ -1,22 +1,25 @@
 """The run's reconciliation: every term from its own source, every check printed.
 
-Terms, and where each is read:
+Terms, and where each is read (``<main>``, ``<id>``, ``<aggregate>``, ``<key>`` and
+``<count>`` are the dataset's main table, id column, aggregate table, its key and
+count columns, all from its contract; for customer events ``customer_events``,
+``event_id``, ``customer_event_counts``, ``event_type`` and ``event_count``):
 
 =======================  ====================================================
 ``produced``             the producer's report: end offsets after − before
-``valid_unique``         PostgreSQL ``customer_events``: distinct ``event_id``
-``postgres_events``      PostgreSQL ``customer_events``: rows
-``parquet_events``       the Parquet files under ``<output>/<run>/events/``
+``valid_unique``         PostgreSQL ``<main>``: distinct ``<id>``
+``postgres_events``      PostgreSQL ``<main>``: rows
+``parquet_events``       the Parquet files under ``<output>/<run>/<main>/``
 ``duplicates``           PostgreSQL ``duplicate_log``: rows
 ``dead_letters``         PostgreSQL ``dead_letters``: rows, the late lane excepted
 ``late``                 PostgreSQL ``dead_letters``: rows of stage ``late``
 ``parquet_dead_letters`` the Parquet files under ``<output>/<run>/dead_letters/``
 ``kafka_dead_letters``   the dead-letter topic: distinct source records in the run's messages
-``gold_total``           PostgreSQL ``customer_event_counts``: sum of counts (latest panes)
-``parquet_gold_total``   the Parquet files under ``<output>/<run>/event_counts/``: sum of
+``gold_total``           PostgreSQL ``<aggregate>``: sum of ``<count>`` (latest panes)
+``parquet_gold_total``   the Parquet files under ``<output>/<run>/<aggregate>/``: sum of
                          the counts of each window's highest pane
-``unbalanced_windows``   (window, event type) pairs whose count + late events differs
-                         from the events of that window in ``customer_events``
+``unbalanced_windows``   (window, key) pairs whose count + late events differs
+                         from the events of that window in ``<main>``
 ``stage_read``           PostgreSQL ``window_stage_counts``: records read
 ``stage_late``           PostgreSQL ``window_stage_counts``: late records
 =======================  ====================================================
@@ -46,11 +49,13 @@ import psycopg2
 import pyarrow.parquet as pq
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+import datasets
 from beam_pipeline.graph import DEAD_LETTER_TOPIC
 from beam_pipeline.identifiers import run_id_argument
 from beam_pipeline.progress import scalar
 from beam_pipeline.settings import StackSettings
 from schemas import tables
+from schemas.dataset import Dataset
 from transforms.kafka_io import HEADER_PREFIX
 
 __all__ = [
@@ -88,25 +93,30 @@ class Terms:
     injected_late: int = 0  # sent beyond the allowed lateness (streaming runs)
 
 
-_SOURCES = {
-    "produced": "Kafka end offsets, after − before (producer report)",
-    "valid_unique": f"PostgreSQL {tables.EVENTS.name}: distinct event_id",
-    "postgres_events": f"PostgreSQL {tables.EVENTS.name}: rows",
-    "parquet_events": "Parquet events/: rows",
-    "duplicates": f"PostgreSQL {tables.DUPLICATE_LOG.name}: rows",
-    "dead_letters": f"PostgreSQL {tables.DEAD_LETTERS.name}: rows, late lane excepted",
-    "parquet_dead_letters": "Parquet dead_letters/: rows",
-    "kafka_dead_letters": "Kafka dead_letters topic: distinct source records of the run",
-    "gold_total": f"PostgreSQL {tables.COUNTS.name}: sum of event_count",
-    "parquet_gold_total": "Parquet event_counts/: sum of event_count",
-    "injected_duplicates": "producer report: duplicates injected",
-    "injected_dead_letters": "producer report: malformed + invalid injected",
-    "late": f"PostgreSQL {tables.DEAD_LETTERS.name}: rows of stage late",
-    "unbalanced_windows": "windows where count + late events != events",
-    "stage_read": f"PostgreSQL {tables.STAGE_COUNTS.name}: records read",
-    "stage_late": f"PostgreSQL {tables.STAGE_COUNTS.name}: late records",
-    "injected_late": "producer report: sent beyond the allowed lateness",
-}
+def _sources(dataset: Dataset) -> dict[str, str]:
+    """Where each term is read, for the table a person reads."""
+    main, aggregate = dataset.tables.main.name, dataset.tables.aggregate.name
+    count = dataset.contract.aggregate.count_column
+    dead, stages = tables.DEAD_LETTERS.name, tables.STAGE_COUNTS.name
+    return {
+        "produced": "Kafka end offsets, after − before (producer report)",
+        "valid_unique": f"PostgreSQL {main}: distinct {dataset.contract.id_column()}",
+        "postgres_events": f"PostgreSQL {main}: rows",
+        "parquet_events": f"Parquet {main}/: rows",
+        "duplicates": f"PostgreSQL {tables.DUPLICATE_LOG.name}: rows",
+        "dead_letters": f"PostgreSQL {dead}: rows, late lane excepted",
+        "parquet_dead_letters": "Parquet dead_letters/: rows",
+        "kafka_dead_letters": "Kafka dead_letters topic: distinct source records of the run",
+        "gold_total": f"PostgreSQL {aggregate}: sum of {count}",
+        "parquet_gold_total": f"Parquet {aggregate}/: sum of {count}",
+        "injected_duplicates": "producer report: duplicates injected",
+        "injected_dead_letters": "producer report: malformed + invalid injected",
+        "late": f"PostgreSQL {dead}: rows of stage late",
+        "unbalanced_windows": "windows where count + late events != events",
+        "stage_read": f"PostgreSQL {stages}: records read",
+        "stage_late": f"PostgreSQL {stages}: late records",
+        "injected_late": "producer report: sent beyond the allowed lateness",
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +185,7 @@ def checks(terms: Terms, audit: OffsetAudit) -> list[Check]:
         Check(
             "every window: final count + its late events == its events",
             t.unbalanced_windows == 0,
-            f"{t.unbalanced_windows} (window, event type) pairs off",
+            f"{t.unbalanced_windows} (window, key) pairs off",
         ),
         Check(
             "stage counts: read == produced, late == late",
@@ -218,41 +228,47 @@ def _parquet(folder: pathlib.Path) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(folder.glob("*.parquet")))
 
 
-def _parquet_final_counts(folder: pathlib.Path) -> int:
-    """The sum of ``event_count`` over the highest pane of each (window, event type)
-    in the Parquet files of ``folder`` (they hold every pane written)."""
+def _parquet_final_counts(folder: pathlib.Path, key_column: str, count_column: str) -> int:
+    """The sum of ``count_column`` over the highest pane of each (window, key) in the
+    Parquet files of ``folder`` (they hold every pane written)."""
     final: dict[tuple, tuple[int, int]] = {}
     for f in sorted(folder.glob("*.parquet")):
         for row in pq.read_table(f).to_pylist():
-            key = (row["window_start_ms"], row["window_end_ms"], row["event_type"])
-            pane = (row["pane_index"], row["event_count"])
+            key = (row["window_start_ms"], row["window_end_ms"], row[key_column])
+            pane = (row["pane_index"], row[count_column])
             final[key] = max(final.get(key, pane), pane)
     return sum(count for _, count in final.values())
 
 
-# (window, event type) pairs where the stored (latest-pane) count plus the late
-# events of that window differs from the window's events.  Windows are fixed,
-# aligned to the epoch, of the length the run's count rows show.
-_UNBALANCED_WINDOWS = f"""
+def unbalanced_windows_sql(dataset: Dataset) -> str:
+    """(window, key) pairs where the stored (latest-pane) count plus the late events
+    of that window differs from the window's events.  Windows are fixed, aligned to
+    the epoch, of the length the run's count rows show; an event's window is that of
+    its event-time column."""
+    contract = dataset.contract
+    main, counts = dataset.tables.main.name, dataset.tables.aggregate.name
+    key, count = contract.aggregate.key, contract.aggregate.count_column
+    time = contract.column(contract.event_time_field).name
+    return f"""
 WITH size AS (
     SELECT coalesce(max(window_end_ms - window_start_ms), 1) AS ms
-    FROM {tables.COUNTS.name} WHERE run_id = %(run)s
+    FROM {counts} WHERE run_id = %(run)s
 ), ev AS (
-    SELECT e.kafka_topic, e.kafka_partition, e.kafka_offset, e.event_type,
-           e.event_time_ms - mod(e.event_time_ms, size.ms) AS window_start_ms
-    FROM {tables.EVENTS.name} e, size WHERE e.run_id = %(run)s
+    SELECT e.kafka_topic, e.kafka_partition, e.kafka_offset, e.{key} AS k,
+           e.{time} - mod(e.{time}, size.ms) AS window_start_ms
+    FROM {main} e, size WHERE e.run_id = %(run)s
 ), per_window AS (
-    SELECT window_start_ms, event_type, count(*) AS events,
+    SELECT window_start_ms, k, count(*) AS events,
            count(d.kafka_offset) AS late
     FROM ev LEFT JOIN {tables.DEAD_LETTERS.name} d
       ON d.run_id = %(run)s AND d.stage = 'late' AND d.kafka_topic = ev.kafka_topic
      AND d.kafka_partition = ev.kafka_partition AND d.kafka_offset = ev.kafka_offset
-    GROUP BY window_start_ms, event_type
+    GROUP BY window_start_ms, k
 )
 SELECT count(*) FROM per_window w
-FULL JOIN (SELECT * FROM {tables.COUNTS.name} WHERE run_id = %(run)s) c
-  ON c.window_start_ms = w.window_start_ms AND c.event_type = w.event_type
-WHERE coalesce(c.event_count, 0) + coalesce(w.late, 0) <> coalesce(w.events, 0)
+FULL JOIN (SELECT * FROM {counts} WHERE run_id = %(run)s) c
+  ON c.window_start_ms = w.window_start_ms AND c.{key} = w.k
+WHERE coalesce(c.{count}, 0) + coalesce(w.late, 0) <> coalesce(w.events, 0)
 """
 
 
@@ -301,28 +317,32 @@ def count_dead_letter_messages(bootstrap_servers: str, topic: str, run_id: str) 
 
 
 def gather(
-    run_id: str, report: dict, output_dir: pathlib.Path, settings: StackSettings
+    dataset: Dataset, run_id: str, report: dict, output_dir: pathlib.Path, settings: StackSettings
 ) -> tuple[Terms, OffsetAudit]:
     """Reads every term from its source, and the coordinates for the offset audit."""
     run_dir = output_dir / run_id
-    events, counts = tables.EVENTS.name, tables.COUNTS.name
+    contract = dataset.contract
+    events, counts = dataset.tables.main.name, dataset.tables.aggregate.name
+    id_column, count_column = contract.id_column(), contract.aggregate.count_column
     dead, dups = tables.DEAD_LETTERS.name, tables.DUPLICATE_LOG.name
     connection = psycopg2.connect(**settings.psycopg2_kwargs())
     connection.set_session(readonly=True, autocommit=True)
     try:
         with connection.cursor() as cur:
             q = "WHERE run_id = %s"
-            valid_unique = scalar(cur, f"SELECT count(DISTINCT event_id) FROM {events} {q}", run_id)
+            valid_unique = scalar(
+                cur, f"SELECT count(DISTINCT {id_column}) FROM {events} {q}", run_id
+            )
             postgres_events = scalar(cur, f"SELECT count(*) FROM {events} {q}", run_id)
             duplicates = scalar(cur, f"SELECT count(*) FROM {dups} {q}", run_id)
             not_late, is_late = f"{q} AND stage <> 'late'", f"{q} AND stage = 'late'"
             dead_letters = scalar(cur, f"SELECT count(*) FROM {dead} {not_late}", run_id)
             late = scalar(cur, f"SELECT count(*) FROM {dead} {is_late}", run_id)
-            gold_total = scalar(cur, f"SELECT sum(event_count) FROM {counts} {q}", run_id)
+            gold_total = scalar(cur, f"SELECT sum({count_column}) FROM {counts} {q}", run_id)
             stages = f"SELECT sum(record_count) FROM {tables.STAGE_COUNTS.name} {q} AND stage = "
             stage_read = scalar(cur, stages + "'read'", run_id)
             stage_late = scalar(cur, stages + "'late'", run_id)
-            cur.execute(_UNBALANCED_WINDOWS, {"run": run_id})
+            cur.execute(unbalanced_windows_sql(dataset), {"run": run_id})
             unbalanced_windows = int(cur.fetchone()[0])
             columns = "SELECT kafka_topic, kafka_partition, kafka_offset FROM"
 
@@ -340,7 +360,7 @@ def gather(
         produced=sum(int(n) for n in report["produced"].values()),
         valid_unique=valid_unique,
         postgres_events=postgres_events,
-        parquet_events=_parquet(run_dir / "events"),
+        parquet_events=_parquet(run_dir / events),
         duplicates=duplicates,
         dead_letters=dead_letters,
         parquet_dead_letters=_parquet(run_dir / "dead_letters"),
@@ -348,7 +368,9 @@ def gather(
             settings.kafka_bootstrap_servers, DEAD_LETTER_TOPIC, run_id
         ),
         gold_total=gold_total,
-        parquet_gold_total=_parquet_final_counts(run_dir / "event_counts"),
+        parquet_gold_total=_parquet_final_counts(
+            run_dir / counts, contract.aggregate.key, count_column
+        ),
         injected_duplicates=int(injected["duplicates"]),
         injected_dead_letters=int(injected["malformed"]) + int(injected["invalid"]),
         late=late,
@@ -362,11 +384,22 @@ def gather(
     return terms, audit_offsets(report["topic"], ranges, seen, late_seen, event_seen)
 
 
-def render(run_id: str, terms: Terms, results: list[Check], extra: dict | None = None) -> str:
+def render(
+    dataset: Dataset,
+    run_id: str,
+    terms: Terms,
+    results: list[Check],
+    extra: dict | None = None,
+) -> str:
     """The table a person reads; its last line is one JSON object for machines."""
-    lines = [f"Reconciliation of run {run_id}", "", f"  {'term':<22} {'value':>9}  source"]
+    sources = _sources(dataset)
+    lines = [
+        f"Reconciliation of run {run_id} ({dataset.name})",
+        "",
+        f"  {'term':<22} {'value':>9}  source",
+    ]
     for name, value in dataclasses.asdict(terms).items():
-        lines.append(f"  {name:<22} {value:>9,}  {_SOURCES[name]}")
+        lines.append(f"  {name:<22} {value:>9,}  {sources[name]}")
     lines += ["", f"  {'check':<70} result"]
     for check in results:
         verdict = "PASS" if check.passed else "FAIL"
@@ -375,6 +408,7 @@ def render(run_id: str, terms: Terms, results: list[Check], extra: dict | None =
     lines += ["", f"  {'all checks pass' if passed else 'RECONCILIATION FAILED'}"]
     summary = {
         "run_id": run_id,
+        "dataset": dataset.name,
         **(extra or {}),
         "terms": dataclasses.asdict(terms),
         "checks": {c.name: c.passed for c in results},
@@ -385,9 +419,9 @@ def render(run_id: str, terms: Terms, results: list[Check], extra: dict | None =
 
 
 def reconcile(
-    run_id: str, report: dict, output_dir: pathlib.Path, settings: StackSettings
+    dataset: Dataset, run_id: str, report: dict, output_dir: pathlib.Path, settings: StackSettings
 ) -> tuple[Terms, list[Check]]:
-    terms, audit = gather(run_id, report, output_dir, settings)
+    terms, audit = gather(dataset, run_id, report, output_dir, settings)
     return terms, checks(terms, audit)
 
 
@@ -412,8 +446,9 @@ def main(argv=None) -> int:
     except FileNotFoundError:
         print(f"beamline: error: no producer report at {report_path}", file=sys.stderr)
         return 2
-    terms, results = reconcile(args.run_id, report, output_dir, settings)
-    print(render(args.run_id, terms, results))
+    dataset = datasets.get(report.get("dataset", datasets.DEFAULT))
+    terms, results = reconcile(dataset, args.run_id, report, output_dir, settings)
+    print(render(dataset, args.run_id, terms, results))
     return 0 if all(c.passed for c in results) else 1
 
 

@@ -27,7 +27,8 @@ from beam_pipeline.settings import StackSettings
 from schemas.ddl import NonAdditiveChange, plan_migration
 
 __all__ = [
-    "TOPICS",
+    "all_tables",
+    "project_topics",
     "ServiceUnavailable",
     "check_kafka",
     "check_postgres",
@@ -39,8 +40,12 @@ __all__ = [
 
 _LOG = logging.getLogger(__name__)
 
-# Every topic the project reads or writes.
-TOPICS = ("customer_events", "customers", "dead_letters")
+
+def project_topics() -> tuple[str, ...]:
+    """Every topic the project reads or writes: each dataset's and the dead letters'."""
+    import datasets  # imports Beam (the contracts' row coders): only when asked
+
+    return (*(datasets.get(name).contract.topic for name in datasets.names()), "dead_letters")
 
 
 def delete_topics(bootstrap_servers: str, topics) -> None:
@@ -50,8 +55,10 @@ def delete_topics(bootstrap_servers: str, topics) -> None:
         future.result(timeout=30)
 
 
-def create_topics(bootstrap_servers: str, topics=TOPICS, partitions: int = 3) -> list[str]:
-    """Creates the missing topics; returns the names it created."""
+def create_topics(bootstrap_servers: str, topics=None, partitions: int = 3) -> list[str]:
+    """Creates the missing ``topics`` (default: ``project_topics()``); returns those
+    it created."""
+    topics = project_topics() if topics is None else topics
     admin = admin_client(bootstrap_servers)
     existing = set(admin.list_topics(timeout=10).topics)
     missing = [t for t in topics if t not in existing]
@@ -93,6 +100,15 @@ def _wait_for_leaders(admin: AdminClient, topics, partitions: int, timeout_s: fl
         time.sleep(0.1)
 
 
+def all_tables() -> tuple:
+    """Every table the pipeline writes: each registered dataset's, then the shared ones."""
+    import datasets  # imports Beam: only when migrating
+    from schemas import tables as shared
+
+    per_dataset = (t for name in datasets.names() for t in datasets.get(name).tables.all())
+    return (*per_dataset, *shared.SHARED)
+
+
 def migrate(settings: StackSettings, tables=None) -> list[str]:
     """Brings every table up to its contract with additive statements; returns them.
 
@@ -100,12 +116,10 @@ def migrate(settings: StackSettings, tables=None) -> list[str]:
       NonAdditiveChange: a table differs in a way only a person should fix; nothing
         of that table is changed.
     """
-    from schemas import tables as all_tables  # imports Beam: only when migrating
-
     applied = []
     connection = psycopg2.connect(**settings.psycopg2_kwargs())
     try:
-        for table in tables or all_tables.ALL:
+        for table in tables or all_tables():
             with connection, connection.cursor() as cur:
                 cur.execute(
                     "SELECT column_name, data_type, is_nullable = 'YES' "

@@ -513,7 +513,7 @@ class ValidateEvents(beam.PTransform):
     ``[DEAD_LETTER_TAG]`` holds ``DeadLetter`` rows with stage ``validate``.
 
     Args:
-        schema: The contract, e.g. ``schemas.customer_events.load_schema()``; it
+        schema: The contract, e.g. ``datasets.customer_events.load_schema()``; it
             must be a valid Draft 7 schema that ``compile_schema`` supports, which
             is checked here, when the graph is built.
         run_id: Stamped on every dead letter.

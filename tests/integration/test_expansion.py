@@ -27,6 +27,7 @@ from apache_beam.runners.portability import artifact_service
 from beam_pipeline.driver import jdbc_target
 from beam_pipeline.graph import GraphParams, build_graph, production_sinks
 from beam_pipeline.java_services import JavaExpansionService, staged_classpath
+from datasets.customer_events import DATASET
 from tests.procnet import LOOPBACK, listening_sockets
 
 pytestmark = pytest.mark.integration
@@ -38,13 +39,14 @@ def _production_graph(stack, tmp_path):
     service = JavaExpansionService(tmp_path / "logs").start()
     try:
         sinks = production_sinks(
+            DATASET,
             str(tmp_path / "out"),
             jdbc_target(stack),
             service.address,
             stack.kafka_bootstrap_servers,
         )
         pipeline = beam.Pipeline(runner="FnApiRunner")
-        build_graph(pipeline, beam.Create([]), GraphParams(run_id="x"), sinks)
+        build_graph(pipeline, DATASET, beam.Create([]), GraphParams(run_id="x"), sinks)
         return pipeline.to_runner_api(), service
     finally:
         service.stop()

@@ -12,8 +12,9 @@ import psycopg2
 import pytest
 from psycopg2 import errors
 
+from datasets.customer_events import DATASET, CustomerEventCountsRow
 from schemas import tables
-from schemas.customer_events import EventTypeCount
+from tools.stack import all_tables
 from transforms.sinks import upsert_statement
 
 pytestmark = pytest.mark.integration
@@ -34,26 +35,32 @@ def _run(connection, statement, args=()):
 
 def test_the_writer_can_upsert_every_pipeline_table_and_read_it_back(writer, pg):
     run_id = f"priv-{uuid.uuid4().hex[:8]}"
-    table = tables.COUNTS
+    table = DATASET.tables.aggregate
     statement = upsert_statement(
         table.name, table.row_type, table.key_columns, table.casts, table.forward_only
     ).replace("?", "%s")
-    _run(writer, statement, tuple(EventTypeCount(0, 60_000, "search", 5, 0, "on_time", run_id)))
-    _run(writer, statement, tuple(EventTypeCount(0, 60_000, "search", 6, 1, "late", run_id)))
+    _run(
+        writer,
+        statement,
+        tuple(CustomerEventCountsRow(0, 60_000, "search", 5, 0, "on_time", run_id)),
+    )
+    _run(
+        writer, statement, tuple(CustomerEventCountsRow(0, 60_000, "search", 6, 1, "late", run_id))
+    )
     with pg.cursor() as cur:
         cur.execute(f"SELECT event_count FROM {table.name} WHERE run_id = %s", (run_id,))
         assert cur.fetchall() == [(6,)]
-    for t in tables.ALL:  # the grant reached every table
+    for t in all_tables():  # the grant reached every table
         _run(writer, f"SELECT count(*) FROM {t.name} WHERE false")
 
 
 @pytest.mark.parametrize(
     "statement",
     [
-        f"DELETE FROM {tables.EVENTS.name}",
-        f"TRUNCATE {tables.COUNTS.name}",
+        f"DELETE FROM {DATASET.tables.main.name}",
+        f"TRUNCATE {DATASET.tables.aggregate.name}",
         f"DROP TABLE {tables.DEAD_LETTERS.name}",
-        f"ALTER TABLE {tables.EVENTS.name} ADD COLUMN intruder text",
+        f"ALTER TABLE {DATASET.tables.main.name} ADD COLUMN intruder text",
         "CREATE TABLE intruder (x int)",
         "CREATE ROLE intruder",
         "CREATE DATABASE intruder",

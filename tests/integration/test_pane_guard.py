@@ -8,15 +8,14 @@ import uuid
 
 import pytest
 
-from schemas import tables
-from schemas.customer_events import EventTypeCount
+from datasets.customer_events import DATASET, CustomerEventCountsRow
 from transforms.sinks import upsert_statement
 
 pytestmark = pytest.mark.integration
 
 
 def _write(pg, row):
-    table = tables.COUNTS
+    table = DATASET.tables.aggregate
     sql = upsert_statement(
         table.name, table.row_type, table.key_columns, table.casts, table.forward_only
     )
@@ -38,7 +37,7 @@ def test_a_retried_earlier_pane_never_overwrites_a_later_one(pg):
     run_id = f"guard-{uuid.uuid4().hex[:8]}"
 
     def pane(count, index, timing):
-        return EventTypeCount(0, 60_000, "search", count, index, timing, run_id)
+        return CustomerEventCountsRow(0, 60_000, "search", count, index, timing, run_id)
 
     _write(pg, pane(5, 0, "on_time"))
     _write(pg, pane(7, 2, "late"))

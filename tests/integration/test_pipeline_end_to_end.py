@@ -15,6 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from beam_pipeline import driver
 from beam_pipeline.graph import DEAD_LETTER_TOPIC
+from datasets.customer_events import DATASET
 from tools import main_job, reconcile
 from tools.event_producer import generate
 
@@ -190,7 +191,7 @@ def test_two_runs_balance_and_the_sinks_hold_what_was_produced(
     # every table as it was, and the Parquet files are replaced, not added to.  A file
     # of another shard count (what a re-run that shards differently leaves) is planted
     # first: the reconciliation would count its rows twice if it stayed.
-    shard = sorted((tmp_path / run_id / "events").glob("*.parquet"))[0]
+    shard = sorted((tmp_path / run_id / "customer_events").glob("*.parquet"))[0]
     shutil.copy(shard, shard.with_name("part-00098-of-00099.parquet"))
     assert (
         driver.main(
@@ -206,7 +207,7 @@ def test_two_runs_balance_and_the_sinks_hold_what_was_produced(
         )
         == 0
     )
-    terms, results = reconcile.reconcile(run_id, report, tmp_path, stack)
+    terms, results = reconcile.reconcile(DATASET, run_id, report, tmp_path, stack)
     assert all(c.passed for c in results), [c for c in results if not c.passed]
     assert json.loads(json.dumps(terms.__dict__)) == first["terms"]
 

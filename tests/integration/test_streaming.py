@@ -26,6 +26,7 @@ import uuid
 import pytest
 
 from beam_pipeline.settings import REPO_ROOT
+from datasets.customer_events import DATASET
 from tests.procnet import LOOPBACK, command, descendants, listening_sockets
 from tools import reconcile
 from tools.event_producer import generate, send_batch
@@ -158,7 +159,7 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
         last = []
 
         def balanced():
-            terms, results = reconcile.reconcile(run_id, report, tmp_path, stack)
+            terms, results = reconcile.reconcile(DATASET, run_id, report, tmp_path, stack)
             last[:] = [f"{c.name}: {c.detail}" for c in results if not c.passed]
             return (terms, results) if all(c.passed for c in results) else None
 
@@ -207,7 +208,7 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
     )
     assert code == 0, output[-3000:]
     assert f"run {run_id}: CANCELLED" in output
-    terms, results = reconcile.reconcile(run_id, report, tmp_path, stack)
+    terms, results = reconcile.reconcile(DATASET, run_id, report, tmp_path, stack)
     assert [c.name for c in results if not c.passed] == []
     assert terms.produced == report["sent"] == len(batch.messages)
     assert terms.late == batch.injected.late > 0

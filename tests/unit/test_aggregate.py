@@ -18,12 +18,12 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
-from schemas.customer_events import EventTypeCount, to_event_type_count
+from datasets.customer_events import DATASET, CustomerEventCountsRow
 from transforms.aggregate import LATE, LATE_TAG, ON_TIME, CountPerWindow
 
 pytestmark = pytest.mark.unit
 
-TO_ROW = functools.partial(to_event_type_count, run_id="r1")
+TO_ROW = functools.partial(DATASET.to_pane_row, run_id="r1")
 
 
 def _at(event_type, seconds, n=0):
@@ -31,7 +31,7 @@ def _at(event_type, seconds, n=0):
 
 
 def _row(start_s, end_s, key, count, pane, timing):
-    return EventTypeCount(start_s * 1000, end_s * 1000, key, count, pane, timing, "r1")
+    return CustomerEventCountsRow(start_s * 1000, end_s * 1000, key, count, pane, timing, "r1")
 
 
 def _count(lateness=0, period=None, size=60, combine=False):
@@ -39,7 +39,7 @@ def _count(lateness=0, period=None, size=60, combine=False):
         "event_type",
         size,
         TO_ROW,
-        EventTypeCount,
+        CustomerEventCountsRow,
         allowed_lateness_s=lateness,
         window_period_s=period,
         combine_in_bundle=combine,

@@ -8,7 +8,7 @@ import fastavro
 import jsonschema
 import pytest
 
-from schemas import customer_events, customers
+from datasets import customer_events, customers
 from schemas.contract import Column, Computed, Contract, ContractError, DedupPolicy, Field
 from schemas.ddl import create_statement, expected_columns
 from schemas.records import KafkaRecord

@@ -144,7 +144,7 @@ def _avro_value(confluent=False):
 
 
 def _decoder(value_format):
-    from schemas.customer_events import CONTRACT
+    from datasets.customer_events import CONTRACT
 
     return decoder_for(CONTRACT, value_format)
 

@@ -215,6 +215,9 @@ def test_a_bad_flag_is_one_line_on_stderr_from_the_command():
     ]
 
 
+OUTPUTS = ("events", "dead_letters")
+
+
 def _parquet_files(prefix):
     return sorted(str(f.relative_to(prefix)) for f in prefix.rglob("*.parquet"))
 
@@ -224,7 +227,7 @@ def test_a_batch_rerun_replaces_the_earlier_parquet_files(tmp_path):
     for name in ("events/part-00000-of-00002", "events/part-00001-of-00002", "dead_letters/x"):
         (prefix / f"{name}.parquet").parent.mkdir(parents=True, exist_ok=True)
         (prefix / f"{name}.parquet").write_text("earlier")
-    aside = driver.set_aside_earlier_parquet(prefix)
+    aside = driver.set_aside_earlier_parquet(prefix, OUTPUTS)
     assert _parquet_files(prefix) == [
         ".replaced/dead_letters/x.parquet",
         ".replaced/events/part-00000-of-00002.parquet",
@@ -239,11 +242,11 @@ def test_a_failed_rerun_puts_the_earlier_files_back(tmp_path):
     prefix = tmp_path / "run1"
     (prefix / "events").mkdir(parents=True)
     (prefix / "events/part-00000-of-00001.parquet").write_text("earlier")
-    aside = driver.set_aside_earlier_parquet(prefix)
+    aside = driver.set_aside_earlier_parquet(prefix, OUTPUTS)
     driver.settle_earlier_parquet(aside, replaced=False)
     assert _parquet_files(prefix) == ["events/part-00000-of-00001.parquet"]
     assert (prefix / "events/part-00000-of-00001.parquet").read_text() == "earlier"
 
 
 def test_nothing_to_set_aside_on_a_first_run(tmp_path):
-    assert driver.set_aside_earlier_parquet(tmp_path / "new-run") is None
+    assert driver.set_aside_earlier_parquet(tmp_path / "new-run", OUTPUTS) is None

@@ -16,6 +16,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
 from beam_pipeline.graph import GraphParams, build_graph
+from datasets.customer_events import DATASET
 from schemas.records import KafkaRecord
 from tools.event_producer import generate
 
@@ -83,7 +84,7 @@ def test_every_record_lands_in_exactly_one_output(pipeline):
             stage_counts[(start, f"dead_letter:{stage}")] += 1
 
     with pipeline as p:
-        out = build_graph(p, beam.Create(records), GraphParams("g1", window_size_s=60))
+        out = build_graph(p, DATASET, beam.Create(records), GraphParams("g1", window_size_s=60))
         assert_that(
             out.events | "Ids" >> beam.Map(lambda e: e.event_id),
             equal_to(kept_ids),
@@ -148,7 +149,9 @@ def test_a_late_event_is_kept_counted_nowhere_and_dead_lettered_late(stream_pipe
         .advance_watermark_to_infinity()
     )
     with stream_pipeline as p:
-        out = build_graph(p, stream, GraphParams("g2", window_size_s=60, allowed_lateness_s=0))
+        out = build_graph(
+            p, DATASET, stream, GraphParams("g2", window_size_s=60, allowed_lateness_s=0)
+        )
         assert_that(
             out.events | "Offsets" >> beam.Map(lambda e: e.kafka_offset),
             equal_to([0, 1, 2, 3]),
@@ -217,7 +220,9 @@ def test_a_late_event_in_the_year_1_is_a_late_dead_letter_not_a_crash(stream_pip
         .advance_watermark_to_infinity()
     )
     with stream_pipeline as p:
-        out = build_graph(p, stream, GraphParams("g3", window_size_s=7, allowed_lateness_s=0))
+        out = build_graph(
+            p, DATASET, stream, GraphParams("g3", window_size_s=7, allowed_lateness_s=0)
+        )
         assert_that(
             out.dead_letters | "Late" >> beam.Map(lambda d: (d.stage, d.kafka_offset)),
             equal_to([("late", 1)]),
@@ -232,4 +237,103 @@ def test_a_late_event_in_the_year_1_is_a_late_dead_letter_not_a_crash(stream_pip
                 ]
             ),
             label="CheckDetail",
+        )
+
+
+def _customer(customer_id: str, updated_at: str, **changes) -> dict:
+    record = {
+        "customer_id": customer_id,
+        "gender": "Female",
+        "senior_citizen": False,
+        "partner": True,
+        "dependents": False,
+        "tenure": 12,
+        "phone_service": True,
+        "internet_service": "Fiber optic",
+        "contract": "One year",
+        "monthly_charges": 70.5,
+        "total_charges": 846.0,
+        "updated_at": updated_at,
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "email": "ada@example.com",
+    }
+    record.update(changes)
+    return record
+
+
+def test_keep_latest_on_the_customers_rows_keeps_the_newest_version(stream_pipeline):
+    # The customers contract, keep_latest by updated_at, through the whole graph on its
+    # real row type (column updated_at_ms).  Arrival order, one customer c-1:
+    #   @0 v 01-02 first → kept; @1 v 01-01 older → logged naming @0;
+    #   @2 v 01-03 newer → kept, @0 logged as replaced by @2; @3 v 01-03 equal → logged
+    #   naming @2.  Customer c-2 (@4) has no total_charges: 24 × 50.0 = 1200.0.
+    #   @5 is not JSON: one dead letter, stage decode.
+    # Counts per hour window of updated_at by contract: the three kept rows, one each
+    # in the windows of 01-02 10:00, 01-03 10:00 (One year) and 01-03 11:00 (Two year).
+    from datasets.customers import DATASET as CUSTOMERS
+
+    values = [
+        _customer("c-1", "2026-01-02T10:00:00Z"),
+        _customer("c-1", "2026-01-01T10:00:00Z"),
+        _customer("c-1", "2026-01-03T10:00:00+00:00"),
+        _customer("c-1", "2026-01-03T10:00:00Z", tenure=13),
+        _customer(
+            "c-2",
+            "2026-01-03T11:30:00Z",
+            contract="Two year",
+            tenure=24,
+            monthly_charges=50.0,
+            total_charges=None,
+        ),
+    ]
+    encoded = [json.dumps(v).encode() for v in values] + [b"{not json"]
+    records = [
+        KafkaRecord("customers", 0, i, START_MS + i, b"k", value) for i, value in enumerate(encoded)
+    ]
+    stream = TestStream().advance_watermark_to(0)
+    for r in records:
+        stream = stream.add_elements([TimestampedValue(r, r.timestamp_ms / 1000)])
+    # Past every window's close first: panes a timer emits at the jump to infinity
+    # would come after the assertion's own global window ended.
+    stream = stream.advance_watermark_to(START_MS / 1000).advance_watermark_to_infinity()
+
+    def ms(text):
+        return int(datetime.datetime.fromisoformat(text).timestamp() * 1000)
+
+    with stream_pipeline as p:
+        out = build_graph(p, CUSTOMERS, stream, GraphParams("c1"))
+        assert_that(
+            out.events
+            | "Kept" >> beam.Map(lambda r: (r.kafka_offset, r.updated_at_ms, r.total_charges)),
+            equal_to(
+                [
+                    (0, ms("2026-01-02T10:00:00+00:00"), 846.0),
+                    (2, ms("2026-01-03T10:00:00+00:00"), 846.0),
+                    (4, ms("2026-01-03T11:30:00+00:00"), 1200.0),
+                ]
+            ),
+            label="CheckKept",
+        )
+        assert_that(
+            out.duplicates | "Log" >> beam.Map(lambda d: (d.kafka_offset, d.kept_offset)),
+            equal_to([(1, 0), (0, 2), (3, 2)]),
+            label="CheckLog",
+        )
+        assert_that(
+            out.dead_letters | "Dead" >> beam.Map(lambda d: (d.stage, d.kafka_offset)),
+            equal_to([("decode", 5)]),
+            label="CheckDeadLetters",
+        )
+        assert_that(
+            out.counts
+            | "Counts" >> beam.Map(lambda c: (c.window_start_ms, c.contract, c.customer_versions)),
+            equal_to(
+                [
+                    (ms("2026-01-02T10:00:00+00:00"), "One year", 1),
+                    (ms("2026-01-03T10:00:00+00:00"), "One year", 1),
+                    (ms("2026-01-03T11:00:00+00:00"), "Two year", 1),
+                ]
+            ),
+            label="CheckCounts",
         )

@@ -1,4 +1,4 @@
-"""Imports point one way: schemas ← transforms ← the job ← the operator's tools.
+"""Imports point one way: schemas ← transforms ← datasets ← the job ← the operator's tools.
 
 ``schemas/`` holds declarations (contracts, the pipeline's own row types, DDL) and
 imports nothing of the packages above it; ``transforms/`` is reusable and imports
@@ -17,8 +17,9 @@ pytestmark = pytest.mark.unit
 
 ROOT = pathlib.Path(__file__).parents[2]
 FORBIDDEN = {
-    "schemas": ("transforms", "beam_pipeline", "tools"),
-    "transforms": ("beam_pipeline", "tools"),
+    "schemas": ("transforms", "datasets", "beam_pipeline", "tools"),
+    "transforms": ("datasets", "beam_pipeline", "tools"),
+    "datasets": ("beam_pipeline", "tools"),
     "beam_pipeline": ("tools",),
 }
 
@@ -45,7 +46,7 @@ def test_a_package_imports_nothing_from_the_layers_above_it(package):
 
 
 # The packages a worker runs: what setup.py stages with --setup_file.
-WORKER_PACKAGES = ("schemas", "transforms", "beam_pipeline")
+WORKER_PACKAGES = ("schemas", "transforms", "datasets", "beam_pipeline")
 
 
 def test_the_tools_are_not_staged_to_workers_and_faker_is_theirs_alone():
@@ -61,7 +62,7 @@ def test_the_tools_are_not_staged_to_workers_and_faker_is_theirs_alone():
     finally:
         setuptools.setup = real_setup
     packages = set(captured["packages"])
-    assert {"schemas", "transforms", "beam_pipeline"} <= packages
+    assert set(WORKER_PACKAGES) <= packages
     assert not any(name.split(".")[0] == "tools" for name in packages)
     assert not any(req.lower().startswith("faker") for req in captured["install_requires"])
     assert any(req.lower().startswith("faker") for req in captured["extras_require"]["tools"])

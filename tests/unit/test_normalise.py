@@ -8,7 +8,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
-from schemas.customer_events import CustomerEventsRow, to_customer_event
+from datasets.customer_events import CustomerEventsRow, to_customer_event
 from schemas.records import DEAD_LETTER_TAG, DeadLetter, KafkaRecord
 from tools.event_producer import generate
 from transforms.decode import decode_json_object

@@ -3,7 +3,7 @@
 import jsonschema
 import pytest
 
-from schemas.customer_events import CONTRACT, load_schema
+from datasets.customer_events import CONTRACT, load_schema
 from tools.event_producer import generate
 from transforms.decode import DecodeError, decoder_for
 from transforms.validate import compile_schema

@@ -5,7 +5,9 @@ import json
 
 import pytest
 
-from tools.reconcile import Terms, audit_offsets, checks, render
+import datasets
+from datasets.customer_events import DATASET
+from tools.reconcile import Terms, audit_offsets, checks, render, unbalanced_windows_sql
 
 pytestmark = pytest.mark.unit
 
@@ -108,10 +110,28 @@ def _offset_check(audit):
 
 def test_render_ends_with_one_json_object_that_says_pass_or_fail():
     audit = audit_offsets("t", RANGES, _all_offsets())
-    good = render("r1", BALANCED, checks(BALANCED, audit), {"events": 94})
+    good = render(DATASET, "r1", BALANCED, checks(BALANCED, audit), {"events": 94})
     bad_terms = dataclasses.replace(BALANCED, duplicates=5)
-    bad = render("r1", bad_terms, checks(bad_terms, audit))
+    bad = render(DATASET, "r1", bad_terms, checks(bad_terms, audit))
     last = json.loads(good.splitlines()[-1])
     assert last["passed"] is True and last["events"] == 94 and last["terms"]["produced"] == 100
     assert json.loads(bad.splitlines()[-1])["passed"] is False
     assert "FAIL" in bad and "RECONCILIATION FAILED" in bad and "FAIL" not in good
+
+
+@pytest.mark.parametrize("name", datasets.names())
+def test_the_window_balance_reads_each_datasets_own_columns(name):
+    dataset = datasets.get(name)
+    contract = dataset.contract
+    sql = unbalanced_windows_sql(dataset)
+    time_column = contract.column(contract.event_time_field).name
+    for word in (
+        f"FROM {dataset.tables.main.name} e",
+        f"FROM {dataset.tables.aggregate.name} WHERE",
+        f"e.{contract.aggregate.key} AS k",
+        f"c.{contract.aggregate.count_column}",
+        f"e.{time_column} - mod(e.{time_column}",
+    ):
+        assert word in sql
+    others = {datasets.get(n).tables.main.name for n in datasets.names()} - {dataset.name}
+    assert not [table for table in others if f" {table} " in sql]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft7Validator, Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from schemas.customer_events import load_schema
+from datasets.customer_events import load_schema
 from schemas.records import DEAD_LETTER_TAG, DeadLetter, KafkaRecord
 from transforms.decode import DecodeJson
 from transforms.validate import (

@@ -2,23 +2,26 @@
 
 Records are snapshots: a later ``updated_at`` replaces an earlier one (dedup policy
 ``keep_latest``), and ``total_charges`` may be absent, in which case normalisation
-computes it as ``monthly_charges × tenure`` (months).  Contract and unit tests now;
-the end-to-end run of this dataset comes with its streaming work.
+computes it as ``monthly_charges × tenure`` (months).  The aggregate counts the
+versions seen per contract type per hour of ``updated_at``, with ten minutes of
+allowed lateness.  Contract, graph and unit tests now; its generator and the
+end-to-end run come next (issue 13).
 """
 
 # No `from __future__ import annotations` here: the row types bound below are
 # NamedTuples whose schemas Beam infers from evaluated annotations.
 from schemas.contract import (
+    Aggregate,
     Column,
     Computed,
     Contract,
     DedupPolicy,
     Field,
     QualityCheck,
-    RowBuilder,
 )
+from schemas.dataset import Dataset
 
-__all__ = ["CONTRACT", "CustomersRow", "to_customer_row"]
+__all__ = ["CONTRACT", "CustomersByContractRow", "CustomersRow", "DATASET", "to_customer_row"]
 
 
 CONTRACT = Contract(
@@ -72,6 +75,15 @@ CONTRACT = Contract(
     ),
     dedup=DedupPolicy("keep_latest", order_by="updated_at"),
     partitioning=("updated_date",),
+    aggregates=(
+        Aggregate(
+            "customers_by_contract",
+            key="contract",
+            window_s=3600,
+            allowed_lateness_s=600,
+            count_column="customer_versions",
+        ),
+    ),
     computed=(Computed("total_charges", "monthly_charges", "*", "tenure"),),
     quality_checks=(
         QualityCheck(
@@ -87,4 +99,7 @@ CONTRACT = Contract(
 )
 
 CustomersRow = CONTRACT.row_type()
-to_customer_row = RowBuilder(CONTRACT)
+CustomersByContractRow = CONTRACT.aggregate_row_type()
+
+DATASET = Dataset(CONTRACT)
+to_customer_row = DATASET.to_row

@@ -20,10 +20,6 @@ Semantics worth knowing:
 
 # No `from __future__ import annotations` here: the row types bound below are
 # NamedTuples whose schemas Beam infers from evaluated annotations.
-import typing
-
-from apache_beam import coders
-
 from schemas.contract import (
     Aggregate,
     Child,
@@ -31,21 +27,21 @@ from schemas.contract import (
     Contract,
     Field,
     QualityCheck,
-    RowBuilder,
 )
+from schemas.dataset import Dataset
 
 __all__ = [
     "CONTRACT",
+    "CustomerEventCountsRow",
     "CustomerEventActionsRow",
     "CustomerEventRecommendationsRow",
     "CustomerEventSearchesRow",
     "CustomerEventsRow",
+    "DATASET",
     "EVENT_TIME_FIELD",
-    "EventTypeCount",
     "ID_FIELD",
     "load_schema",
     "to_customer_event",
-    "to_event_type_count",
 ]
 
 
@@ -169,7 +165,11 @@ CONTRACT = Contract(
         Child("customer_event_searches", "search_history"),
     ),
     partitioning=("event_date", "event_hour"),
-    aggregates=(Aggregate("customer_event_counts", key="event_type", window_s=60),),
+    aggregates=(
+        Aggregate(
+            "customer_event_counts", key="event_type", window_s=60, count_column="event_count"
+        ),
+    ),
     quality_checks=(
         QualityCheck(
             "completed_play_has_duration",
@@ -195,43 +195,13 @@ CustomerEventActionsRow = _children["customer_event_actions"]
 CustomerEventRecommendationsRow = _children["customer_event_recommendations"]
 CustomerEventSearchesRow = _children["customer_event_searches"]
 
-to_customer_event = RowBuilder(CONTRACT)
+# One pane of the events per event type per window (the counts table's row).
+CustomerEventCountsRow = CONTRACT.aggregate_row_type()
+
+DATASET = Dataset(CONTRACT)
+to_customer_event = DATASET.to_row
 
 
 def load_schema() -> dict:
     """The contract's JSON Schema, a fresh dict on every call (callers may change it)."""
     return CONTRACT.json_schema()
-
-
-class EventTypeCount(typing.NamedTuple):
-    """Events of one type in one event-time window ``[window_start_ms, window_end_ms)``.
-
-    One row per pane: ``pane_index`` 0 is the on-time pane, each later one a late
-    firing with the accumulated count; the sink keeps the highest ``pane_index``.
-    """
-
-    window_start_ms: int
-    window_end_ms: int
-    event_type: str
-    event_count: int
-    pane_index: int
-    pane_timing: str  # on_time | late
-    run_id: str
-
-
-coders.registry.register_coder(EventTypeCount, coders.RowCoder)
-
-
-def to_event_type_count(
-    event_type: str,
-    count: int,
-    window_start_ms: int,
-    window_end_ms: int,
-    pane_index: int,
-    pane_timing: str,
-    run_id: str,
-) -> EventTypeCount:
-    """The ``EventTypeCount`` row of one pane (``CountPerWindow``'s ``to_row``)."""
-    return EventTypeCount(
-        window_start_ms, window_end_ms, event_type, count, pane_index, pane_timing, run_id
-    )
