@@ -17,6 +17,7 @@ __all__ = ["DEFAULT", "UnknownDataset", "get", "names"]
 _MODULES = {
     "customer_events": "datasets.customer_events",
     "customers": "datasets.customers",
+    "events": "datasets.events",
 }
 
 DEFAULT = "customer_events"

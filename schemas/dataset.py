@@ -17,31 +17,45 @@ import typing
 from schemas.contract import Contract, PaneRow, RowBuilder
 from schemas.tables import DatasetTables
 
-__all__ = ["Dataset", "RecordMaker"]
+__all__ = ["Dataset", "Mutation", "RecordMaker"]
 
 
 class RecordMaker(typing.Protocol):
-    """Makes the generator's original record ``seq`` at ``event_ms``: ``(key, record)``.
+    """Makes the generator's original record ``seq`` at ``event_ms`` (a fresh dict,
+    safe to mutate).  Built once per batch by ``Dataset.new_maker(rng, fake, users,
+    start_ms)`` from a seeded ``random.Random`` and a seeded Faker: the same arguments
+    give the same records."""
 
-    ``rng`` is a seeded ``random.Random`` and ``fake`` a seeded Faker; the same
-    arguments give the same record.  Built once per batch by ``Dataset.new_maker``.
-    """
+    def __call__(self, seq: int, event_ms: int, run_id: str) -> dict: ...
 
-    def __call__(self, seq: int, event_ms: int, run_id: str) -> tuple[str, dict]: ...
+
+# A fault that makes a valid record break the contract, in place.
+Mutation = typing.Callable[[dict], typing.Any]
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """A contract plus the generator's record maker.
+    """A contract plus what the generator needs to make its records.
 
     Attributes:
       contract: the declaration everything derives from.
-      new_maker: ``(rng, fake, start_ms) -> RecordMaker``: the generator's state for one
-        batch (pools of users, content, …) and the function that makes each record.
+      key_field: the top-level field whose value is the Kafka key (UTF-8).
+      new_maker: ``(rng, fake, users, start_ms) -> RecordMaker``, or None when the
+        dataset has no generator.
+      invalid: named faults for JSON values (``name → mutation``), or None for the
+        ones the injector derives from the contract's constraints.
+      avro_invalid: the same for Avro values (only breaks Avro's types can carry).
     """
 
     contract: Contract
+    key_field: typing.Optional[str] = None
     new_maker: typing.Optional[typing.Callable[..., RecordMaker]] = None
+    invalid: typing.Optional[typing.Mapping[str, Mutation]] = None
+    avro_invalid: typing.Optional[typing.Mapping[str, Mutation]] = None
+
+    def __post_init__(self):
+        if self.key_field is not None:
+            self.contract.field(self.key_field)
 
     @property
     def name(self) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 import json
 
-__all__ = ["NormaliseError", "canonical_json", "event_time_ms"]
+__all__ = ["NormaliseError", "canonical_json", "event_time_ms", "format_timestamp"]
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _MILLISECOND = datetime.timedelta(milliseconds=1)
@@ -42,3 +42,9 @@ def event_time_ms(text: str) -> int:
 def canonical_json(event: dict) -> str:
     """The event as compact JSON text, non-ASCII kept: what a ``jsonb`` column stores."""
     return json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def format_timestamp(ms: int) -> str:
+    """Epoch milliseconds as ISO-8601 UTC with milliseconds: ``2026-11-22T05:00:00.123Z``."""
+    moment = _EPOCH + datetime.timedelta(milliseconds=ms)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"

@@ -1,14 +1,17 @@
-"""Deterministic media-streaming customer events for Kafka, made with Faker.
+"""The generator: deterministic records of any dataset for Kafka, with exact faults.
 
-``generate`` builds one batch of keyed JSON events (``content_play``, ``search``
-and ``browse``) and injects, in exact numbers, the faults a pipeline must survive:
+The records come from the dataset's record maker (``datasets/<name>.py``, given a
+seeded ``random.Random`` and Faker); this module is the one fault injector for all
+of them.  ``generate`` builds one batch of keyed values and injects, in exact
+numbers, the faults a pipeline must survive:
 
 - **malformed** values: bytes that are not a strict UTF-8 JSON object (truncated
   JSON, non-UTF-8 bytes, a ``NaN`` literal, a top-level array, an empty value, a
   JSON string).  ``transforms.decode.decode_json_object`` rejects every one;
-- **invalid** events: well-formed JSON objects that break the event contract (a
+- **invalid** events: well-formed JSON objects that break the contract (a
   required field missing, a wrong type, an enum violation, an unparseable
-  timestamp).  They decode, and must fail schema validation;
+  timestamp): the ones the dataset names, or ``derived_invalid`` from its
+  contract.  They decode, and must fail schema validation;
 - **duplicates**: extra messages that are byte copies (key, value and Kafka
   timestamp) of an earlier valid event, sent after it;
 - **out-of-order** events: valid events whose event time is 5–30 s earlier than
@@ -18,7 +21,7 @@ The batch is a pure function of the arguments of ``generate``: the same argument
 give byte-identical messages.  All randomness comes from ``random.Random(seed)``
 and a Faker instance seeded with ``seed``; the wall clock is never read.
 
-``python -m tools.event_producer --count 10000 --seed 7 --malformed 0.02``
+``python -m tools.event_producer --dataset events --count 10000 --seed 7 --malformed 0.02``
 sends a batch to Kafka and prints one JSON line: what was injected, what was sent
 and the per-partition offsets before and after.
 """
@@ -40,20 +43,23 @@ import time
 import fastavro
 from faker import Faker
 
+import datasets
 from beam_pipeline.identifiers import run_id_argument
 from beam_pipeline.settings import StackSettings
+from datasets import customer_events
+from schemas.dataset import Dataset
+from schemas.values import format_timestamp
 from tools.producer import end_offsets, produce
 
 __all__ = [
     "Batch",
     "batch_from_args",
-    "DEFAULT_TOPIC",
     "EVENT_KEYS",
-    "EVENT_TYPES",
     "AVRO_INVALID_KINDS",
     "INVALID_KINDS",
     "Injected",
     "MALFORMED_KINDS",
+    "derived_invalid",
     "format_timestamp",
     "generate",
     "main",
@@ -63,38 +69,16 @@ __all__ = [
     "send_batch",
 ]
 
-DEFAULT_TOPIC = "customer_events"
 
-EVENT_TYPES = ("content_play", "search", "browse")
-EVENT_KEYS = (
-    "event_id",
-    "user_id",
-    "run_id",
-    "event_type",
-    "timestamp",
-    "device",
-    "location",
-    "content",
-    "user_subscription",
-    "event_details",
-    "user_action",
-    "recommendations",
-    "search_history",
-)
+# The top-level keys of a customer event, in order.
+EVENT_KEYS = tuple(f.name for f in customer_events.CONTRACT.fields)
 
-# Malformed and invalid kinds, assigned in turn to the chosen indices (in index order).
+# Malformed kinds, assigned in turn to the chosen indices (in index order); the
+# invalid kinds are the dataset's (``encoder_for(...).invalid_kinds``).
 MALFORMED_KINDS = ("truncated", "not_utf8", "nan_literal", "array", "empty", "json_string")
-INVALID_KINDS = (
-    "missing_event_type",
-    "missing_timestamp",
-    "user_id_not_string",
-    "unknown_event_type",
-    "bad_timestamp",
-    "duration_not_integer",
-)
+INVALID_KINDS = tuple(customer_events.INVALID)
+AVRO_INVALID_KINDS = tuple(customer_events.AVRO_INVALID)
 
-# Invalid kinds that Avro can carry (it cannot carry a missing or mistyped field).
-AVRO_INVALID_KINDS = ("unknown_event_type", "bad_timestamp", "empty_event_id", "negative_duration")
 # A Confluent schema id no contract has.
 UNKNOWN_SCHEMA_ID = 999
 
@@ -103,67 +87,7 @@ OUT_OF_ORDER_SHIFT_MS = (5_000, 30_000)
 # A duplicate is sent after at most this many further original events.
 DUPLICATE_MAX_LAG = 50
 
-_EVENT_TYPE_WEIGHTS = (0.6, 0.2, 0.2)
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-
-# (device type, os, os versions, models)
-_DEVICES = (
-    ("mobile", "Android", ("12", "13", "14", "15"), ("Pixel 8", "Galaxy S23", "Moto G84")),
-    ("mobile", "iOS", ("16.7", "17.4", "18.1"), ("iPhone 13", "iPhone 14", "iPhone 15 Pro")),
-    ("tablet", "Android", ("13", "14"), ("Galaxy Tab S9", "Lenovo Tab P12")),
-    ("tablet", "iOS", ("17.4", "18.1"), ("iPad Air", "iPad Pro 11")),
-    ("desktop", "Windows", ("10", "11"), ("Dell XPS 15", "HP Pavilion", "Surface Laptop")),
-    ("desktop", "macOS", ("13.6", "14.4", "15.1"), ("MacBook Air", "MacBook Pro", "iMac")),
-    ("desktop", "Linux", ("6.1", "6.8"), ("ThinkPad X1", "Framework 13")),
-    ("smartTV", "Android", ("11", "12"), ("Sony Bravia", "Philips OLED", "TCL C845")),
-    ("smartTV", "Linux", ("6.0", "7.0"), ("Samsung QN90", "LG C3")),
-)
-_APP_VERSIONS = ("5.2.0", "5.3.1", "5.4.0", "5.4.2", "6.0.0")
-
-# (country, ((region, timezone), ...))
-_LOCATIONS = (
-    (
-        "United States",
-        (
-            ("California", "America/Los_Angeles"),
-            ("New York", "America/New_York"),
-            ("Texas", "America/Chicago"),
-            ("Colorado", "America/Denver"),
-        ),
-    ),
-    ("Canada", (("Ontario", "America/Toronto"), ("British Columbia", "America/Vancouver"))),
-    ("United Kingdom", (("England", "Europe/London"), ("Scotland", "Europe/London"))),
-    ("Germany", (("Bavaria", "Europe/Berlin"), ("Hesse", "Europe/Berlin"))),
-    ("France", (("Ile-de-France", "Europe/Paris"), ("Occitanie", "Europe/Paris"))),
-    ("Brazil", (("Sao Paulo", "America/Sao_Paulo"),)),
-    ("India", (("Maharashtra", "Asia/Kolkata"), ("Karnataka", "Asia/Kolkata"))),
-    ("Japan", (("Tokyo", "Asia/Tokyo"), ("Osaka", "Asia/Tokyo"))),
-    ("Australia", (("New South Wales", "Australia/Sydney"),)),
-)
-
-_CONTENT_TYPES = ("Movie", "TV Show", "Documentary", "Short")
-# Length in minutes per content type.
-_DURATION_MINUTES = {
-    "Movie": (80, 180),
-    "TV Show": (20, 60),
-    "Documentary": (40, 120),
-    "Short": (5, 20),
-}
-_GENRES = ("Drama", "Comedy", "Action", "Thriller", "Sci-Fi", "Horror", "Romance", "Animation")
-_LANGUAGES = ("English", "Spanish", "French", "German", "Japanese", "Hindi", "Portuguese")
-_PLANS = ("Basic", "Standard", "Premium")
-_QUALITIES = {"Basic": ("SD",), "Standard": ("SD", "HD"), "Premium": ("SD", "HD", "4K")}
-_SERVICES = ("Alexa", "Google Home", "Chromecast", "AirPlay", "Spotify", "Discord")
-_NETWORKS = {
-    "mobile": ("WiFi", "Mobile"),
-    "tablet": ("WiFi", "Mobile"),
-    "desktop": ("WiFi", "Ethernet"),
-    "smartTV": ("WiFi", "Ethernet"),
-}
-_BANDWIDTHS_MBPS = (5, 10, 25, 50, 100, 300)
-_SPEEDS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
-_ACTION_TYPES = ("pause", "seek", "quality_change", "speed_change")
-_ALGORITHMS = ("content_based", "collaborative", "hybrid")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,12 +137,6 @@ class Batch:
     dataset: str = "customer_events"
 
 
-def format_timestamp(ms: int) -> str:
-    """Epoch milliseconds as ISO-8601 UTC with milliseconds: ``2026-11-22T05:00:00.123Z``."""
-    moment = _EPOCH + datetime.timedelta(milliseconds=ms)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
-
-
 def parse_timestamp(text: str) -> int:
     """The inverse of ``format_timestamp``; raises ``ValueError`` for any other shape."""
     moment = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
@@ -234,174 +152,30 @@ def _count(count: int, ratio: float, name: str) -> int:
     return round(count * ratio)
 
 
-class _World:
-    """The users and the catalogue a batch draws from, made once per batch."""
-
-    def __init__(self, rng: random.Random, fake: Faker, users: int, start_ms: int):
-        start_day = (_EPOCH + datetime.timedelta(milliseconds=start_ms)).date()
-        providers = sorted({fake.company() for _ in range(8)})
-        cities = [fake.city() for _ in range(min(users, 100))]
-        self.catalogue = [
-            self._content(rng, fake, k, providers, start_day.year) for k in range(300)
-        ]
-        self.queries = [" ".join(fake.words(rng.randint(1, 3))) for _ in range(100)]
-        self.queries += [c["title"].lower() for c in self.catalogue[:50]]
-        self.users = [self._user(rng, n, cities, start_day) for n in range(1, users + 1)]
-
-    @staticmethod
-    def _content(rng, fake, k, providers, max_year) -> dict:
-        content_type = rng.choice(_CONTENT_TYPES)
-        low, high = _DURATION_MINUTES[content_type]
-        tv_show = content_type == "TV Show"
-        return {
-            "id": f"c-{k:05d}",
-            "title": " ".join(fake.words(rng.randint(1, 4))).title(),
-            "type": content_type,
-            "episode": rng.randint(1, 24) if tv_show else None,
-            "season": rng.randint(1, 8) if tv_show else None,
-            "provider": rng.choice(providers),
-            "genre": rng.choice(_GENRES),
-            "release_year": rng.randint(1970, max_year),
-            "duration": rng.randint(low, high) * 60 + rng.randint(0, 59),
-            "language": rng.choice(_LANGUAGES),
-        }
-
-    @staticmethod
-    def _user(rng, n, cities, start_day) -> dict:
-        device_type, os_name, versions, models = rng.choice(_DEVICES)
-        country, regions = rng.choice(_LOCATIONS)
-        region, timezone = rng.choice(regions)
-        plan = rng.choice(_PLANS)
-        started = start_day - datetime.timedelta(days=rng.randint(1, 1500))
-        return {
-            "user_id": f"u-{n}",
-            "device": {
-                "type": device_type,
-                "os": os_name,
-                "os_version": rng.choice(versions),
-                "app_version": rng.choice(_APP_VERSIONS),
-                "model": rng.choice(models),
-            },
-            "location": {
-                "country": country,
-                "city": rng.choice(cities),
-                "region": region,
-                "timezone": timezone,
-            },
-            "user_subscription": {
-                "plan": plan,
-                "start_date": started.isoformat(),
-                "billing_cycle": rng.choice(("monthly", "yearly")),
-                "connected_services": rng.sample(_SERVICES, rng.randint(0, 3)),
-            },
-        }
-
-
-def _event(rng, world: _World, run_id: str, seq: int, event_ms: int) -> dict:
-    """One valid event; nested objects are fresh copies, safe to mutate."""
-    user = rng.choice(world.users)
-    content = dict(rng.choice(world.catalogue))
-    event_type = rng.choices(EVENT_TYPES, _EVENT_TYPE_WEIGHTS)[0]
-    plan = user["user_subscription"]["plan"]
-    device_type = user["device"]["type"]
-    quality = rng.choice(_QUALITIES[plan])
-    speed = 1.0
-    actions: list[dict] = []
-    paused = completed = False
-    play_duration = 0
-    if event_type == "content_play":
-        play_duration = rng.randint(1, content["duration"])
-        completed = play_duration >= content["duration"] * 0.95
-        at_ms = event_ms
-        actions.append(_action("play", at_ms, duration=play_duration, completed=completed))
-        for _ in range(rng.randint(0, 4)):
-            at_ms += rng.randint(1_000, 600_000)
-            kind = rng.choice(_ACTION_TYPES)
-            if kind == "pause":
-                paused = True
-                actions.append(_action(kind, at_ms, duration=rng.randint(1, 900)))
-            elif kind == "seek":
-                actions.append(_action(kind, at_ms, duration=rng.randint(5, 600)))
-            elif kind == "quality_change":
-                new = rng.choice(_QUALITIES[plan])
-                actions.append(_action(kind, at_ms, old_quality=quality, new_quality=new))
-                quality = new
-            else:
-                new = rng.choice(_SPEEDS)
-                actions.append(_action(kind, at_ms, old_speed=speed, new_speed=new))
-                speed = new
-    searches = rng.randint(1, 3) if event_type == "search" else rng.randint(0, 1)
-    history = []
-    search_ms = event_ms - rng.randint(0, 3_600_000)
-    for _ in range(searches):
-        history.append(
-            {
-                "search_id": f"s-{rng.getrandbits(48):012x}",
-                "timestamp": format_timestamp(search_ms),
-                "query": rng.choice(world.queries),
-                "results_count": rng.randint(0, 500),
-            }
-        )
-        search_ms = min(event_ms, search_ms + rng.randint(1_000, 120_000))
-    picks = rng.sample(world.catalogue, rng.randint(0, 5))
-    return {
-        "event_id": f"{run_id}-{seq:08d}",
-        "user_id": user["user_id"],
-        "run_id": run_id,
-        "event_type": event_type,
-        "timestamp": format_timestamp(event_ms),
-        "device": dict(user["device"]),
-        "location": dict(user["location"]),
-        "content": content,
-        "user_subscription": {
-            **user["user_subscription"],
-            "connected_services": list(user["user_subscription"]["connected_services"]),
-        },
-        "event_details": {
-            "play_duration": play_duration,
-            "play_percentage": round(100.0 * play_duration / content["duration"], 2),
-            "playback_quality": quality,
-            "buffering_incidents": rng.randint(0, 3) if event_type == "content_play" else 0,
-            "playback_speed": speed,
-            "paused": paused,
-            "completed": completed,
-            "network_type": rng.choice(_NETWORKS[device_type]),
-            "bandwidth": f"{rng.choice(_BANDWIDTHS_MBPS)} Mbps",
-        },
-        "user_action": actions,
-        "recommendations": [
-            {
-                "content_id": pick["id"],
-                "position": position,
-                "algorithm": rng.choice(_ALGORITHMS),
-                "clicked": rng.random() < 0.15,
-            }
-            for position, pick in enumerate(picks, start=1)
-        ],
-        "search_history": history,
-    }
-
-
-def _action(action_type: str, at_ms: int, **fields) -> dict:
-    action = {
-        "action_type": action_type,
-        "timestamp": format_timestamp(at_ms),
-        "duration": None,
-        "old_speed": None,
-        "new_speed": None,
-        "old_quality": None,
-        "new_quality": None,
-        "completed": None,
-    }
-    action.update(fields)
-    return action
-
-
 def _encode(event: dict) -> bytes:
     return json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
-def _malformed(kind: str, event: dict) -> bytes:
+def _number_path(fields, prefix: str = "") -> str | None:
+    """The first ``number`` field of a contract, depth first (``a.b``), or None."""
+    for f in fields:
+        if f.kind == "number":
+            return prefix + f.name
+        if f.kind == "object":
+            found = _number_path(f.fields, f"{prefix}{f.name}.")
+            if found:
+                return found
+    return None
+
+
+def _set(record: dict, path: str, value) -> None:
+    *parents, leaf = path.split(".")
+    for name in parents:
+        record = record[name]
+    record[leaf] = value
+
+
+def _malformed(kind: str, event: dict, nan_path: str | None) -> bytes:
     """A value of ``kind`` that ``decode_json_object`` must reject, made from ``event``."""
     if kind == "truncated":
         data = _encode(event)
@@ -409,7 +183,7 @@ def _malformed(kind: str, event: dict) -> bytes:
     if kind == "not_utf8":
         return _encode(event).decode().encode("utf-16")  # starts with the BOM b"\xff\xfe"
     if kind == "nan_literal":
-        event["event_details"]["play_percentage"] = float("nan")
+        _set(event, nan_path, float("nan"))
         return json.dumps(event, separators=(",", ":")).encode()
     if kind == "array":
         return _encode([event])
@@ -420,40 +194,56 @@ def _malformed(kind: str, event: dict) -> bytes:
     raise ValueError(f"unknown malformed kind {kind!r}")
 
 
-def _invalid(kind: str, event: dict) -> bytes:
-    """A JSON object of ``kind`` that decodes but breaks the event contract."""
-    if kind == "missing_event_type":
-        del event["event_type"]
-    elif kind == "missing_timestamp":
-        del event["timestamp"]
-    elif kind == "user_id_not_string":
-        event["user_id"] = int(event["user_id"][2:])
-    elif kind == "unknown_event_type":
-        event["event_type"] = "teleport"
-    elif kind == "bad_timestamp":
-        event["timestamp"] = "yesterday"
-    elif kind == "duration_not_integer":
-        event["content"]["duration"] = f"{event['content']['duration']} s"
+def derived_invalid(contract, avro: bool = False) -> dict:
+    """Faults derived from a contract's constraints, for a dataset that names none.
+
+    Top-level fields only: the event time unparseable; the first enum field with an
+    unknown value; for JSON also the event time and that enum field missing and the
+    first string field with a minimum length given a number; for Avro (which cannot
+    carry a missing or mistyped field) the first such string empty and the first
+    field with a minimum below it."""
+    time_field = contract.event_time_field
+    enum = next(f.name for f in contract.fields if f.enum)
+    text = next(f.name for f in contract.fields if f.kind == "string" and f.min_length)
+    kinds = {
+        f"unknown_{enum}": lambda e: e.update({enum: "teleport"}),
+        f"bad_{time_field}": lambda e: e.update({time_field: "yesterday"}),
+    }
+    if avro:
+        low = next(
+            f for f in contract.fields if f.minimum is not None and f.kind in ("integer", "number")
+        )
+        kinds[f"empty_{text}"] = lambda e: e.update({text: ""})
+        kinds[f"below_minimum_{low.name}"] = lambda e: e.update({low.name: low.minimum - 1})
     else:
-        raise ValueError(f"unknown invalid kind {kind!r}")
-    return _encode(event)
+        kinds[f"missing_{enum}"] = lambda e: e.pop(enum)
+        kinds[f"missing_{time_field}"] = lambda e: e.pop(time_field)
+        kinds[f"{text}_not_string"] = lambda e: e.update({text: 12345})
+    return kinds
 
 
 class _JsonFormat:
-    """JSON values: the kinds above, made by ``_malformed`` and ``_invalid``."""
+    """JSON values: ``MALFORMED_KINDS``, and the dataset's invalid kinds."""
 
     name = "json"
     malformed_kinds = MALFORMED_KINDS
-    invalid_kinds = INVALID_KINDS
+
+    def __init__(self, dataset: Dataset):
+        self._invalid = dataset.invalid or derived_invalid(dataset.contract)
+        self.invalid_kinds = tuple(self._invalid)
+        self._nan_path = _number_path(dataset.contract.fields)
+        if self._nan_path is None:
+            self.malformed_kinds = tuple(k for k in MALFORMED_KINDS if k != "nan_literal")
 
     def encode(self, event: dict) -> bytes:
         return _encode(event)
 
     def malformed(self, kind: str, event: dict) -> bytes:
-        return _malformed(kind, event)
+        return _malformed(kind, event, self._nan_path)
 
     def invalid(self, kind: str, event: dict) -> bytes:
-        return _invalid(kind, event)
+        self._invalid[kind](event)
+        return _encode(event)
 
 
 class _AvroFormat:
@@ -465,15 +255,15 @@ class _AvroFormat:
     the event as JSON, and for the wire format a bad magic byte and an unknown id).
     """
 
-    def __init__(self, confluent: bool):
-        from datasets.customer_events import CONTRACT  # imports Beam: only for Avro
-
+    def __init__(self, dataset: Dataset, confluent: bool):
+        contract = dataset.contract
         self.name = "avro_confluent" if confluent else "avro"
-        self._schema = fastavro.parse_schema(CONTRACT.avro_schema())
-        self._schema_id = CONTRACT.confluent_schema_id if confluent else None
+        self._schema = fastavro.parse_schema(contract.avro_schema())
+        self._schema_id = contract.confluent_schema_id if confluent else None
         extra = ("bad_magic_byte", "unknown_schema_id") if confluent else ()
         self.malformed_kinds = ("truncated", "trailing_bytes", "empty", "json_value") + extra
-        self.invalid_kinds = AVRO_INVALID_KINDS
+        self._invalid = dataset.avro_invalid or derived_invalid(contract, avro=True)
+        self.invalid_kinds = tuple(self._invalid)
 
     def _frame(self, body: bytes, schema_id: int | None = None) -> bytes:
         if self._schema_id is None:
@@ -503,25 +293,18 @@ class _AvroFormat:
         raise ValueError(f"unknown malformed kind {kind!r}")
 
     def invalid(self, kind: str, event: dict) -> bytes:
-        if kind == "unknown_event_type":
-            event["event_type"] = "teleport"
-        elif kind == "bad_timestamp":
-            event["timestamp"] = "yesterday"
-        elif kind == "empty_event_id":
-            event["event_id"] = ""
-        elif kind == "negative_duration":
-            event["content"]["duration"] = -event["content"]["duration"] - 1
-        else:
-            raise ValueError(f"unknown invalid kind {kind!r}")
+        self._invalid[kind](event)
         return self.encode(event)
 
 
-def encoder_for(name: str):
-    """The encoder of ``name``: ``json``, ``avro`` or ``avro_confluent``."""
+def encoder_for(name: str, dataset: Dataset | None = None):
+    """The encoder of ``name`` (``json``, ``avro`` or ``avro_confluent``) for ``dataset``
+    (default: customer events)."""
+    dataset = dataset or datasets.get(datasets.DEFAULT)
     if name == "json":
-        return _JsonFormat()
+        return _JsonFormat(dataset)
     if name in ("avro", "avro_confluent"):
-        return _AvroFormat(confluent=name == "avro_confluent")
+        return _AvroFormat(dataset, confluent=name == "avro_confluent")
     raise ValueError(f"value format must be json, avro or avro_confluent, not {name!r}")
 
 
@@ -539,8 +322,9 @@ def generate(
     value_format: str = "json",
     late_ratio: float = 0.0,
     late_shift_ms: int = 0,
+    dataset: Dataset | None = None,
 ) -> Batch:
-    """Generates one deterministic batch of customer events with injected faults.
+    """Generates one deterministic batch of a dataset's records with injected faults.
 
     Original event ``i`` (``0 <= i < count``) has the nominal event time
     ``start_ms + round(i * 1000 / rate_per_s)`` and the id ``f"{run_id}-{i:08d}"``,
@@ -575,6 +359,8 @@ def generate(
         has been reading for that long); never duplicated, never out of order.
       late_shift_ms: how far behind a late event is; pick more than the window plus
         the allowed lateness plus the watermark's delay, and a margin.
+      dataset: whose records (its record maker, key field and invalid kinds);
+        default customer events.
       value_format: ``json``, ``avro`` (schemaless, the contract's schema) or
         ``avro_confluent`` (Confluent's wire format, the contract's schema id); the
         malformed and invalid kinds are the format's own.
@@ -608,11 +394,14 @@ def generate(
             f"{n_late} out-of-order, {n_beyond} late and {n_duplicates} duplicated events"
         )
 
-    encoder = encoder_for(value_format)
+    dataset = dataset or datasets.get(datasets.DEFAULT)
+    if dataset.new_maker is None:
+        raise ValueError(f"dataset {dataset.name} has no generator (no record maker)")
+    encoder = encoder_for(value_format, dataset)
     rng = random.Random(seed)
     fake = Faker("en_US")
     fake.seed_instance(seed)
-    world = _World(rng, fake, users, start_ms)
+    make = dataset.new_maker(rng, fake, users, start_ms)
 
     faulty = rng.sample(range(count), n_malformed + n_invalid)
     malformed = sorted(faulty[:n_malformed])
@@ -655,8 +444,8 @@ def generate(
         elif i in beyond:
             event_ms = latest_ms - late_shift_ms - rng.randint(0, 5_000)
             role = "late"
-        event = _event(rng, world, run_id, i, event_ms)
-        key = event["user_id"].encode()
+        event = make(i, event_ms, run_id)
+        key = str(event[dataset.key_field]).encode()
         if role.startswith("malformed/"):
             value = encoder.malformed(role.split("/", 1)[1], event)
         elif role.startswith("invalid/"):
@@ -682,7 +471,11 @@ def generate(
         late=n_beyond,
     )
     return Batch(
-        messages=messages, injected=injected, labels=tuple(labels), value_format=encoder.name
+        messages=messages,
+        injected=injected,
+        labels=tuple(labels),
+        value_format=encoder.name,
+        dataset=dataset.name,
     )
 
 
@@ -743,9 +536,6 @@ def send_batch(
 
 def batch_from_args(args, count: int, run_id: str, seed: int, start_ms: int) -> Batch:
     """``generate`` with the fault ratios, rate, pool and format of parsed CLI ``args``."""
-    dataset = getattr(args, "dataset", "customer_events")
-    if dataset != "customer_events":
-        raise ValueError(f"dataset {dataset} has no generator yet (customer_events has)")
     return generate(
         count,
         run_id,
@@ -760,6 +550,7 @@ def batch_from_args(args, count: int, run_id: str, seed: int, start_ms: int) -> 
         value_format=args.value_format,
         late_ratio=getattr(args, "late", 0.0),
         late_shift_ms=round(getattr(args, "late_shift_s", 0) * 1000),
+        dataset=datasets.get(getattr(args, "dataset", datasets.DEFAULT)),
     )
 
 
@@ -767,8 +558,9 @@ def main(argv=None) -> int:
     """Generates a batch, sends it to Kafka and prints a one-line JSON report."""
     parser = argparse.ArgumentParser(
         prog="python -m tools.event_producer",
-        description="Send deterministic customer events, with injected faults, to Kafka.",
+        description="Send a dataset's deterministic records, with injected faults, to Kafka.",
     )
+    parser.add_argument("--dataset", default=datasets.DEFAULT, choices=datasets.names())
     parser.add_argument("--count", type=int, default=1000, help="original events to generate")
     parser.add_argument("--seed", type=int, default=None, help="default: random, reported")
     parser.add_argument(
@@ -783,7 +575,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out_of_order", type=float, default=0.0, help="ratio out of order")
     parser.add_argument("--late", type=float, default=0.0, help="ratio sent --late_shift_s behind")
     parser.add_argument("--late_shift_s", type=float, default=0.0, help="how far behind")
-    parser.add_argument("--topic", default=DEFAULT_TOPIC)
+    parser.add_argument("--topic", default=None, help="default: the dataset's topic")
     parser.add_argument(
         "--live", action="store_true", help="send each event when its event time comes"
     )
@@ -800,7 +592,7 @@ def main(argv=None) -> int:
         parser.error(str(e))
     report = send_batch(
         StackSettings.from_env().kafka_bootstrap_servers,
-        args.topic,
+        args.topic or datasets.get(args.dataset).contract.topic,
         batch,
         run_id,
         seed,

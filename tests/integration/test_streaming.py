@@ -25,8 +25,8 @@ import uuid
 
 import pytest
 
+import datasets
 from beam_pipeline.settings import REPO_ROOT
-from datasets.customer_events import DATASET
 from tests.procnet import LOOPBACK, command, descendants, listening_sockets
 from tools import reconcile
 from tools.event_producer import generate, send_batch
@@ -65,33 +65,34 @@ def _listening_off_loopback(pid: int) -> list[str]:
     ]
 
 
-def _window_rows(pg, run_id):
+def _window_rows(pg, table, run_id):
     with pg.cursor() as cur:
-        cur.execute("SELECT count(*) FROM customer_event_counts WHERE run_id = %s", (run_id,))
+        cur.execute(f"SELECT count(*) FROM {table} WHERE run_id = %s", (run_id,))
         return cur.fetchone()[0]
 
 
-def _late_panes(pg, run_id):
+def _late_panes(pg, table, run_id):
     with pg.cursor() as cur:
-        cur.execute(
-            "SELECT count(*) FROM customer_event_counts WHERE run_id = %s AND pane_index > 0",
-            (run_id,),
-        )
+        cur.execute(f"SELECT count(*) FROM {table} WHERE run_id = %s AND pane_index > 0", (run_id,))
         return cur.fetchone()[0]
 
 
 @pytest.mark.parametrize(
-    "runner",
+    ("runner", "name"),
     [
         # The primary gate.  It used to stall at start in about one run of three
         # (nothing reached any sink); see beam_pipeline/runners.py for the cause.
-        pytest.param("FlinkRunner", marks=pytest.mark.flink),
-        "PrismRunner",
+        pytest.param("FlinkRunner", "customer_events", marks=pytest.mark.flink),
+        ("PrismRunner", "customer_events"),
+        # The same graph for another contract: the minimal events dataset.
+        pytest.param("FlinkRunner", "events", marks=pytest.mark.flink),
     ],
 )
 def test_windows_fire_while_the_producer_sends_and_the_run_balances(
-    runner, stack, fresh_topic, pg, tmp_path
+    runner, name, stack, fresh_topic, pg, tmp_path
 ):
+    dataset = datasets.get(name)
+    counts_table = dataset.tables.aggregate.name
     run_id = f"{runner[:5].lower()}{uuid.uuid4().hex[:6]}"
     start = end_offsets(stack.kafka_bootstrap_servers, fresh_topic)
     log = open(tmp_path / "driver.log", "w")  # noqa: SIM115 - closed below
@@ -101,6 +102,7 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
             "-m",
             "run",
             f"--runner={runner}",
+            f"--dataset={name}",
             f"--kafka_topic={fresh_topic}",
             "--kafka_start_offsets=" + ",".join(f"{p}={o}" for p, o in start.items()),
             f"--run_id={run_id}",
@@ -137,6 +139,7 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
             out_of_order_ratio=0.01,
             late_ratio=0.01,
             late_shift_ms=LATE_SHIFT_S * 1000,
+            dataset=dataset,
         )
         reports = []
         producer = threading.Thread(
@@ -148,7 +151,9 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
         )
         sending_since = time.monotonic()
         producer.start()
-        _poll(lambda: _window_rows(pg, run_id), 60, "the first window row in PostgreSQL")
+        _poll(
+            lambda: _window_rows(pg, counts_table, run_id), 60, "the first window row in PostgreSQL"
+        )
         first_window_s = time.monotonic() - sending_since
         still_sending = producer.is_alive()
         producer.join(120)
@@ -159,13 +164,13 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
         last = []
 
         def balanced():
-            terms, results = reconcile.reconcile(DATASET, run_id, report, tmp_path, stack)
+            terms, results = reconcile.reconcile(dataset, run_id, report, tmp_path, stack)
             last[:] = [f"{c.name}: {c.detail}" for c in results if not c.passed]
             return (terms, results) if all(c.passed for c in results) else None
 
         terms, _ = _poll(balanced, 120, "the run to balance", lambda: "; ".join(last))
         balanced_s = time.monotonic() - sending_since
-        late_panes = _late_panes(pg, run_id)
+        late_panes = _late_panes(pg, counts_table, run_id)
         exposed = _listening_off_loopback(job.pid)
 
         stopping = time.monotonic()
@@ -185,6 +190,7 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
         json.dumps(
             {
                 "runner": runner,
+                "dataset": name,
                 "first_window_s": round(first_window_s, 1),
                 "producer_s": round(sent_for_s, 1),
                 "balanced_s": round(balanced_s, 1),
@@ -208,7 +214,7 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
     )
     assert code == 0, output[-3000:]
     assert f"run {run_id}: CANCELLED" in output
-    terms, results = reconcile.reconcile(DATASET, run_id, report, tmp_path, stack)
+    terms, results = reconcile.reconcile(dataset, run_id, report, tmp_path, stack)
     assert [c.name for c in results if not c.passed] == []
     assert terms.produced == report["sent"] == len(batch.messages)
     assert terms.late == batch.injected.late > 0

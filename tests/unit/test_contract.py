@@ -12,6 +12,7 @@ from datasets import customer_events, customers
 from schemas.contract import Column, Computed, Contract, ContractError, DedupPolicy, Field
 from schemas.ddl import create_statement, expected_columns
 from schemas.records import KafkaRecord
+from tests.samples import customer
 from tools.event_producer import generate
 from transforms.sinks import arrow_schema
 from transforms.validate import compile_schema
@@ -111,41 +112,20 @@ def test_child_rows_fan_out_each_array_with_item_index_and_ms_timestamps():
     assert first.timestamp_ms % 1000 == int(event["user_action"][0]["timestamp"][20:23])
 
 
-def _customer(**changes):
-    customer = {
-        "customer_id": "c-1",
-        "gender": "Female",
-        "senior_citizen": False,
-        "partner": True,
-        "dependents": False,
-        "tenure": 12,
-        "phone_service": True,
-        "internet_service": "Fiber optic",
-        "contract": "One year",
-        "monthly_charges": 70.35,
-        "updated_at": "2026-11-22T06:00:00+01:00",
-        "first_name": "Ada",
-        "last_name": "Byron",
-        "email": "ada@example.org",
-    }
-    customer.update(changes)
-    return customer
-
-
 def test_customers_keep_the_latest_by_updated_at_and_compute_total_charges():
     contract = customers.CONTRACT
     assert (contract.dedup.kind, contract.dedup.order_by) == ("keep_latest", "updated_at")
     validator = jsonschema.Draft7Validator(contract.json_schema())
-    assert validator.is_valid(_customer())  # total_charges may be absent
-    assert not validator.is_valid(_customer(total_charges="12"))
-    normalised = customers.to_customer_row.normalise(_customer())
+    assert validator.is_valid(customer())  # total_charges may be absent
+    assert not validator.is_valid(customer(total_charges="12"))
+    normalised = customers.to_customer_row.normalise(customer())
     # 70.35 × 12 months = 844.2; the time is rewritten in UTC (06:00+01:00 = 05:00Z).
     assert normalised["total_charges"] == pytest.approx(844.2)
     assert normalised["updated_at"] == "2026-11-22T05:00:00.000Z"
-    given = customers.to_customer_row.normalise(_customer(total_charges=900.0))
+    given = customers.to_customer_row.normalise(customer(total_charges=900.0))
     assert given["total_charges"] == 900.0  # present: kept, not recomputed
     row = customers.to_customer_row(
-        KafkaRecord("customers", 0, 1, 2, None, b""), _customer(), 9, "r"
+        KafkaRecord("customers", 0, 1, 2, None, b""), customer(), 9, "r"
     )
     assert (row.total_charges, row.updated_at_ms) == (pytest.approx(844.2), 9)
 
@@ -182,3 +162,30 @@ def test_dedup_policies_are_checked():
         DedupPolicy("keep_latest")
     with pytest.raises(ContractError):
         DedupPolicy("drop_later_copies", order_by="x")
+
+
+def test_the_events_dataset_fills_its_source_and_computes_revenue():
+    from datasets.events import DATASET as EVENTS
+
+    base = {
+        "event_id": "e-1",
+        "user_id": "u-1",
+        "run_id": "r",
+        "event_type": "purchase",
+        "timestamp": "2026-11-22T06:00:00+01:00",
+        "session_id": "s-1",
+        "page": "/checkout",
+        "amount": 10.5,
+        "quantity": 3,
+    }
+    record = KafkaRecord("events", 0, 7, 1, b"u-1", b"{}")
+    purchase = EVENTS.to_row(record, dict(base), 1_795_323_600_000, "r")
+    assert (purchase.source, purchase.revenue) == ("web", 31.5)  # 10.5 × 3, default source
+    view = EVENTS.to_row(
+        record,
+        {**base, "event_type": "page_view", "amount": None, "quantity": 0, "source": "ios"},
+        1,
+        "r",
+    )
+    assert (view.source, view.revenue) == ("ios", None)
+    assert json.loads(purchase.payload)["timestamp"] == "2026-11-22T05:00:00.000Z"

@@ -15,9 +15,11 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
+import datasets
 from beam_pipeline.graph import GraphParams, build_graph
 from datasets.customer_events import DATASET
 from schemas.records import KafkaRecord
+from tests.samples import customer
 from tools.event_producer import generate
 
 pytestmark = pytest.mark.unit
@@ -26,7 +28,7 @@ START_MS = 1_795_323_600_000  # 2026-11-22T05:00:00Z, a window boundary
 RATE = 2.0  # events per second of event time: 400 events span 200 s, four windows
 
 
-def _batch():
+def _batch(dataset=DATASET):
     return generate(
         400,
         "g1",
@@ -37,24 +39,33 @@ def _batch():
         invalid_ratio=0.03,
         duplicate_ratio=0.05,
         out_of_order_ratio=0.02,
+        dataset=dataset,
     )
 
 
-def _records(batch):
+def _records(batch, topic="customer_events"):
     # Offsets in send order, spread over three partitions.
     return [
-        KafkaRecord("customer_events", i % 3, i, ts, key, value)
+        KafkaRecord(topic, i % 3, i, ts, key, value)
         for i, (key, value, ts) in enumerate(batch.messages)
     ]
 
 
-def test_every_record_lands_in_exactly_one_output(pipeline):
-    batch = _batch()
-    records = _records(batch)
+GENERATED = [n for n in datasets.names() if datasets.get(n).new_maker is not None]
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_every_record_lands_in_exactly_one_output(pipeline, name):
+    dataset = datasets.get(name)
+    contract = dataset.contract
+    id_field, key = contract.id_field, contract.aggregate.key
+    key_path = contract.column_path(key)
+    batch = _batch(dataset)
+    records = _records(batch, contract.topic)
     labels = batch.labels
     kept_ids = sorted(
         {
-            json.loads(r.value)["event_id"]
+            json.loads(r.value)[id_field]
             for r, label in zip(records, labels, strict=True)
             if label in ("valid", "out_of_order", "duplicate")
         }
@@ -74,7 +85,7 @@ def test_every_record_lands_in_exactly_one_output(pipeline):
         stage_counts[(start, "read")] += 1
         if label in ("valid", "out_of_order"):
             event = json.loads(r.value)
-            windows[(start, event["event_type"])] += 1
+            windows[(start, event[key_path])] += 1
         if label in ("valid", "out_of_order", "duplicate"):
             stage_counts[(start, "valid")] += 1
         if label == "duplicate":
@@ -84,9 +95,10 @@ def test_every_record_lands_in_exactly_one_output(pipeline):
             stage_counts[(start, f"dead_letter:{stage}")] += 1
 
     with pipeline as p:
-        out = build_graph(p, DATASET, beam.Create(records), GraphParams("g1", window_size_s=60))
+        out = build_graph(p, dataset, beam.Create(records), GraphParams("g1", window_size_s=60))
+        id_column, count_column = contract.id_column(), contract.aggregate.count_column
         assert_that(
-            out.events | "Ids" >> beam.Map(lambda e: e.event_id),
+            out.events | "Ids" >> beam.Map(lambda e: getattr(e, id_column)),
             equal_to(kept_ids),
             label="CheckEvents",
         )
@@ -102,7 +114,8 @@ def test_every_record_lands_in_exactly_one_output(pipeline):
         )
         assert_that(
             out.counts
-            | "Windows" >> beam.Map(lambda c: ((c.window_start_ms, c.event_type), c.event_count)),
+            | "Windows"
+            >> beam.Map(lambda c: ((c.window_start_ms, getattr(c, key)), getattr(c, count_column))),
             equal_to(list(windows.items())),
             label="CheckWindowCounts",
         )
@@ -241,25 +254,8 @@ def test_a_late_event_in_the_year_1_is_a_late_dead_letter_not_a_crash(stream_pip
 
 
 def _customer(customer_id: str, updated_at: str, **changes) -> dict:
-    record = {
-        "customer_id": customer_id,
-        "gender": "Female",
-        "senior_citizen": False,
-        "partner": True,
-        "dependents": False,
-        "tenure": 12,
-        "phone_service": True,
-        "internet_service": "Fiber optic",
-        "contract": "One year",
-        "monthly_charges": 70.5,
-        "total_charges": 846.0,
-        "updated_at": updated_at,
-        "first_name": "Ada",
-        "last_name": "Lovelace",
-        "email": "ada@example.com",
-    }
-    record.update(changes)
-    return record
+    changes = {"monthly_charges": 70.5, "total_charges": 846.0, **changes}
+    return customer(customer_id=customer_id, updated_at=updated_at, **changes)
 
 
 def test_keep_latest_on_the_customers_rows_keeps_the_newest_version(stream_pipeline):

@@ -1,19 +1,31 @@
-"""The producer and the contract agree: what it labels valid passes the schema, invalid fails."""
+"""The generator and each contract agree: what it labels valid passes the schema and
+becomes a row, what it labels invalid fails, what it labels malformed does not decode."""
 
 import jsonschema
 import pytest
 
-from datasets.customer_events import CONTRACT, load_schema
+import datasets
+from schemas.records import KafkaRecord
+from schemas.values import event_time_ms
 from tools.event_producer import generate
 from transforms.decode import DecodeError, decoder_for
 from transforms.validate import compile_schema
 
 pytestmark = pytest.mark.unit
 
+GENERATED = [n for n in datasets.names() if datasets.get(n).new_maker is not None]
 
+
+def test_the_minimal_datasets_have_generators():
+    assert {"customer_events", "events"} <= set(GENERATED)
+
+
+@pytest.mark.parametrize("name", GENERATED)
 @pytest.mark.parametrize("value_format", ["json", "avro", "avro_confluent"])
-def test_every_label_matches_what_decode_and_validate_decide(value_format):
-    schema = load_schema()
+def test_every_label_matches_what_decode_and_validate_decide(name, value_format):
+    dataset = datasets.get(name)
+    contract = dataset.contract
+    schema = contract.json_schema()
     fast = compile_schema(schema)
     slow = jsonschema.Draft7Validator(schema)
     batch = generate(
@@ -26,10 +38,14 @@ def test_every_label_matches_what_decode_and_validate_decide(value_format):
         duplicate_ratio=0.05,
         out_of_order_ratio=0.05,
         value_format=value_format,
+        dataset=dataset,
     )
-    decode = decoder_for(CONTRACT, value_format)
+    assert batch.dataset == name
+    decode = decoder_for(contract, value_format)
     verdicts = []
-    for (_, value, _), label in zip(batch.messages, batch.labels, strict=True):
+    for offset, ((key, value, ts), label) in enumerate(
+        zip(batch.messages, batch.labels, strict=True)
+    ):
         try:
             event = decode(value)
         except DecodeError:
@@ -38,6 +54,12 @@ def test_every_label_matches_what_decode_and_validate_decide(value_format):
         ok = fast(event)
         assert ok == slow.is_valid(event)
         verdicts.append((label.split("/")[0], "valid" if ok else "invalid"))
+        if ok:  # a valid record becomes a row of the main table, keyed as declared
+            record = KafkaRecord(contract.topic, 0, offset, ts, key, value)
+            at_ms = event_time_ms(event[contract.event_time_field])
+            row = dataset.to_row(record, event, at_ms, "agree")
+            assert getattr(row, contract.id_column()) == event[contract.id_field]
+            assert key == str(event[dataset.key_field]).encode()
     expected = {
         "valid": "valid",
         "out_of_order": "valid",
@@ -49,3 +71,5 @@ def test_every_label_matches_what_decode_and_validate_decide(value_format):
         v for v in verdicts if expected[v[0]] != v[1]
     ][:5]
     assert sum(1 for _, v in verdicts if v == "invalid") == batch.injected.invalid == 30
+    kinds = {label.split("/")[1] for label in batch.labels if "/" in label}
+    assert len(kinds) >= 6  # every format has at least four malformed and two invalid kinds
