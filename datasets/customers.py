@@ -4,12 +4,15 @@ Records are snapshots: a later ``updated_at`` replaces an earlier one (dedup pol
 ``keep_latest``), and ``total_charges`` may be absent, in which case normalisation
 computes it as ``monthly_charges × tenure`` (months).  The aggregate counts the
 versions seen per contract type per hour of ``updated_at``, with ten minutes of
-allowed lateness.  Contract, graph and unit tests now; its generator and the
-end-to-end run come next (issue 13).
+allowed lateness.  The generator's record maker sends new versions of a pool of
+customers: tenure grows, charges and contracts change, and one version in five
+leaves ``total_charges`` out.
 """
 
 # No `from __future__ import annotations` here: the row types bound below are
 # NamedTuples whose schemas Beam infers from evaluated annotations.
+import random
+
 from schemas.contract import (
     Aggregate,
     Column,
@@ -20,8 +23,16 @@ from schemas.contract import (
     QualityCheck,
 )
 from schemas.dataset import Dataset
+from schemas.values import format_timestamp
 
-__all__ = ["CONTRACT", "CustomersByContractRow", "CustomersRow", "DATASET", "to_customer_row"]
+__all__ = [
+    "CONTRACT",
+    "CustomersByContractRow",
+    "CustomersRow",
+    "DATASET",
+    "new_maker",
+    "to_customer_row",
+]
 
 
 CONTRACT = Contract(
@@ -101,5 +112,48 @@ CONTRACT = Contract(
 CustomersRow = CONTRACT.row_type()
 CustomersByContractRow = CONTRACT.aggregate_row_type()
 
-DATASET = Dataset(CONTRACT)
+_CONTRACTS = ("Month-to-month", "One year", "Two year")
+_INTERNET = ("DSL", "Fiber optic", "No")
+
+
+def new_maker(rng: random.Random, fake, users: int, start_ms: int):
+    """The record maker of one batch: ``users`` customers, each record a new version of
+    one of them (so a batch holds several versions per customer)."""
+    pool = []
+    for n in range(1, users + 1):
+        first, last = fake.first_name(), fake.last_name()
+        pool.append(
+            {
+                "customer_id": f"c-{n:05d}",
+                "gender": rng.choice(("Female", "Male", "Other")),
+                "senior_citizen": rng.random() < 0.16,
+                "partner": rng.random() < 0.5,
+                "dependents": rng.random() < 0.3,
+                "tenure": rng.randint(0, 72),
+                "phone_service": rng.random() < 0.9,
+                "internet_service": rng.choice(_INTERNET),
+                "contract": rng.choice(_CONTRACTS),
+                "monthly_charges": round(rng.uniform(18.0, 120.0), 2),
+                "first_name": first,
+                "last_name": last,
+                "email": f"{first}.{last}{n}@example.com".lower(),
+            }
+        )
+
+    def make(seq: int, event_ms: int, run_id: str) -> dict:
+        customer = rng.choice(pool)
+        customer["tenure"] += rng.randint(0, 1)
+        if rng.random() < 0.2:
+            customer["monthly_charges"] = round(rng.uniform(18.0, 120.0), 2)
+        if rng.random() < 0.05:
+            customer["contract"] = rng.choice(_CONTRACTS)
+        record = {**customer, "updated_at": format_timestamp(event_ms)}
+        if rng.random() >= 0.2:  # else absent: normalisation computes it
+            record["total_charges"] = round(customer["monthly_charges"] * customer["tenure"], 2)
+        return record
+
+    return make
+
+
+DATASET = Dataset(CONTRACT, key_field="customer_id", new_maker=new_maker)
 to_customer_row = DATASET.to_row

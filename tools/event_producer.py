@@ -104,6 +104,9 @@ class Injected:
       late: valid events sent ``late_shift_ms`` or more behind the latest event time,
         meant to arrive after their window closed (on a streaming runner).
       total: every message in the batch: ``valid_unique + malformed + invalid + duplicates``.
+      replaced: valid originals whose id another valid original has too (versions of
+        a ``keep_latest`` dataset): all but one version per id end in the duplicate
+        log, whatever order they arrive in (0 when every id is unique).
     """
 
     valid_unique: int
@@ -113,6 +116,7 @@ class Injected:
     out_of_order: int
     total: int
     late: int = 0
+    replaced: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -435,6 +439,7 @@ def generate(
     labels: list[str] = []
     sent: dict[int, tuple[bytes, bytes, int]] = {}
     latest_ms = None  # the latest valid event time sent so far
+    ids: set = set()  # the ids of the valid originals
     for i in range(count):
         event_ms = start_ms + round(i * 1000 / rate_per_s)
         role = roles.get(i, "valid")
@@ -454,6 +459,8 @@ def generate(
             value = encoder.encode(event)
             latest_ms = event_ms if latest_ms is None else max(latest_ms, event_ms)
         message = (key, value, event_ms)
+        if role in ("valid", "out_of_order", "late"):
+            ids.add(event[dataset.contract.id_field])
         sent[i] = message
         messages.append(message)
         labels.append(role)
@@ -469,6 +476,7 @@ def generate(
         out_of_order=n_late,
         total=count + n_duplicates,
         late=n_beyond,
+        replaced=n_valid - len(ids),
     )
     return Batch(
         messages=messages,

@@ -73,6 +73,13 @@ def _parser(settings: StackSettings) -> argparse.ArgumentParser:
     )
     parser.add_argument("--rate", type=float, default=100.0, help="events per second of event time")
     parser.add_argument(
+        "--users",
+        type=int,
+        default=200,
+        help="the generator's pool of users (customers for --dataset customers, so "
+        "records per customer = events / users)",
+    )
+    parser.add_argument(
         "--runner",
         default="direct",
         choices=sorted(RUNNERS),

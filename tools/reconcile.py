@@ -18,14 +18,22 @@ count columns, all from its contract; for customer events ``customer_events``,
 ``gold_total``           PostgreSQL ``<aggregate>``: sum of ``<count>`` (latest panes)
 ``parquet_gold_total``   the Parquet files under ``<output>/<run>/<aggregate>/``: sum of
                          the counts of each window's highest pane
-``unbalanced_windows``   (window, key) pairs whose count + late events differs
-                         from the events of that window in ``<main>``
+``unbalanced_windows``   (window, key) pairs whose count (highest pane, Parquet) + late
+                         events differs from the events of that window in the Parquet
+                         files of ``<main>``
+``superseded``           duplicate-log rows whose own record is in the Parquet files of
+                         ``<main>``: versions a newer one replaced (``keep_latest``)
 ``stage_read``           PostgreSQL ``window_stage_counts``: records read
 ``stage_late``           PostgreSQL ``window_stage_counts``: late records
+``injected_replaced``    the producer's report: valid originals whose id another has
 =======================  ====================================================
 
 All rows are those with the run's ``run_id``.  A late event is valid: it is in
-the events table and, as well, a dead letter of stage ``late``.  Beside the
+the events table and, as well, a dead letter of stage ``late``.  For a
+``keep_latest`` dataset the Parquet files hold every version the pipeline emitted,
+PostgreSQL the latest per id; each version that lost to a newer one is in the
+duplicate log too (``superseded``), so the sinks balance as ``parquet_events ==
+valid_unique + superseded``.  Beside the
 counts, the offset audit reads the (topic, partition, offset) of every row of
 the events, the dead letters (the late lane excepted) and the duplicate log,
 and compares them with the run's offset ranges from the report: each offset must
@@ -91,6 +99,8 @@ class Terms:
     stage_read: int = 0
     stage_late: int = 0
     injected_late: int = 0  # sent beyond the allowed lateness (streaming runs)
+    superseded: int = 0  # emitted versions a newer one replaced (keep_latest)
+    injected_replaced: int = 0  # valid originals sharing an id with another
 
 
 def _sources(dataset: Dataset) -> dict[str, str]:
@@ -116,6 +126,8 @@ def _sources(dataset: Dataset) -> dict[str, str]:
         "stage_read": f"PostgreSQL {stages}: records read",
         "stage_late": f"PostgreSQL {stages}: late records",
         "injected_late": "producer report: sent beyond the allowed lateness",
+        "superseded": f"duplicate log rows whose record is in Parquet {main}/",
+        "injected_replaced": "producer report: valid versions of an id sent twice or more",
     }
 
 
@@ -165,7 +177,12 @@ def audit_offsets(
 def checks(terms: Terms, audit: OffsetAudit) -> list[Check]:
     """Every check of a run, passed or not, with the numbers behind it."""
     t = terms
-    sinks = (t.parquet_events, t.postgres_events, t.valid_unique, t.gold_total + t.late)
+    sinks = (
+        t.parquet_events,
+        t.postgres_events + t.superseded,
+        t.valid_unique + t.superseded,
+        t.gold_total + t.late,
+    )
     return [
         Check(
             "produced == valid_unique + duplicates + dead_letters",
@@ -173,9 +190,11 @@ def checks(terms: Terms, audit: OffsetAudit) -> list[Check]:
             f"{t.produced} vs {t.valid_unique} + {t.duplicates} + {t.dead_letters}",
         ),
         Check(
-            "parquet_events == postgres_events == valid_unique == gold_total + late",
+            "parquet_events == postgres_events + superseded == valid_unique + superseded "
+            "== gold_total + late",
             len(set(sinks)) == 1,
-            " == ".join(str(n) for n in sinks[:3]) + f" == {t.gold_total} + {t.late}",
+            f"{t.parquet_events} == {t.postgres_events} + {t.superseded} == "
+            f"{t.valid_unique} + {t.superseded} == {t.gold_total} + {t.late}",
         ),
         Check(
             "dead_letters + late == parquet_dead_letters == kafka_dead_letters",
@@ -206,9 +225,9 @@ def checks(terms: Terms, audit: OffsetAudit) -> list[Check]:
             f"{audit.late_not_in_events} late not in events",
         ),
         Check(
-            "duplicates == injected duplicates",
-            t.duplicates == t.injected_duplicates,
-            f"{t.duplicates} vs {t.injected_duplicates}",
+            "duplicates == injected duplicates + replaced versions",
+            t.duplicates == t.injected_duplicates + t.injected_replaced,
+            f"{t.duplicates} vs {t.injected_duplicates} + {t.injected_replaced}",
         ),
         Check(
             "dead_letters == injected malformed + invalid",
@@ -228,48 +247,53 @@ def _parquet(folder: pathlib.Path) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(folder.glob("*.parquet")))
 
 
-def _parquet_final_counts(folder: pathlib.Path, key_column: str, count_column: str) -> int:
-    """The sum of ``count_column`` over the highest pane of each (window, key) in the
-    Parquet files of ``folder`` (they hold every pane written)."""
+def _final_panes(counts: list[dict], key: str, count: str) -> dict[tuple, int]:
+    """(window start, key) → the count of its highest pane, from the aggregate's
+    Parquet rows (they hold every pane written)."""
     final: dict[tuple, tuple[int, int]] = {}
+    for c in counts:
+        window, pane = (c["window_start_ms"], c[key]), (c["pane_index"], c[count])
+        final[window] = max(final.get(window, pane), pane)
+    return {window: n for window, (_, n) in final.items()}
+
+
+def _rows(folder: pathlib.Path, columns: list[str]) -> list[dict]:
+    """``columns`` of every row of the Parquet files in ``folder``."""
+    rows: list[dict] = []
     for f in sorted(folder.glob("*.parquet")):
-        for row in pq.read_table(f).to_pylist():
-            key = (row["window_start_ms"], row["window_end_ms"], row[key_column])
-            pane = (row["pane_index"], row[count_column])
-            final[key] = max(final.get(key, pane), pane)
-    return sum(count for _, count in final.values())
+        rows += pq.read_table(f, columns=columns).to_pylist()
+    return rows
 
 
-def unbalanced_windows_sql(dataset: Dataset) -> str:
-    """(window, key) pairs where the stored (latest-pane) count plus the late events
-    of that window differs from the window's events.  Windows are fixed, aligned to
-    the epoch, of the length the run's count rows show; an event's window is that of
-    its event-time column."""
+_COORDINATES = ["kafka_topic", "kafka_partition", "kafka_offset"]
+
+
+def unbalanced_windows(
+    dataset: Dataset, events: list[dict], counts: list[dict], late: typing.Iterable[Coordinate]
+) -> int:
+    """(window, key) pairs where the final count (highest pane) plus the late events of
+    that window differs from the window's events.  ``events`` and ``counts`` are the
+    Parquet rows of the main table and the aggregate; windows are fixed, aligned to the
+    epoch, of the length the count rows show; an event's window is that of its
+    event-time column."""
     contract = dataset.contract
-    main, counts = dataset.tables.main.name, dataset.tables.aggregate.name
     key, count = contract.aggregate.key, contract.aggregate.count_column
     time = contract.column(contract.event_time_field).name
-    return f"""
-WITH size AS (
-    SELECT coalesce(max(window_end_ms - window_start_ms), 1) AS ms
-    FROM {counts} WHERE run_id = %(run)s
-), ev AS (
-    SELECT e.kafka_topic, e.kafka_partition, e.kafka_offset, e.{key} AS k,
-           e.{time} - mod(e.{time}, size.ms) AS window_start_ms
-    FROM {main} e, size WHERE e.run_id = %(run)s
-), per_window AS (
-    SELECT window_start_ms, k, count(*) AS events,
-           count(d.kafka_offset) AS late
-    FROM ev LEFT JOIN {tables.DEAD_LETTERS.name} d
-      ON d.run_id = %(run)s AND d.stage = 'late' AND d.kafka_topic = ev.kafka_topic
-     AND d.kafka_partition = ev.kafka_partition AND d.kafka_offset = ev.kafka_offset
-    GROUP BY window_start_ms, k
-)
-SELECT count(*) FROM per_window w
-FULL JOIN (SELECT * FROM {counts} WHERE run_id = %(run)s) c
-  ON c.window_start_ms = w.window_start_ms AND c.{key} = w.k
-WHERE coalesce(c.{count}, 0) + coalesce(w.late, 0) <> coalesce(w.events, 0)
-"""
+    size = max((c["window_end_ms"] - c["window_start_ms"] for c in counts), default=1)
+    final = _final_panes(counts, key, count)
+    late = set(late)
+    per_window: collections.Counter = collections.Counter()
+    late_per_window: collections.Counter = collections.Counter()
+    for e in events:
+        window = (e[time] - e[time] % size, e[key])
+        per_window[window] += 1
+        if tuple(e[c] for c in _COORDINATES) in late:
+            late_per_window[window] += 1
+    return sum(
+        1
+        for window in per_window.keys() | final.keys()
+        if final.get(window, 0) + late_per_window[window] != per_window[window]
+    )
 
 
 def count_dead_letter_messages(bootstrap_servers: str, topic: str, run_id: str) -> int:
@@ -324,7 +348,12 @@ def gather(
     contract = dataset.contract
     events, counts = dataset.tables.main.name, dataset.tables.aggregate.name
     id_column, count_column = contract.id_column(), contract.aggregate.count_column
+    key, time = contract.aggregate.key, contract.column(contract.event_time_field).name
     dead, dups = tables.DEAD_LETTERS.name, tables.DUPLICATE_LOG.name
+    parquet_events = _rows(run_dir / events, [time, key, *_COORDINATES])
+    parquet_counts = _rows(
+        run_dir / counts, ["window_start_ms", "window_end_ms", key, "pane_index", count_column]
+    )
     connection = psycopg2.connect(**settings.psycopg2_kwargs())
     connection.set_session(readonly=True, autocommit=True)
     try:
@@ -342,25 +371,26 @@ def gather(
             stages = f"SELECT sum(record_count) FROM {tables.STAGE_COUNTS.name} {q} AND stage = "
             stage_read = scalar(cur, stages + "'read'", run_id)
             stage_late = scalar(cur, stages + "'late'", run_id)
-            cur.execute(unbalanced_windows_sql(dataset), {"run": run_id})
-            unbalanced_windows = int(cur.fetchone()[0])
             columns = "SELECT kafka_topic, kafka_partition, kafka_offset FROM"
 
             def coordinates(table: str, where: str) -> list[Coordinate]:
                 cur.execute(f"{columns} {table} {where}", (run_id,))
                 return [(t, int(p), int(o)) for t, p, o in cur.fetchall()]
 
-            event_seen = coordinates(events, q)
             late_seen = coordinates(dead, is_late)
-            seen = event_seen + coordinates(dead, not_late) + coordinates(dups, q)
+            duplicate_seen = coordinates(dups, q)
+            seen = coordinates(events, q) + coordinates(dead, not_late) + duplicate_seen
     finally:
         connection.close()
+    # Every emitted version: a late one may have been replaced since (keep_latest).
+    emitted = [tuple(e[c] for c in _COORDINATES) for e in parquet_events]
+    emitted_set = set(emitted)
     injected = report["injected"]
     terms = Terms(
         produced=sum(int(n) for n in report["produced"].values()),
         valid_unique=valid_unique,
         postgres_events=postgres_events,
-        parquet_events=_parquet(run_dir / events),
+        parquet_events=len(parquet_events),
         duplicates=duplicates,
         dead_letters=dead_letters,
         parquet_dead_letters=_parquet(run_dir / "dead_letters"),
@@ -368,20 +398,20 @@ def gather(
             settings.kafka_bootstrap_servers, DEAD_LETTER_TOPIC, run_id
         ),
         gold_total=gold_total,
-        parquet_gold_total=_parquet_final_counts(
-            run_dir / counts, contract.aggregate.key, count_column
-        ),
+        parquet_gold_total=sum(_final_panes(parquet_counts, key, count_column).values()),
         injected_duplicates=int(injected["duplicates"]),
         injected_dead_letters=int(injected["malformed"]) + int(injected["invalid"]),
         late=late,
-        unbalanced_windows=unbalanced_windows,
+        unbalanced_windows=unbalanced_windows(dataset, parquet_events, parquet_counts, late_seen),
         stage_read=stage_read,
         stage_late=stage_late,
         injected_late=int(injected.get("late", 0)),
+        superseded=sum(1 for c in duplicate_seen if c in emitted_set),
+        injected_replaced=int(injected.get("replaced", 0)),
     )
     before, after = report["offsets_before"], report["offsets_after"]
     ranges = {int(p): (int(before.get(p, 0)), int(end)) for p, end in after.items()}
-    return terms, audit_offsets(report["topic"], ranges, seen, late_seen, event_seen)
+    return terms, audit_offsets(report["topic"], ranges, seen, late_seen, emitted)
 
 
 def render(
@@ -400,10 +430,11 @@ def render(
     ]
     for name, value in dataclasses.asdict(terms).items():
         lines.append(f"  {name:<22} {value:>9,}  {sources[name]}")
-    lines += ["", f"  {'check':<70} result"]
+    width = max([70, *(len(c.name) for c in results)])
+    lines += ["", f"  {'check':<{width}} result"]
     for check in results:
         verdict = "PASS" if check.passed else "FAIL"
-        lines.append(f"  {check.name:<70} {verdict}  {check.detail}")
+        lines.append(f"  {check.name:<{width}} {verdict}  {check.detail}")
     passed = all(c.passed for c in results)
     lines += ["", f"  {'all checks pass' if passed else 'RECONCILIATION FAILED'}"]
     summary = {

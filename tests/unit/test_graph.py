@@ -51,7 +51,15 @@ def _records(batch, topic="customer_events"):
     ]
 
 
-GENERATED = [n for n in datasets.names() if datasets.get(n).new_maker is not None]
+# Datasets with a generator that keep the first copy.  A keep_latest dataset emits a
+# version and may log it later as replaced, in an order the batch runner chooses: its
+# graph is tested on hand-made versions below, its runs by the reconciliation.
+GENERATED = [
+    n
+    for n in datasets.names()
+    if datasets.get(n).new_maker is not None
+    and datasets.get(n).contract.dedup.kind == "drop_later_copies"
+]
 
 
 @pytest.mark.parametrize("name", GENERATED)
