@@ -50,6 +50,14 @@ pid_alive() {
   kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"
 }
 
+# started_alive PID: a process this shell has just started has not exited (nor
+# become a zombie).  Not pid_alive: until an exec chain (nohup -> java) has
+# completed, the child's command line is still this shell's, so a marker check
+# would report a live start as dead (seen in CI: "Kafka exited while starting").
+started_alive() {
+  kill -0 "$1" 2>/dev/null && ! grep -qs '^[0-9]* (.*) Z' "/proc/$1/stat"
+}
+
 # stop_pid PIDFILE MARKER NAME
 stop_pid() {
   local pidfile="$1" marker="$2" name="$3" i

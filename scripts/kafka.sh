@@ -85,9 +85,13 @@ kafka_start() {
   # The same heap as Kafka's own scripts: a tiny heap fails in the log cleaner.
   nohup "${KAFKA_JAVA[@]}" -Xms1G -Xmx1G -XX:+UseG1GC kafka.Kafka "$KAFKA_PROPS" \
     >"$KAFKA_DIR/logs/stdout.log" 2>&1 </dev/null &
-  echo $! >"$KAFKA_PID"
+  local pid=$!
+  echo "$pid" >"$KAFKA_PID"
   kafka_ready() {
-    kafka_running || die "Kafka exited while starting (see $KAFKA_DIR/logs/server.log and stdout.log)"
+    if ! started_alive "$pid"; then
+      tail -n 20 "$KAFKA_DIR/logs/stdout.log" >&2 2>/dev/null || true
+      die "Kafka exited while starting (see $KAFKA_DIR/logs/server.log and stdout.log)"
+    fi
     port_open "$BEAMLINE_KAFKA_PORT" \
       && tail -n "+$((log_lines + 1))" "$KAFKA_DIR/logs/server.log" 2>/dev/null | grep -q "Kafka Server started"
   }
