@@ -206,12 +206,13 @@ def build_graph(
     )
     events = deduplicated.unique
     aggregated = events | "CountPerWindow" >> CountPerWindow(
-        contract.aggregate.key,
+        dataset.group_key,
         params.window_size_s,
         functools.partial(dataset.to_pane_row, run_id=run_id),
         pane_row_type,
         allowed_lateness_s=params.allowed_lateness_s,
         window_period_s=params.window_period_s,
+        sums=dataset.measures,
     )
     counts = aggregated.counts | "AsCounts" >> beam.Map(lambda c: c).with_output_types(
         pane_row_type

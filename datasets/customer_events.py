@@ -171,7 +171,7 @@ CONTRACT = Contract(
     partitioning=("event_date", "event_hour"),
     aggregates=(
         Aggregate(
-            "customer_event_counts", key="event_type", window_s=60, count_column="event_count"
+            "customer_event_counts", keys=("event_type",), window_s=60, count_column="event_count"
         ),
     ),
     quality_checks=(

@@ -27,7 +27,7 @@ from schemas.values import format_timestamp
 
 __all__ = [
     "CONTRACT",
-    "CustomersByContractRow",
+    "CustomersGoldRow",
     "CustomersRow",
     "DATASET",
     "new_maker",
@@ -87,12 +87,17 @@ CONTRACT = Contract(
     dedup=DedupPolicy("keep_latest", order_by="updated_at"),
     partitioning=("updated_date",),
     aggregates=(
+        # Gold: per hour of updated_at, the versions seen and their average monthly
+        # charges and tenure per contract type and internet service; the views
+        # customers_gold_by_contract and customers_gold_by_internet_service roll it up.
         Aggregate(
-            "customers_by_contract",
-            key="contract",
+            "customers_gold",
+            keys=("contract", "internet_service"),
             window_s=3600,
             allowed_lateness_s=600,
             count_column="customer_versions",
+            means=("monthly_charges", "tenure"),
+            rollups=("contract", "internet_service"),
         ),
     ),
     computed=(Computed("total_charges", "monthly_charges", "*", "tenure"),),
@@ -110,7 +115,7 @@ CONTRACT = Contract(
 )
 
 CustomersRow = CONTRACT.row_type()
-CustomersByContractRow = CONTRACT.aggregate_row_type()
+CustomersGoldRow = CONTRACT.aggregate_row_type()
 
 _CONTRACTS = ("Month-to-month", "One year", "Two year")
 _INTERNET = ("DSL", "Fiber optic", "No")

@@ -70,7 +70,7 @@ CONTRACT = Contract(
     computed=(Computed("revenue", "amount", "*", "quantity"),),
     confluent_schema_id=3,
     aggregates=(
-        Aggregate("event_type_counts", key="event_type", window_s=60, count_column="events"),
+        Aggregate("event_type_counts", keys=("event_type",), window_s=60, count_column="events"),
     ),
 )
 

@@ -34,6 +34,8 @@ Semantics fixed here:
 import copy
 import dataclasses
 import datetime
+import json
+import operator
 import re
 import typing
 
@@ -51,6 +53,8 @@ __all__ = [
     "ContractError",
     "DedupPolicy",
     "Field",
+    "GroupKey",
+    "Measures",
     "PaneRow",
     "QualityCheck",
     "RowBuilder",
@@ -235,18 +239,44 @@ class DedupPolicy:
 
 @dataclasses.dataclass(frozen=True)
 class Aggregate:
-    """Events counted per ``key`` column in event-time windows of ``window_s``.
+    """Events counted, and numeric columns summed and averaged, per group of ``keys``
+    columns in event-time windows of ``window_s``.
 
-    Its table, ``name``, holds one row per (window, key) and pane:
-    ``window_start_ms, window_end_ms, <key>, <count_column>, pane_index, pane_timing,
-    run_id`` (``Contract.aggregate_row_type``).
+    Its table, ``name``, holds one row per (window, group) and pane:
+    ``window_start_ms, window_end_ms, <keys…>, <count_column>, sum_<m>, avg_<m> (for
+    each of ``means``), pane_index, pane_timing, run_id`` (``Contract.aggregate_row_type``).
+    Each of ``rollups`` (one of the keys) gets a view ``<name>_by_<key>`` that sums the
+    counts and sums over the other keys and recomputes the averages from them.
+
+    One aggregate per contract, grouped by every key at once, so that each event's
+    lateness is decided once (by the state of its one group); a coarser grouping is a
+    rollup view, exact because sums add up.
     """
 
     name: str
-    key: str
+    keys: tuple[str, ...]
     window_s: int = 60
     allowed_lateness_s: int = 0
     count_column: str = "record_count"
+    means: tuple[str, ...] = ()
+    rollups: tuple[str, ...] = ()
+
+    def measure_columns(self) -> tuple[str, ...]:
+        """The row's columns after the count: ``sum_<m>, avg_<m>`` per mean."""
+        return tuple(c for m in self.means for c in (f"sum_{m}", f"avg_{m}"))
+
+    def rollup_view(self, key: str, table: str) -> str:
+        """The ``SELECT`` of the rollup view by ``key``: counts and sums added up over
+        the other keys, averages recomputed from them (not averaged again)."""
+        group = ["run_id", "window_start_ms", "window_end_ms", "window_start", key]
+        sums = [f"sum({self.count_column}) AS {self.count_column}"]
+        for m in self.means:
+            sums.append(f"sum(sum_{m}) AS sum_{m}")
+            sums.append(f"sum(sum_{m}) / sum({self.count_column}) AS avg_{m}")
+        return (
+            f"SELECT {', '.join(group)}, {', '.join(sums)} FROM {table} "
+            f"GROUP BY {', '.join(group)}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -362,12 +392,39 @@ class Contract:
             for path in (rule.name, rule.left, rule.right):
                 self.field(path)
         if len(self.aggregates) != 1:
-            raise ContractError(f"{self.name}: declare exactly one aggregate")
-        if self.aggregate.key not in {c.name for c in self.columns}:
-            raise ContractError(f"{self.name}: the aggregate key must be a column")
+            raise ContractError(
+                f"{self.name}: declare exactly one aggregate (group it by every key at once; "
+                "coarser groupings are its rollups)"
+            )
+        self._check_aggregate(self.aggregate)
         if self.dedup.order_by and self.dedup.order_by not in {c.path for c in self.columns}:
             raise ContractError(f"{self.name}: the dedup order must be a column")
         object.__setattr__(self, "_rows", {})
+
+    def _check_aggregate(self, agg: Aggregate) -> None:
+        where = f"{self.name}: aggregate {agg.name}"
+        if not agg.keys:
+            raise ContractError(f"{where}: group by at least one key column")
+        for key in agg.keys:
+            field = self._column_field(key, where)
+            # Keys are part of the table's primary key, which cannot hold NULL.
+            if field.nullable or not field.required:
+                raise ContractError(f"{where}: key {key} must be a required, non-null column")
+        for column in agg.means:
+            field = self._column_field(column, where)
+            if field.kind not in ("integer", "number") or field.nullable or not field.required:
+                raise ContractError(f"{where}: mean {column} must be a required numeric column")
+        if not set(agg.rollups) <= set(agg.keys) or len(agg.keys) < 2 and agg.rollups:
+            raise ContractError(f"{where}: a rollup is one of two or more keys")
+        reserved = {"window_start_ms", "window_end_ms", "pane_index", "pane_timing", "run_id"}
+        names = [*agg.keys, agg.count_column, *agg.measure_columns()]
+        if len(set(names)) != len(names) or reserved & set(names):
+            raise ContractError(f"{where}: its column names collide")
+
+    def _column_field(self, column: str, where: str) -> Field:
+        if column not in {c.name for c in self.columns}:
+            raise ContractError(f"{where}: {column} is not a column")
+        return self.field(self.column_path(column))
 
     # --- lookups ---------------------------------------------------------------
 
@@ -462,21 +519,26 @@ class Contract:
         return self.aggregates[0]
 
     def aggregate_row_type(self) -> type:
-        """The aggregate's row: one pane of one (window, key) count (built once)."""
+        """The aggregate's row: one pane of one (window, group) (built once)."""
         if "aggregate" not in self._rows:
             agg = self.aggregate
-            key_type = self.field(self.column_path(agg.key)).python_type()
             parts = [
                 ("window_start_ms", int),
                 ("window_end_ms", int),
-                (agg.key, key_type),
+                *((key, self.field(self.column_path(key)).python_type()) for key in agg.keys),
                 (agg.count_column, int),
+                *((column, float) for column in agg.measure_columns()),
                 ("pane_index", int),
                 ("pane_timing", str),  # on_time | late
                 ("run_id", str),
             ]
             self._rows["aggregate"] = _row(f"{_camel(agg.name)}Row", parts, self.module)
         return self._rows["aggregate"]
+
+    def aggregate_views(self) -> dict[str, str]:
+        """The aggregate's rollup views: name → ``SELECT``."""
+        agg = self.aggregate
+        return {f"{agg.name}_by_{key}": agg.rollup_view(key, agg.name) for key in agg.rollups}
 
     def column_path(self, column: str) -> str:
         """The field path of the main-table column ``column``."""
@@ -522,23 +584,60 @@ class Contract:
         return Table(
             agg.name,
             self.aggregate_row_type(),
-            ("run_id", "window_start_ms", "window_end_ms", agg.key),
+            ("run_id", "window_start_ms", "window_end_ms", *agg.keys),
             generated_times=("window_start_ms",),
             forward_only="pane_index",
         )
 
 
+class GroupKey:
+    """A row's group in the aggregate: the JSON array of its key columns' values.
+
+    A string, so that its coder is deterministic as keyed state requires, and JSON so
+    that ``PaneRow`` gets each value back with its type.  Picklable."""
+
+    def __init__(self, columns: tuple[str, ...]):
+        self._get = operator.attrgetter(*columns)
+        self._single = len(columns) == 1
+
+    def __call__(self, row) -> str:
+        values = self._get(row)
+        return json.dumps([values] if self._single else list(values), separators=(",", ":"))
+
+
+class Measures:
+    """A row's values of the aggregate's ``means`` columns (``CountPerWindow``'s ``sums``)."""
+
+    def __init__(self, columns: tuple[str, ...]):
+        self._columns = columns
+
+    def __call__(self, row) -> tuple:
+        return tuple(getattr(row, c) for c in self._columns)
+
+
 class PaneRow:
     """``CountPerWindow``'s ``to_row`` for a contract's aggregate: one pane → its row.
 
-    Picklable (the row type pickles by reference)."""
+    ``key`` is a ``GroupKey``; ``totals`` are the sums of the means, in order (each
+    becomes ``sum_<m>`` and ``avg_<m>``).  Picklable (the row type pickles by reference).
+    """
 
     def __init__(self, row_type: type):
         self._row_type = row_type
 
-    def __call__(self, key, count, window_start_ms, window_end_ms, pane_index, timing, run_id):
+    def __call__(
+        self, key, count, window_start_ms, window_end_ms, pane_index, timing, totals=(), *, run_id
+    ):
+        measures = [v for total in totals for v in (float(total), total / count)]
         return self._row_type(
-            window_start_ms, window_end_ms, key, count, pane_index, timing, run_id
+            window_start_ms,
+            window_end_ms,
+            *json.loads(key),
+            count,
+            *measures,
+            pane_index,
+            timing,
+            run_id,
         )
 
 

@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import typing
 
-from schemas.contract import Contract, PaneRow, RowBuilder
+from schemas.contract import Contract, GroupKey, Measures, PaneRow, RowBuilder
 from schemas.tables import DatasetTables
 
 __all__ = ["Dataset", "Mutation", "RecordMaker"]
@@ -74,6 +74,17 @@ class Dataset:
     def to_pane_row(self) -> PaneRow:
         """One pane of the aggregate → its row (``CountPerWindow``'s ``to_row``)."""
         return PaneRow(self.contract.aggregate_row_type())
+
+    @functools.cached_property
+    def group_key(self) -> GroupKey:
+        """A main-table row → its group in the aggregate (``CountPerWindow``'s key)."""
+        return GroupKey(self.contract.aggregate.keys)
+
+    @functools.cached_property
+    def measures(self) -> typing.Optional[Measures]:
+        """A main-table row → the values the aggregate averages, or None if it has none."""
+        means = self.contract.aggregate.means
+        return Measures(means) if means else None
 
     def parquet_outputs(self) -> tuple[str, ...]:
         """The Parquet outputs, each a folder under the run's output prefix: the main

@@ -36,6 +36,7 @@ import io
 import logging
 import pathlib
 import time
+import types
 import typing
 
 import psycopg2
@@ -109,7 +110,15 @@ class Outcome:
     def counts(self, run_id: str) -> list[CustomerEventCountsRow]:
         """The count rows: one on-time pane (index 0) per window and event type."""
         return [
-            DATASET.to_pane_row(kind, n, start, end, 0, "on_time", run_id)
+            DATASET.to_pane_row(
+                DATASET.group_key(types.SimpleNamespace(event_type=kind)),
+                n,
+                start,
+                end,
+                0,
+                "on_time",
+                run_id=run_id,
+            )
             for (start, end, kind), n in sorted(self.window_counts.items())
         ]
 
@@ -160,7 +169,7 @@ class RecordStep:
         self._rules = conform._rules(DATASET.tables.main)
         self._window_ms = window_size_s * 1000
         self._id = CONTRACT.column(ID_FIELD).name
-        self._key = CONTRACT.aggregates[0].key
+        (self._key,) = CONTRACT.aggregate.keys  # the baselines count by one key
         self._kept: dict[str, tuple[int, int]] = {}
         self.outcome = Outcome()
 

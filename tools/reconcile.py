@@ -1,6 +1,6 @@
 """The run's reconciliation: every term from its own source, every check printed.
 
-Terms, and where each is read (``<main>``, ``<id>``, ``<aggregate>``, ``<key>`` and
+Terms, and where each is read (``<main>``, ``<id>``, ``<aggregate>``, ``<keys>`` and
 ``<count>`` are the dataset's main table, id column, aggregate table, its key and
 count columns, all from its contract; for customer events ``customer_events``,
 ``event_id``, ``customer_event_counts``, ``event_type`` and ``event_count``):
@@ -18,9 +18,12 @@ count columns, all from its contract; for customer events ``customer_events``,
 ``gold_total``           PostgreSQL ``<aggregate>``: sum of ``<count>`` (latest panes)
 ``parquet_gold_total``   the Parquet files under ``<output>/<run>/<aggregate>/``: sum of
                          the counts of each window's highest pane
-``unbalanced_windows``   (window, key) pairs whose count (highest pane, Parquet) + late
-                         events differs from the events of that window in the Parquet
-                         files of ``<main>``
+``unbalanced_windows``   (window, group) pairs whose count (highest pane, Parquet) + late
+                         events differs from the events of that window and group in
+                         the Parquet files of ``<main>``
+``off_averages``         (window, group) pairs whose averages (highest pane, Parquet)
+                         differ from the mean over its events that are not late (only
+                         for an aggregate with ``means``)
 ``superseded``           duplicate-log rows whose own record is in the Parquet files of
                          ``<main>``: versions a newer one replaced (``keep_latest``)
 ``stage_read``           PostgreSQL ``window_stage_counts``: records read
@@ -49,6 +52,7 @@ import argparse
 import collections
 import dataclasses
 import json
+import math
 import pathlib
 import sys
 import typing
@@ -101,6 +105,7 @@ class Terms:
     injected_late: int = 0  # sent beyond the allowed lateness (streaming runs)
     superseded: int = 0  # emitted versions a newer one replaced (keep_latest)
     injected_replaced: int = 0  # valid originals sharing an id with another
+    off_averages: int = 0  # (window, group) pairs whose averages are not their events' means
 
 
 def _sources(dataset: Dataset) -> dict[str, str]:
@@ -123,6 +128,7 @@ def _sources(dataset: Dataset) -> dict[str, str]:
         "injected_dead_letters": "producer report: malformed + invalid injected",
         "late": f"PostgreSQL {dead}: rows of stage late",
         "unbalanced_windows": "windows where count + late events != events",
+        "off_averages": "windows where an average != the mean of its events",
         "stage_read": f"PostgreSQL {stages}: records read",
         "stage_late": f"PostgreSQL {stages}: late records",
         "injected_late": "producer report: sent beyond the allowed lateness",
@@ -174,8 +180,9 @@ def audit_offsets(
     )
 
 
-def checks(terms: Terms, audit: OffsetAudit) -> list[Check]:
-    """Every check of a run, passed or not, with the numbers behind it."""
+def checks(terms: Terms, audit: OffsetAudit, means: typing.Sequence[str] = ()) -> list[Check]:
+    """Every check of a run, passed or not, with the numbers behind it; with the
+    aggregate's ``means``, the averages are checked too."""
     t = terms
     sinks = (
         t.parquet_events,
@@ -204,7 +211,19 @@ def checks(terms: Terms, audit: OffsetAudit) -> list[Check]:
         Check(
             "every window: final count + its late events == its events",
             t.unbalanced_windows == 0,
-            f"{t.unbalanced_windows} (window, key) pairs off",
+            f"{t.unbalanced_windows} (window, group) pairs off",
+        ),
+        *(
+            [
+                Check(
+                    f"every window: final {' and '.join(f'avg_{m}' for m in means)} == "
+                    "the means of its events",
+                    t.off_averages == 0,
+                    f"{t.off_averages} (window, group) pairs off",
+                )
+            ]
+            if means
+            else []
         ),
         Check(
             "stage counts: read == produced, late == late",
@@ -244,56 +263,81 @@ def checks(terms: Terms, audit: OffsetAudit) -> list[Check]:
 
 def _parquet(folder: pathlib.Path) -> int:
     """Rows of the Parquet files in ``folder``; 0 if none."""
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(folder.glob("*.parquet")))
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(folder.rglob("*.parquet")))
 
 
-def _final_panes(counts: list[dict], key: str, count: str) -> dict[tuple, int]:
-    """(window start, key) → the count of its highest pane, from the aggregate's
+def _final_panes(counts: list[dict], keys: typing.Sequence[str]) -> dict[tuple, dict]:
+    """(window start, *keys) → the row of its highest pane, from the aggregate's
     Parquet rows (they hold every pane written)."""
-    final: dict[tuple, tuple[int, int]] = {}
+    final: dict[tuple, dict] = {}
     for c in counts:
-        window, pane = (c["window_start_ms"], c[key]), (c["pane_index"], c[count])
-        final[window] = max(final.get(window, pane), pane)
-    return {window: n for window, (_, n) in final.items()}
+        window = (c["window_start_ms"], *(c[k] for k in keys))
+        if window not in final or c["pane_index"] > final[window]["pane_index"]:
+            final[window] = c
+    return final
 
 
 def _rows(folder: pathlib.Path, columns: list[str]) -> list[dict]:
     """``columns`` of every row of the Parquet files in ``folder``."""
     rows: list[dict] = []
-    for f in sorted(folder.glob("*.parquet")):
-        rows += pq.read_table(f, columns=columns).to_pylist()
+    for f in sorted(folder.rglob("*.parquet")):
+        rows += pq.read_table(f, columns=columns, partitioning=None).to_pylist()
     return rows
 
 
 _COORDINATES = ["kafka_topic", "kafka_partition", "kafka_offset"]
 
 
-def unbalanced_windows(
+class WindowBalance(typing.NamedTuple):
+    unbalanced: int  # (window, group) pairs whose count + late events != events
+    off_averages: int  # (window, group) pairs whose averages != their events' means
+
+
+def window_balance(
     dataset: Dataset, events: list[dict], counts: list[dict], late: typing.Iterable[Coordinate]
-) -> int:
-    """(window, key) pairs where the final count (highest pane) plus the late events of
-    that window differs from the window's events.  ``events`` and ``counts`` are the
-    Parquet rows of the main table and the aggregate; windows are fixed, aligned to the
-    epoch, of the length the count rows show; an event's window is that of its
-    event-time column."""
+) -> WindowBalance:
+    """Each (window, group)'s final pane (the highest) against its events.
+
+    ``events`` and ``counts`` are the Parquet rows of the main table and the
+    aggregate; windows are fixed, aligned to the epoch, of the length the count rows
+    show; an event's window is that of its event-time column.  The count plus the
+    window's late events must equal its events; each ``avg_<m>`` must equal the mean
+    of ``m`` over the events that are not late (to 1e-9, relative).
+    """
     contract = dataset.contract
-    key, count = contract.aggregate.key, contract.aggregate.count_column
+    agg = contract.aggregate
+    keys, count = agg.keys, agg.count_column
     time = contract.column(contract.event_time_field).name
     size = max((c["window_end_ms"] - c["window_start_ms"] for c in counts), default=1)
-    final = _final_panes(counts, key, count)
+    final = _final_panes(counts, keys)
     late = set(late)
     per_window: collections.Counter = collections.Counter()
     late_per_window: collections.Counter = collections.Counter()
+    sums: dict[tuple, list[float]] = collections.defaultdict(lambda: [0.0] * len(agg.means))
     for e in events:
-        window = (e[time] - e[time] % size, e[key])
+        window = (e[time] - e[time] % size, *(e[k] for k in keys))
         per_window[window] += 1
         if tuple(e[c] for c in _COORDINATES) in late:
             late_per_window[window] += 1
-    return sum(
+            continue
+        for i, m in enumerate(agg.means):
+            sums[window][i] += e[m]
+    windows = per_window.keys() | final.keys()
+    unbalanced = sum(
         1
-        for window in per_window.keys() | final.keys()
-        if final.get(window, 0) + late_per_window[window] != per_window[window]
+        for w in windows
+        if (final[w][count] if w in final else 0) + late_per_window[w] != per_window[w]
     )
+    off = 0
+    for w, row in final.items():
+        n = row[count]
+        means = [total / n for total in sums[w]] if n else []
+        if any(
+            not math.isclose(row[f"avg_{m}"], mean, rel_tol=1e-9, abs_tol=1e-9)
+            for m, mean in zip(agg.means, means)
+        ):
+            off += 1
+    return WindowBalance(unbalanced, off)
 
 
 def count_dead_letter_messages(bootstrap_servers: str, topic: str, run_id: str) -> int:
@@ -347,12 +391,15 @@ def gather(
     run_dir = output_dir / run_id
     contract = dataset.contract
     events, counts = dataset.tables.main.name, dataset.tables.aggregate.name
-    id_column, count_column = contract.id_column(), contract.aggregate.count_column
-    key, time = contract.aggregate.key, contract.column(contract.event_time_field).name
+    agg = contract.aggregate
+    id_column, count_column = contract.id_column(), agg.count_column
+    time = contract.column(contract.event_time_field).name
     dead, dups = tables.DEAD_LETTERS.name, tables.DUPLICATE_LOG.name
-    parquet_events = _rows(run_dir / events, [time, key, *_COORDINATES])
+    parquet_events = _rows(run_dir / events, [time, *agg.keys, *agg.means, *_COORDINATES])
     parquet_counts = _rows(
-        run_dir / counts, ["window_start_ms", "window_end_ms", key, "pane_index", count_column]
+        run_dir / counts,
+        ["window_start_ms", "window_end_ms", *agg.keys, "pane_index", count_column]
+        + [f"avg_{m}" for m in agg.means],
     )
     connection = psycopg2.connect(**settings.psycopg2_kwargs())
     connection.set_session(readonly=True, autocommit=True)
@@ -386,6 +433,7 @@ def gather(
     emitted = [tuple(e[c] for c in _COORDINATES) for e in parquet_events]
     emitted_set = set(emitted)
     injected = report["injected"]
+    balance = window_balance(dataset, parquet_events, parquet_counts, late_seen)
     terms = Terms(
         produced=sum(int(n) for n in report["produced"].values()),
         valid_unique=valid_unique,
@@ -398,16 +446,19 @@ def gather(
             settings.kafka_bootstrap_servers, DEAD_LETTER_TOPIC, run_id
         ),
         gold_total=gold_total,
-        parquet_gold_total=sum(_final_panes(parquet_counts, key, count_column).values()),
+        parquet_gold_total=sum(
+            row[count_column] for row in _final_panes(parquet_counts, agg.keys).values()
+        ),
         injected_duplicates=int(injected["duplicates"]),
         injected_dead_letters=int(injected["malformed"]) + int(injected["invalid"]),
         late=late,
-        unbalanced_windows=unbalanced_windows(dataset, parquet_events, parquet_counts, late_seen),
+        unbalanced_windows=balance.unbalanced,
         stage_read=stage_read,
         stage_late=stage_late,
         injected_late=int(injected.get("late", 0)),
         superseded=sum(1 for c in duplicate_seen if c in emitted_set),
         injected_replaced=int(injected.get("replaced", 0)),
+        off_averages=balance.off_averages,
     )
     before, after = report["offsets_before"], report["offsets_after"]
     ranges = {int(p): (int(before.get(p, 0)), int(end)) for p, end in after.items()}
@@ -453,7 +504,7 @@ def reconcile(
     dataset: Dataset, run_id: str, report: dict, output_dir: pathlib.Path, settings: StackSettings
 ) -> tuple[Terms, list[Check]]:
     terms, audit = gather(dataset, run_id, report, output_dir, settings)
-    return terms, checks(terms, audit)
+    return terms, checks(terms, audit, dataset.contract.aggregate.means)
 
 
 def main(argv=None) -> int:

@@ -109,6 +109,17 @@ def all_tables() -> tuple:
     return (*per_dataset, *shared.SHARED)
 
 
+def all_views() -> dict[str, str]:
+    """Every dataset's rollup views of its aggregate: name → ``SELECT``."""
+    import datasets
+
+    return {
+        name: select
+        for dataset in map(datasets.get, datasets.names())
+        for name, select in dataset.contract.aggregate_views().items()
+    }
+
+
 def migrate(settings: StackSettings, tables=None) -> list[str]:
     """Brings every table up to its contract with additive statements; returns them.
 
@@ -138,8 +149,26 @@ def migrate(settings: StackSettings, tables=None) -> list[str]:
                         sql.Identifier(table.name), sql.Identifier(settings.pg_writer)
                     )
                 )
+        if tables is None:
+            applied += _create_views(connection, all_views())
     finally:
         connection.close()
+    return applied
+
+
+def _create_views(connection, views: dict[str, str]) -> list[str]:
+    """Creates the views that do not exist yet; an existing one is left as it is (to
+    change a rollup, ``DROP VIEW`` it and migrate again)."""
+    applied = []
+    with connection, connection.cursor() as cur:
+        cur.execute("SELECT viewname, definition FROM pg_views WHERE schemaname = current_schema()")
+        existing = dict(cur.fetchall())
+        for name, select in views.items():
+            if name in existing:
+                continue
+            statement = f"CREATE OR REPLACE VIEW {name} AS {select}"
+            cur.execute(statement)
+            applied.append(statement)
     return applied
 
 

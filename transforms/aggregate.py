@@ -13,7 +13,7 @@ still be dropped.  Here the decision and the count are made by one stateful
 the late output, never neither.
 
 Per key the state is the map of open windows (count, next pane index, whether
-the on-time pane fired) and one number, ``closed_through``: the latest event-time
+the on-time pane fired, the totals of ``sums``) and one number, ``closed_through``: the latest event-time
 timer that fired (milliseconds).  A timer at ``t`` fires only once the input watermark has passed
 ``t``, so a window whose close (``end - 1µs + allowed_lateness``, Beam's own
 garbage-collection time) is at or before ``closed_through`` is certainly expired:
@@ -56,8 +56,8 @@ LATE_TAG = "late"
 ON_TIME = "on_time"
 LATE = "late"
 
-# to_row(key, count, window_start_ms, window_end_ms, pane_index, timing)
-ToRow = typing.Callable[[str, int, int, int, int, str], typing.Any]
+# to_row(key, count, window_start_ms, window_end_ms, pane_index, timing[, totals])
+ToRow = typing.Callable[..., typing.Any]
 
 
 class LateArrival(typing.NamedTuple):
@@ -81,7 +81,8 @@ class _Window(typing.NamedTuple):
 class _CountPanesFn(beam.DoFn):
     """``(key, element)`` → pane rows; elements of closed windows → ``LATE_TAG``."""
 
-    # (closed_through, {(start_ms, end_ms): [count, next_pane_index, on_time_fired]}),
+    # (closed_through, {(start_ms, end_ms): [count, next_pane_index, on_time_fired,
+    # totals]}),
     # one cell so that an element costs one state read (on Prism each read is a round
     # trip).  Times are kept in milliseconds: runners deliver timers at millisecond
     # precision (the FnApiRunner fires a timer set for 59.999999 s at 59.999 s), and
@@ -90,9 +91,15 @@ class _CountPanesFn(beam.DoFn):
     FIRE = TimerSpec("fire", TimeDomain.WATERMARK)
 
     def __init__(
-        self, windowfn: window.WindowFn, allowed_lateness_s: int, to_row: ToRow, weighted: bool
+        self,
+        windowfn: window.WindowFn,
+        allowed_lateness_s: int,
+        to_row: ToRow,
+        weighted: bool,
+        sums: typing.Optional[typing.Callable[[typing.Any], tuple]] = None,
     ):
         self._windowfn = windowfn
+        self._sums = sums
         self._weighted = weighted  # elements are counts already combined (an int each)
         self._lateness_ms = allowed_lateness_s * 1000
         self._to_row = to_row
@@ -113,12 +120,16 @@ class _CountPanesFn(beam.DoFn):
         pane_index = entry[1]
         entry[1] += 1
         (self._on_time if timing == ON_TIME else self._late_panes).inc()
-        return self._to_row(key, entry[0], win.start_ms, win.end_ms, pane_index, timing)
+        if self._sums is None:
+            return self._to_row(key, entry[0], win.start_ms, win.end_ms, pane_index, timing)
+        return self._to_row(
+            key, entry[0], win.start_ms, win.end_ms, pane_index, timing, tuple(entry[3])
+        )
 
     def _next_deadline(self, open_windows: dict) -> int | None:
         deadlines = [
             self._close_ms(_Window(*w)) if fired else _Window(*w).max_ms
-            for w, (_, _, fired) in open_windows.items()
+            for w, (_, _, fired, _) in open_windows.items()
         ]
         return min(deadlines, default=None)
 
@@ -137,6 +148,7 @@ class _CountPanesFn(beam.DoFn):
         key, value = element
         closed_through, open_windows = state.read() or (None, {})
         weight = value if self._weighted else 1
+        measures = self._sums(value) if self._sums is not None else ()
         wins = [
             _Window(w.start.micros // 1000, w.end.micros // 1000)
             for w in self._windowfn.assign(window.WindowFn.AssignContext(timestamp, value))
@@ -146,8 +158,10 @@ class _CountPanesFn(beam.DoFn):
             if closed_through is not None and self._close_ms(win) <= closed_through:
                 missed.append(win)
                 continue
-            entry = open_windows.setdefault(tuple(win), [0, 0, False])
+            entry = open_windows.setdefault(tuple(win), [0, 0, False, [0] * len(measures)])
             entry[0] += weight
+            for i, m in enumerate(measures):
+                entry[3][i] += m
             if entry[2]:  # the on-time pane has fired: this is a late firing
                 yield self._pane(key, win, entry, LATE)
         if len(missed) < len(wins):
@@ -238,6 +252,9 @@ class CountPerWindow(beam.PTransform):
         keyed state is touched once per group rather than once per element (on
         Prism every state access is a round trip); the late output then carries
         counts (``LateArrival.element`` is the number of late elements), not elements.
+      sums: element → a tuple of numbers, summed per pane like the count; ``to_row``
+        then gets the totals as a seventh argument.  Not with ``combine_in_bundle``
+        (the late lane must carry the elements).
     """
 
     def __init__(
@@ -250,8 +267,12 @@ class CountPerWindow(beam.PTransform):
         allowed_lateness_s: int = 0,
         window_period_s: int | None = None,
         combine_in_bundle: bool = False,
+        sums: typing.Optional[typing.Callable[[typing.Any], tuple]] = None,
     ):
         super().__init__()
+        if sums is not None and combine_in_bundle:
+            raise ValueError("sums need the elements: not with combine_in_bundle")
+        self._sums = sums
         if window_size_s <= 0:
             raise ValueError(f"window_size_s must be positive (got {window_size_s})")
         if allowed_lateness_s < 0:
@@ -282,5 +303,11 @@ class CountPerWindow(beam.PTransform):
                 _CombineInBundleFn(self._windowfn)
             ).with_output_types(tuple[str, int])
         return keyed | "CountPanes" >> beam.ParDo(
-            _CountPanesFn(self._windowfn, self._lateness_s, self._to_row, self._combine_in_bundle)
+            _CountPanesFn(
+                self._windowfn,
+                self._lateness_s,
+                self._to_row,
+                self._combine_in_bundle,
+                self._sums,
+            )
         ).with_outputs(LATE_TAG, main="counts")

@@ -63,3 +63,40 @@ def test_tables_grow_additively_and_a_type_change_stops(stack, pg, scratch):
     with pytest.raises(NonAdditiveChange, match=f"{scratch}.amount is bigint in PostgreSQL"):
         migrate(stack, [Table(scratch, V3, ("id",))])
     assert _columns(pg, scratch) == before
+
+
+def test_the_gold_rollup_views_add_up_sums_and_recompute_averages(stack, pg):
+    # Two groups of one window: One year/DSL 2 versions (charges sum 100, tenure 30),
+    # One year/No 1 version (charges 20, tenure 3).  By contract: 3 versions, average
+    # charges 120 / 3 = 40.0 (not the mean of the averages, 35.0), tenure 11.0.
+    from datasets.customers import CONTRACT, CustomersGoldRow
+
+    migrate(stack)  # the views are created with the tables
+    run_id = f"it-gold-{uuid.uuid4().hex[:8]}"
+    rows = [
+        CustomersGoldRow(0, 3_600_000, "One year", "DSL", 2, 100.0, 50.0, 30.0, 15.0, 0, "on_time", run_id),
+        CustomersGoldRow(0, 3_600_000, "One year", "No", 1, 20.0, 20.0, 3.0, 3.0, 0, "on_time", run_id),
+    ]  # fmt: skip
+    table = CONTRACT.aggregate.name
+    with pg.cursor() as cur:
+        try:
+            for row in rows:
+                columns = ", ".join(row._fields)
+                cur.execute(
+                    f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(row))})",
+                    row,
+                )
+            cur.execute(
+                f"SELECT contract, customer_versions, avg_monthly_charges, avg_tenure "
+                f"FROM {table}_by_contract WHERE run_id = %s",
+                (run_id,),
+            )
+            assert cur.fetchall() == [("One year", 3, 40.0, 11.0)]
+            cur.execute(
+                f"SELECT internet_service, customer_versions FROM {table}_by_internet_service "
+                "WHERE run_id = %s ORDER BY 1",
+                (run_id,),
+            )
+            assert cur.fetchall() == [("DSL", 2), ("No", 1)]
+        finally:
+            cur.execute(f"DELETE FROM {table} WHERE run_id = %s", (run_id,))

@@ -36,7 +36,7 @@ def _row(start_s, end_s, key, count, pane, timing):
 
 def _count(lateness=0, period=None, size=60, combine=False):
     return CountPerWindow(
-        "event_type",
+        DATASET.group_key,
         size,
         TO_ROW,
         CustomerEventCountsRow,
@@ -212,3 +212,77 @@ def test_sliding_windows_count_each_record_in_every_window(pipeline):
 def test_bad_parameters_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         _count(**kwargs)
+
+
+def test_the_gold_panes_carry_sums_and_averages_that_accumulate(stream_pipeline):
+    # customers' gold: per hour and (contract, internet service), the versions and
+    # their average monthly charges and tenure, in accumulating panes.  Lateness 600 s.
+    #   One year/DSL: 40.0 & tenure 10 at 10 s, 60.0 & 20 at 20 s → on time at 3,601 s:
+    #     2 versions, sums 100.0 and 30 → averages 50.0 and 15.0
+    #   19.0 & 3 at 30 s arrives after the on-time pane, before the close (4,200 s):
+    #     late pane 1: 3 versions, sums 119.0 and 33 → 39.666… and 11.0
+    #   Two year/No at 100 s: its own group, on time.
+    #   after the close (watermark 4,201 s), 99.0 & 99 at 40 s: the late lane, in no pane.
+    from datasets.customers import DATASET as CUSTOMERS
+    from datasets.customers import CustomersGoldRow
+
+    def version(contract, internet, charges, tenure, seconds):
+        row = beam.Row(
+            contract=contract, internet_service=internet, monthly_charges=charges, tenure=tenure
+        )
+        return TimestampedValue(row, seconds)
+
+    def gold(contract, internet, n, sums, pane, timing):
+        charges, tenure = sums
+        return CustomersGoldRow(
+            0, 3_600_000, contract, internet, n, charges, charges / n, tenure, tenure / n,
+            pane, timing, "r1",
+        )  # fmt: skip
+
+    stream = (
+        TestStream()
+        .advance_watermark_to(0)
+        .add_elements(
+            [version("One year", "DSL", 40.0, 10, 10), version("One year", "DSL", 60.0, 20, 20)]
+        )
+        .add_elements([version("Two year", "No", 70.0, 5, 100)])
+        .advance_watermark_to(3601)
+        .add_elements([version("One year", "DSL", 19.0, 3, 30)])
+        .advance_watermark_to(4201)
+        .add_elements([version("One year", "DSL", 99.0, 99, 40)])
+        .advance_watermark_to(7300)
+        .advance_watermark_to_infinity()
+    )
+    with stream_pipeline as p:
+        out = p | stream | CountPerWindow(
+            CUSTOMERS.group_key,
+            3600,
+            functools.partial(CUSTOMERS.to_pane_row, run_id="r1"),
+            CustomersGoldRow,
+            allowed_lateness_s=600,
+            sums=CUSTOMERS.measures,
+        )
+        assert_that(
+            out.counts,
+            equal_to(
+                [
+                    gold("One year", "DSL", 2, (100.0, 30), 0, ON_TIME),
+                    gold("One year", "DSL", 3, (119.0, 33), 1, LATE),
+                    gold("Two year", "No", 1, (70.0, 5), 0, ON_TIME),
+                ]
+            ),
+            label="CheckGold",
+        )
+        assert_that(
+            out[LATE_TAG] | beam.Map(lambda a: a.element.monthly_charges),
+            equal_to([99.0]),
+            label="CheckLate",
+        )
+
+
+def test_sums_need_the_elements():
+    with pytest.raises(ValueError, match="combine_in_bundle"):
+        CountPerWindow(
+            DATASET.group_key, 60, TO_ROW, CustomerEventCountsRow,
+            sums=lambda e: (1,), combine_in_bundle=True,
+        )  # fmt: skip

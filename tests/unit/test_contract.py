@@ -9,7 +9,15 @@ import jsonschema
 import pytest
 
 from datasets import customer_events, customers
-from schemas.contract import Column, Computed, Contract, ContractError, DedupPolicy, Field
+from schemas.contract import (
+    Aggregate,
+    Column,
+    Computed,
+    Contract,
+    ContractError,
+    DedupPolicy,
+    Field,
+)
 from schemas.ddl import create_statement, expected_columns
 from schemas.records import KafkaRecord
 from tests.samples import customer
@@ -155,6 +163,41 @@ def test_a_contract_that_contradicts_itself_is_refused(changes, message):
     }
     with pytest.raises(ContractError, match=message):
         Contract(**{**spec, **changes})
+
+
+@pytest.mark.parametrize(
+    "aggregate, message",
+    [
+        (Aggregate("g", keys=()), "at least one key"),
+        (Aggregate("g", keys=("nope",)), "nope is not a column"),
+        (Aggregate("g", keys=("maybe",)), "key maybe must be a required, non-null column"),
+        (Aggregate("g", keys=("a",), means=("a",)), "mean a must be a required numeric"),
+        (Aggregate("g", keys=("a",), means=("maybe_n",)), "mean maybe_n must be a required"),
+        (Aggregate("g", keys=("a", "n"), rollups=("event_id",)), "a rollup is one of"),
+        (Aggregate("g", keys=("a",), rollups=("a",)), "a rollup is one of two or more keys"),
+        (Aggregate("g", keys=("a",), count_column="a"), "column names collide"),
+        (Aggregate("g", keys=("a",), means=("n",), count_column="sum_n"), "collide"),
+    ],
+)
+def test_an_aggregate_that_cannot_be_a_table_is_refused(aggregate, message):
+    fields = (
+        Field("event_id", "string"),
+        Field("a", "string"),
+        Field("n", "number"),
+        Field("maybe", "string", nullable=True),
+        Field("maybe_n", "number", required=False),
+        Field("at", "timestamp"),
+    )
+    columns = tuple(Column(f.name, f.name) for f in fields if f.name != "at")
+    spec = dict(
+        name="t", title="t", module=__name__, topic="t", table="t", fields=fields,
+        id_field="event_id", event_time_field="at", columns=columns,
+    )  # fmt: skip
+    Contract(**spec, aggregates=(Aggregate("g", keys=("a", "n"), means=("n",), rollups=("a",)),))
+    with pytest.raises(ContractError, match=message):
+        Contract(**spec, aggregates=(aggregate,))
+    with pytest.raises(ContractError, match="exactly one aggregate"):
+        Contract(**spec, aggregates=(aggregate, aggregate))
 
 
 def test_dedup_policies_are_checked():

@@ -66,8 +66,8 @@ GENERATED = [
 def test_every_record_lands_in_exactly_one_output(pipeline, name):
     dataset = datasets.get(name)
     contract = dataset.contract
-    id_field, key = contract.id_field, contract.aggregate.key
-    key_path = contract.column_path(key)
+    id_field, keys = contract.id_field, contract.aggregate.keys
+    key_paths = [contract.column_path(key) for key in keys]
     batch = _batch(dataset)
     records = _records(batch, contract.topic)
     labels = batch.labels
@@ -93,7 +93,7 @@ def test_every_record_lands_in_exactly_one_output(pipeline, name):
         stage_counts[(start, "read")] += 1
         if label in ("valid", "out_of_order"):
             event = json.loads(r.value)
-            windows[(start, event[key_path])] += 1
+            windows[(start, *(event[path] for path in key_paths))] += 1
         if label in ("valid", "out_of_order", "duplicate"):
             stage_counts[(start, "valid")] += 1
         if label == "duplicate":
@@ -123,7 +123,12 @@ def test_every_record_lands_in_exactly_one_output(pipeline, name):
         assert_that(
             out.counts
             | "Windows"
-            >> beam.Map(lambda c: ((c.window_start_ms, getattr(c, key)), getattr(c, count_column))),
+            >> beam.Map(
+                lambda c: (
+                    (c.window_start_ms, *(getattr(c, key) for key in keys)),
+                    getattr(c, count_column),
+                )
+            ),
             equal_to(list(windows.items())),
             label="CheckWindowCounts",
         )

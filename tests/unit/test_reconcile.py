@@ -7,7 +7,7 @@ import pytest
 
 import datasets
 from datasets.customer_events import DATASET
-from tools.reconcile import Terms, audit_offsets, checks, render, unbalanced_windows
+from tools.reconcile import Terms, audit_offsets, checks, render, window_balance
 
 pytestmark = pytest.mark.unit
 
@@ -119,40 +119,65 @@ def test_render_ends_with_one_json_object_that_says_pass_or_fail():
     assert "FAIL" in bad and "RECONCILIATION FAILED" in bad and "FAIL" not in good
 
 
-def _event(offset, time_ms, contract):
+def _event(offset, time_ms, contract, charges=50.0, tenure=10):
     return {
         "kafka_topic": "t",
         "kafka_partition": 0,
         "kafka_offset": offset,
         "updated_at_ms": time_ms,
         "contract": contract,
+        "internet_service": "DSL",
+        "monthly_charges": charges,
+        "tenure": tenure,
     }
 
 
-def _count(start_ms, contract, n, pane):
+def _count(start_ms, contract, n, pane, avg_charges, avg_tenure):
     return {
         "window_start_ms": start_ms,
         "window_end_ms": start_ms + 3_600_000,
         "contract": contract,
+        "internet_service": "DSL",
         "customer_versions": n,
+        "avg_monthly_charges": avg_charges,
+        "avg_tenure": avg_tenure,
         "pane_index": pane,
     }
 
 
-def test_the_window_balance_counts_each_datasets_own_columns():
-    # customers: windows of an hour by contract.  Hour 0 "One year": events at offsets
-    # 0, 1, 2, of which 2 is late; its panes say 1 then 2 (the highest, 2, counts):
-    # 2 + 1 late == 3 events.  Hour 1 "Two year": one event, no count row: off by one.
+def test_the_window_balance_counts_and_averages_each_datasets_own_columns():
+    # customers: windows of an hour by (contract, internet service).  Hour 0 "One
+    # year"/DSL: events at offsets 0 (charges 40, tenure 10), 1 (60, 20) and 2 (late,
+    # 99, 99); its panes say 1 then 2 (the highest counts): 2 + 1 late == 3 events,
+    # averages over the two that are not late: charges 50, tenure 15.  Hour 1 "Two
+    # year": one event and no count row: off by one.
     customers = datasets.get("customers")
     hour = 3_600_000
-    events = [_event(0, 10, "One year"), _event(1, 20, "One year"), _event(2, 30, "One year")]
-    counts = [_count(0, "One year", 1, 0), _count(0, "One year", 2, 1)]
+    events = [
+        _event(0, 10, "One year", 40.0, 10),
+        _event(1, 20, "One year", 60.0, 20),
+        _event(2, 30, "One year", 99.0, 99),
+    ]
+    counts = [_count(0, "One year", 1, 0, 40.0, 10.0), _count(0, "One year", 2, 1, 50.0, 15.0)]
     late = [("t", 0, 2)]
-    assert unbalanced_windows(customers, events, counts, late) == 0
-    assert (
-        unbalanced_windows(customers, [*events, _event(3, hour + 5, "Two year")], counts, late) == 1
-    )
-    assert unbalanced_windows(customers, events, counts, []) == 1  # the late one uncounted
+    assert window_balance(customers, events, counts, late) == (0, 0)
+    extra = [*events, _event(3, hour + 5, "Two year")]
+    assert window_balance(customers, extra, counts, late).unbalanced == 1
+    # The late one uncounted, and (not excluded) it moves the means.
+    assert window_balance(customers, events, counts, []) == (1, 1)
+    wrong_mean = [counts[0], _count(0, "One year", 2, 1, 50.0, 15.5)]
+    assert window_balance(customers, events, wrong_mean, late) == (0, 1)
+
+
+def test_the_averages_are_checked_only_where_the_aggregate_has_means():
+    audit = audit_offsets("t", RANGES, _all_offsets())
+    names = [c.name for c in checks(BALANCED, audit, ("monthly_charges", "tenure"))]
+    assert "every window: final avg_monthly_charges and avg_tenure == the means of its events" in names
+    assert not any("avg_" in c.name for c in checks(BALANCED, audit))
+    off = checks(dataclasses.replace(BALANCED, off_averages=1), audit, ("tenure",))
+    assert [c.name for c in off if not c.passed] == [
+        "every window: final avg_tenure == the means of its events"
+    ]
 
 
 def test_a_keep_latest_run_balances_with_its_superseded_versions():
