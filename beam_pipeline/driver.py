@@ -125,12 +125,13 @@ def set_aside_earlier_parquet(
     them instead of adding to them (a re-run that ends with another shard count would
     leave stale ``part-SSSSS-of-NNNNN`` files that the reconciliation counts).  Returns that
     folder, or ``None`` when there was nothing."""
-    earlier = [f for name in outputs for f in sorted((prefix / name).glob("*.parquet"))]
+    # rglob: a partitioned output keeps its files in partition folders.
+    earlier = [f for name in outputs for f in sorted((prefix / name).rglob("*.parquet"))]
     if not earlier:
         return None
     aside = prefix / _SET_ASIDE
     for f in earlier:
-        target = aside / f.parent.name / f.name
+        target = aside / f.relative_to(prefix)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(f, target)
     _LOG.info("set aside %d Parquet files of an earlier run under %s", len(earlier), aside)
@@ -141,8 +142,8 @@ def settle_earlier_parquet(aside: pathlib.Path, replaced: bool) -> None:
     """After the run: drops the set-aside files when the run replaced them, else puts
     back those that no new file took the place of."""
     if not replaced:
-        for f in sorted(aside.glob("*/*.parquet")):
-            target = aside.parent / f.parent.name / f.name
+        for f in sorted(aside.rglob("*.parquet")):
+            target = aside.parent / f.relative_to(aside)
             if not target.exists():
                 os.replace(f, target)
     shutil.rmtree(aside, ignore_errors=True)

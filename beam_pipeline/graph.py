@@ -1,6 +1,6 @@
 """Beamline's graph for any registered dataset, built by one pure function.
 
-    source (KafkaRecord rows: bytes + coordinates)
+    source (KafkaRecord rows: bytes + coordinates) ── raw records (bronze), if kept
       → Decode ──────────────┐
       → Validate ────────────┤
       → Normalise ───────────┤  dead letters (stage, reason, raw bytes, coordinates)
@@ -36,6 +36,7 @@ from schemas.dataset import Dataset
 from schemas.records import (
     DEAD_LETTER_TAG,
     DeadLetter,
+    KafkaRecord,
     StageCount,
     row_dead_letter,
 )
@@ -97,6 +98,7 @@ class GraphParams:
 class Sinks:
     """Where each output goes; each entry is applied as its own labelled step."""
 
+    records: Sink = dataclasses.field(default_factory=dict)
     events: Sink = dataclasses.field(default_factory=dict)
     counts: Sink = dataclasses.field(default_factory=dict)
     dead_letters: Sink = dataclasses.field(default_factory=dict)
@@ -106,6 +108,7 @@ class Sinks:
 
 @dataclasses.dataclass(frozen=True)
 class Outputs:
+    records: beam.PCollection  # of KafkaRecord: every record as read (bronze)
     events: beam.PCollection  # of the main table's rows, timestamped at event time
     counts: beam.PCollection  # of the aggregate's rows: one per pane, in the global window
     dead_letters: beam.PCollection  # of DeadLetter, the late lane included
@@ -229,6 +232,7 @@ def build_graph(
     ) | "CollectDeadLetters" >> beam.Flatten().with_output_types(DeadLetter)
     duplicates = deduplicated[DUPLICATES_TAG]
     outputs = Outputs(
+        records=records,
         events=events,
         counts=counts,
         dead_letters=dead_letters,
@@ -258,18 +262,24 @@ def production_sinks(
     dead_letter_topic: str = DEAD_LETTER_TOPIC,
     file_window_s: int = 60,
 ) -> Sinks:
-    """Parquet files under ``output_prefix/<table>/``, the dataset's PostgreSQL tables
-    and the shared ones, and the dead-letter topic.  A streaming job writes a set of
+    """Parquet files under ``output_prefix/<table>/`` (the main table's in partition
+    folders where the contract says, every record as read under
+    ``output_prefix/<raw_output>/`` where it keeps them), the dataset's PostgreSQL
+    tables and the shared ones, and the dead-letter topic.  A streaming job writes a set of
     files per ``file_window_s`` of arrival time (late rows would otherwise be dropped
     by the file write)."""
 
-    def parquet(name: str, row_type: type) -> WriteParquetFiles:
-        return WriteParquetFiles(f"{output_prefix}/{name}/part", row_type, file_window_s)
+    def parquet(name: str, row_type: type, partition_of=None) -> WriteParquetFiles:
+        return WriteParquetFiles(
+            f"{output_prefix}/{name}/part", row_type, file_window_s, partition_of
+        )
 
     main, aggregate = dataset.tables.main, dataset.tables.aggregate
+    raw = dataset.contract.raw_output
     return Sinks(
+        records={"WriteRawParquet": parquet(raw, KafkaRecord)} if raw else {},
         events={
-            "WriteEventsParquet": parquet(main.name, main.row_type),
+            "WriteEventsParquet": parquet(main.name, main.row_type, dataset.partition_of),
             "WriteEventsPostgres": _postgres(main, target, expansion_service),
         },
         counts={

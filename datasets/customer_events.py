@@ -168,7 +168,6 @@ CONTRACT = Contract(
         Child("customer_event_recommendations", "recommendations"),
         Child("customer_event_searches", "search_history"),
     ),
-    partitioning=("event_date", "event_hour"),
     aggregates=(
         Aggregate(
             "customer_event_counts", keys=("event_type",), window_s=60, count_column="event_count"

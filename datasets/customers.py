@@ -85,7 +85,10 @@ CONTRACT = Contract(
         Column("email", "email"),
     ),
     dedup=DedupPolicy("keep_latest", order_by="updated_at"),
-    partitioning=("updated_date",),
+    # Silver: the main table's Parquet in hour folders of updated_at; bronze: every
+    # record as read, raw bytes and Kafka coordinates.
+    partition_by="hour",
+    raw_output="customers_bronze",
     aggregates=(
         # Gold: per hour of updated_at, the versions seen and their average monthly
         # charges and tenure per contract type and internet service; the views

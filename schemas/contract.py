@@ -12,8 +12,9 @@ A ``Contract`` declares a dataset's fields once.  From it come:
   pyarrow schemas come from the same row types (``transforms.sinks.arrow_schema``).
 
 It also declares what later stages read: the id and event-time fields, the dedup
-policy, Parquet partitioning, the aggregates, quality checks and the dataset's
-reconciliation equations.
+policy, the main table's Parquet partitioning (Hive-style folders of the event
+time), an optional raw (bronze) output, the aggregate, quality checks and the
+dataset's reconciliation equations.
 
 Semantics fixed here:
 
@@ -42,7 +43,7 @@ import typing
 from apache_beam import coders
 
 from schemas.records import KafkaRecord
-from schemas.values import canonical_json, event_time_ms
+from schemas.values import PARTITION_GRANULARITIES, canonical_json, event_time_ms, hive_partition
 
 __all__ = [
     "Aggregate",
@@ -56,6 +57,7 @@ __all__ = [
     "GroupKey",
     "Measures",
     "PaneRow",
+    "PartitionOf",
     "QualityCheck",
     "RowBuilder",
     "Table",
@@ -356,7 +358,8 @@ class Contract:
     columns: tuple[Column, ...]
     dedup: DedupPolicy = DedupPolicy("drop_later_copies")
     children: tuple[Child, ...] = ()
-    partitioning: tuple[str, ...] = ()
+    partition_by: typing.Optional[str] = None  # the main table's Parquet: "day" or "hour"
+    raw_output: typing.Optional[str] = None  # a Parquet folder of every record as read
     aggregates: tuple[Aggregate, ...] = ()
     computed: tuple[Computed, ...] = ()
     quality_checks: tuple[QualityCheck, ...] = ()
@@ -391,6 +394,12 @@ class Contract:
         for rule in self.computed:
             for path in (rule.name, rule.left, rule.right):
                 self.field(path)
+        if self.partition_by is not None and self.partition_by not in PARTITION_GRANULARITIES:
+            raise ContractError(
+                f"{self.name}: partition_by is one of {', '.join(PARTITION_GRANULARITIES)}"
+            )
+        if self.raw_output is not None and not _NAME.match(self.raw_output):
+            raise ContractError(f"{self.name}: raw_output is a lower snake case folder name")
         if len(self.aggregates) != 1:
             raise ContractError(
                 f"{self.name}: declare exactly one aggregate (group it by every key at once; "
@@ -588,6 +597,18 @@ class Contract:
             generated_times=("window_start_ms",),
             forward_only="pane_index",
         )
+
+
+class PartitionOf:
+    """A main-table row → its Hive-style partition folder (``hive_partition`` of its
+    event-time column).  Picklable."""
+
+    def __init__(self, column: str, granularity: str):
+        self._column = column
+        self._granularity = granularity
+
+    def __call__(self, row) -> str:
+        return hive_partition(getattr(row, self._column), self._granularity)
 
 
 class GroupKey:

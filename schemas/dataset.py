@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import typing
 
-from schemas.contract import Contract, GroupKey, Measures, PaneRow, RowBuilder
+from schemas.contract import Contract, GroupKey, Measures, PaneRow, PartitionOf, RowBuilder
 from schemas.tables import DatasetTables
 
 __all__ = ["Dataset", "Mutation", "RecordMaker"]
@@ -86,7 +86,17 @@ class Dataset:
         means = self.contract.aggregate.means
         return Measures(means) if means else None
 
+    @functools.cached_property
+    def partition_of(self) -> typing.Optional[PartitionOf]:
+        """A main-table row → its Parquet partition folder, or None if unpartitioned."""
+        contract = self.contract
+        if contract.partition_by is None:
+            return None
+        return PartitionOf(contract.column(contract.event_time_field).name, contract.partition_by)
+
     def parquet_outputs(self) -> tuple[str, ...]:
         """The Parquet outputs, each a folder under the run's output prefix: the main
-        table's, the aggregate's and the dead letters' (``dead_letters``)."""
-        return (self.tables.main.name, self.tables.aggregate.name, "dead_letters")
+        table's, the aggregate's, the dead letters' (``dead_letters``) and the raw
+        records' where the contract keeps them."""
+        raw = (self.contract.raw_output,) if self.contract.raw_output else ()
+        return (self.tables.main.name, self.tables.aggregate.name, "dead_letters", *raw)

@@ -8,7 +8,14 @@ from __future__ import annotations
 import datetime
 import json
 
-__all__ = ["NormaliseError", "canonical_json", "event_time_ms", "format_timestamp"]
+__all__ = [
+    "PARTITION_GRANULARITIES",
+    "NormaliseError",
+    "canonical_json",
+    "event_time_ms",
+    "format_timestamp",
+    "hive_partition",
+]
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _MILLISECOND = datetime.timedelta(milliseconds=1)
@@ -48,3 +55,21 @@ def format_timestamp(ms: int) -> str:
     """Epoch milliseconds as ISO-8601 UTC with milliseconds: ``2026-11-22T05:00:00.123Z``."""
     moment = _EPOCH + datetime.timedelta(milliseconds=ms)
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+
+
+# Hive-style partition folders of an event time, coarsest first.
+PARTITION_GRANULARITIES = {
+    "day": "year={t.year:04d}/month={t.month:02d}/day={t.day:02d}",
+    "hour": "year={t.year:04d}/month={t.month:02d}/day={t.day:02d}/hour={t.hour:02d}",
+}
+
+
+def hive_partition(ms: int, granularity: str) -> str:
+    """The partition folder of epoch milliseconds ``ms`` (UTC): for ``hour``,
+    ``year=2026/month=11/day=22/hour=05``; zero-padded, so folders sort by time.
+    A time outside datetime's years 1-9999 goes to ``year=out_of_range``."""
+    try:
+        moment = _EPOCH + datetime.timedelta(milliseconds=ms)
+    except OverflowError:
+        return "year=out_of_range"
+    return PARTITION_GRANULARITIES[granularity].format(t=moment)

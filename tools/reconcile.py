@@ -21,6 +21,8 @@ count columns, all from its contract; for customer events ``customer_events``,
 ``unbalanced_windows``   (window, group) pairs whose count (highest pane, Parquet) + late
                          events differs from the events of that window and group in
                          the Parquet files of ``<main>``
+``parquet_raw``          the Parquet files under ``<output>/<run>/<raw_output>/``: rows
+                         (every record as read, where the contract keeps them)
 ``off_averages``         (window, group) pairs whose averages (highest pane, Parquet)
                          differ from the mean over its events that are not late (only
                          for an aggregate with ``means``)
@@ -106,6 +108,7 @@ class Terms:
     superseded: int = 0  # emitted versions a newer one replaced (keep_latest)
     injected_replaced: int = 0  # valid originals sharing an id with another
     off_averages: int = 0  # (window, group) pairs whose averages are not their events' means
+    parquet_raw: int = 0  # raw records (bronze) in Parquet, where the contract keeps them
 
 
 def _sources(dataset: Dataset) -> dict[str, str]:
@@ -129,6 +132,7 @@ def _sources(dataset: Dataset) -> dict[str, str]:
         "late": f"PostgreSQL {dead}: rows of stage late",
         "unbalanced_windows": "windows where count + late events != events",
         "off_averages": "windows where an average != the mean of its events",
+        "parquet_raw": f"Parquet {dataset.contract.raw_output or '(no raw output)'}/: rows",
         "stage_read": f"PostgreSQL {stages}: records read",
         "stage_late": f"PostgreSQL {stages}: late records",
         "injected_late": "producer report: sent beyond the allowed lateness",
@@ -180,9 +184,15 @@ def audit_offsets(
     )
 
 
-def checks(terms: Terms, audit: OffsetAudit, means: typing.Sequence[str] = ()) -> list[Check]:
+def checks(
+    terms: Terms,
+    audit: OffsetAudit,
+    means: typing.Sequence[str] = (),
+    raw: typing.Optional[OffsetAudit] = None,
+) -> list[Check]:
     """Every check of a run, passed or not, with the numbers behind it; with the
-    aggregate's ``means``, the averages are checked too."""
+    aggregate's ``means``, the averages are checked too, and with the ``raw`` output's
+    audit, that it holds every offset of the run exactly once."""
     t = terms
     sinks = (
         t.parquet_events,
@@ -237,11 +247,22 @@ def checks(terms: Terms, audit: OffsetAudit, means: typing.Sequence[str] = ()) -
         ),
         Check(
             "every offset of the run exactly once across the outputs",
-            audit.missing == audit.unexpected == audit.repeated == audit.late_not_in_events == 0
-            and audit.found == audit.expected,
+            _exact(audit) and audit.late_not_in_events == 0,
             f"{audit.expected} offsets, {audit.found} rows: {audit.missing} missing, "
             f"{audit.unexpected} unexpected, {audit.repeated} repeated, "
             f"{audit.late_not_in_events} late not in events",
+        ),
+        *(
+            [
+                Check(
+                    "raw records: every offset of the run exactly once",
+                    _exact(raw) and t.parquet_raw == t.produced,
+                    f"{raw.expected} offsets, {t.parquet_raw} rows: {raw.missing} missing, "
+                    f"{raw.unexpected} unexpected, {raw.repeated} repeated",
+                )
+            ]
+            if raw is not None
+            else []
         ),
         Check(
             "duplicates == injected duplicates + replaced versions",
@@ -259,6 +280,13 @@ def checks(terms: Terms, audit: OffsetAudit, means: typing.Sequence[str] = ()) -
             f"{t.late} vs {t.injected_late}",
         ),
     ]
+
+
+def _exact(audit: OffsetAudit) -> bool:
+    """Every expected offset found once, and nothing else."""
+    return (
+        audit.missing == audit.unexpected == audit.repeated == 0 and audit.found == audit.expected
+    )
 
 
 def _parquet(folder: pathlib.Path) -> int:
@@ -384,10 +412,16 @@ def count_dead_letter_messages(bootstrap_servers: str, topic: str, run_id: str) 
         consumer.close()
 
 
+class Gathered(typing.NamedTuple):
+    terms: Terms
+    audit: OffsetAudit  # the outputs' coordinates
+    raw: typing.Optional[OffsetAudit]  # the raw records', where the contract keeps them
+
+
 def gather(
     dataset: Dataset, run_id: str, report: dict, output_dir: pathlib.Path, settings: StackSettings
-) -> tuple[Terms, OffsetAudit]:
-    """Reads every term from its source, and the coordinates for the offset audit."""
+) -> Gathered:
+    """Reads every term from its source, and the coordinates for the offset audits."""
     run_dir = output_dir / run_id
     contract = dataset.contract
     events, counts = dataset.tables.main.name, dataset.tables.aggregate.name
@@ -432,6 +466,14 @@ def gather(
     # Every emitted version: a late one may have been replaced since (keep_latest).
     emitted = [tuple(e[c] for c in _COORDINATES) for e in parquet_events]
     emitted_set = set(emitted)
+    raw_coordinates = (
+        [
+            (r["topic"], r["partition"], r["offset"])
+            for r in _rows(run_dir / contract.raw_output, ["topic", "partition", "offset"])
+        ]
+        if contract.raw_output
+        else []
+    )
     injected = report["injected"]
     balance = window_balance(dataset, parquet_events, parquet_counts, late_seen)
     terms = Terms(
@@ -459,10 +501,16 @@ def gather(
         superseded=sum(1 for c in duplicate_seen if c in emitted_set),
         injected_replaced=int(injected.get("replaced", 0)),
         off_averages=balance.off_averages,
+        parquet_raw=len(raw_coordinates),
     )
     before, after = report["offsets_before"], report["offsets_after"]
     ranges = {int(p): (int(before.get(p, 0)), int(end)) for p, end in after.items()}
-    return terms, audit_offsets(report["topic"], ranges, seen, late_seen, emitted)
+    topic = report["topic"]
+    return Gathered(
+        terms,
+        audit_offsets(topic, ranges, seen, late_seen, emitted),
+        audit_offsets(topic, ranges, raw_coordinates) if contract.raw_output else None,
+    )
 
 
 def render(
@@ -503,8 +551,8 @@ def render(
 def reconcile(
     dataset: Dataset, run_id: str, report: dict, output_dir: pathlib.Path, settings: StackSettings
 ) -> tuple[Terms, list[Check]]:
-    terms, audit = gather(dataset, run_id, report, output_dir, settings)
-    return terms, checks(terms, audit, dataset.contract.aggregate.means)
+    terms, audit, raw = gather(dataset, run_id, report, output_dir, settings)
+    return terms, checks(terms, audit, dataset.contract.aggregate.means, raw)
 
 
 def main(argv=None) -> int:

@@ -173,20 +173,25 @@ class WriteToPostgres(beam.PTransform):
 
 
 class _WriteWindowFileFn(beam.DoFn):
-    """``(None, rows of one window pane)`` → one Parquet file named after window and pane."""
+    """``(partition, rows of one window pane)`` → one Parquet file named after the
+    window and pane, in the partition's folder (``partition`` None: no folder)."""
 
     def __init__(self, prefix: str, schema: pa.Schema):
-        self._prefix = prefix
+        self._folder, self._name = os.path.split(prefix)
         self._schema = schema
 
     def process(
         self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam
     ) -> typing.Iterator[str]:
-        _, rows = element
+        partition, rows = element
         table = pa.Table.from_pylist(list(rows), schema=self._schema)
-        start, end = win.start.micros // 1000, win.end.micros // 1000
-        path = f"{self._prefix}-{start}-{end}-pane{pane.index}.parquet"
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        if isinstance(win, window.GlobalWindow):
+            span = "all"
+        else:
+            span = f"{win.start.micros // 1000}-{win.end.micros // 1000}"
+        folder = os.path.join(self._folder, partition) if partition else self._folder
+        path = os.path.join(folder, f"{self._name}-{span}-pane{pane.index}.parquet")
+        os.makedirs(folder or ".", exist_ok=True)
         pq.write_table(table, path + ".tmp")
         os.replace(path + ".tmp", path)
         yield path
@@ -216,30 +221,49 @@ class WriteParquetFiles(beam.PTransform):
     written to a temporary name and renamed, so a retried bundle rewrites the same
     file instead of adding one.  (Beam's own unbounded file write uses windowed side
     inputs that make Prism 2.71 panic in its aggregate stage.)
+
+    With ``partition_of`` (row → a folder such as ``year=2026/month=11/day=22/hour=05``)
+    the files go to Hive-style partition folders beside the prefix's name: one file
+    per partition and pane, ``<folder>/<partition>/<name>-<start>-<end>-pane<N>.parquet``
+    (a bounded input: ``<name>-all-pane0.parquet``, all of a partition's rows in one
+    file, grouped in memory).
     """
 
-    def __init__(self, file_path_prefix: str, row_type: type, window_s: int = 60):
+    def __init__(
+        self,
+        file_path_prefix: str,
+        row_type: type,
+        window_s: int = 60,
+        partition_of: typing.Optional[typing.Callable[[typing.Any], str]] = None,
+    ):
         super().__init__()
         self._prefix = file_path_prefix
         self._row_type = row_type
         self._window_s = window_s
+        self._partition_of = partition_of
 
     def expand(self, rows):
-        if not rows.is_bounded:
+        partition_of = self._partition_of
+        if rows.is_bounded and partition_of is None:
             return (
+                rows
+                | "ToDict" >> beam.Map(lambda row: row._asdict())
+                | "WriteToParquet"
+                >> WriteToParquet(
+                    self._prefix, arrow_schema(self._row_type), file_name_suffix=".parquet"
+                )
+            )
+        if not rows.is_bounded:
+            rows = (
                 rows
                 | "AtArrivalTime" >> beam.ParDo(_AtArrivalTimeFn())
                 | "FileWindows" >> beam.WindowInto(window.FixedWindows(self._window_s))
-                | "ToKeyedDict" >> beam.Map(lambda row: (None, row._asdict()))
-                | "GroupWindow" >> beam.GroupByKey()
-                | "WriteWindowFile"
-                >> beam.ParDo(_WriteWindowFileFn(self._prefix, arrow_schema(self._row_type)))
             )
         return (
             rows
-            | "ToDict" >> beam.Map(lambda row: row._asdict())
-            | "WriteToParquet"
-            >> WriteToParquet(
-                self._prefix, arrow_schema(self._row_type), file_name_suffix=".parquet"
-            )
+            | "ToKeyedDict"
+            >> beam.Map(lambda row: (partition_of(row) if partition_of else "", row._asdict()))
+            | "GroupWindow" >> beam.GroupByKey()
+            | "WriteWindowFile"
+            >> beam.ParDo(_WriteWindowFileFn(self._prefix, arrow_schema(self._row_type)))
         )

@@ -240,12 +240,19 @@ def test_a_batch_rerun_replaces_the_earlier_parquet_files(tmp_path):
 
 def test_a_failed_rerun_puts_the_earlier_files_back(tmp_path):
     prefix = tmp_path / "run1"
-    (prefix / "events").mkdir(parents=True)
+    partitioned = "events/year=2026/month=11/day=22/hour=05/part-all-pane0.parquet"
+    (prefix / partitioned).parent.mkdir(parents=True)
     (prefix / "events/part-00000-of-00001.parquet").write_text("earlier")
+    (prefix / partitioned).write_text("earlier, partitioned")
     aside = driver.set_aside_earlier_parquet(prefix, OUTPUTS)
+    assert _parquet_files(prefix) == [
+        ".replaced/events/part-00000-of-00001.parquet",
+        f".replaced/{partitioned}",
+    ]
     driver.settle_earlier_parquet(aside, replaced=False)
-    assert _parquet_files(prefix) == ["events/part-00000-of-00001.parquet"]
+    assert _parquet_files(prefix) == ["events/part-00000-of-00001.parquet", partitioned]
     assert (prefix / "events/part-00000-of-00001.parquet").read_text() == "earlier"
+    assert (prefix / partitioned).read_text() == "earlier, partitioned"
 
 
 def test_nothing_to_set_aside_on_a_first_run(tmp_path):

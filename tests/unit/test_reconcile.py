@@ -201,3 +201,14 @@ def test_a_keep_latest_run_balances_with_its_superseded_versions():
     assert all(c.passed for c in checks(keep_latest, audit))
     off = checks(dataclasses.replace(keep_latest, superseded=19), audit)
     assert [c.name for c in off if not c.passed][0].startswith("parquet_events ==")
+
+
+def test_the_raw_records_must_hold_every_offset_exactly_once():
+    audit = audit_offsets("t", RANGES, _all_offsets())
+    whole = dataclasses.replace(BALANCED, parquet_raw=100)
+    assert all(c.passed for c in checks(whole, audit, raw=audit))
+    assert not any(c.name.startswith("raw records") for c in checks(whole, audit))
+    one_twice = audit_offsets("t", RANGES, [*_all_offsets()[1:], ("t", 1, 0)])
+    failed = [c for c in checks(whole, audit, raw=one_twice) if not c.passed]
+    assert [c.name for c in failed] == ["raw records: every offset of the run exactly once"]
+    assert "1 missing, 0 unexpected, 1 repeated" in failed[0].detail

@@ -104,3 +104,113 @@ def test_the_pipeline_writes_as_the_writer_role_not_the_owner(tmp_path, monkeypa
     settings.writer_password_file.write_text("s3cret")
     target = driver.jdbc_target(settings)
     assert (target.username, target.password_file) == ("w1", str(settings.writer_password_file))
+
+
+# --- Parquet writes, read back ------------------------------------------------------
+
+HOUR_MS = 3_600_000
+T0 = 1_795_323_600_000  # 2026-11-22T05:00:00Z
+
+
+def _customer_rows(times_ms):
+    from datasets.customers import DATASET as CUSTOMERS
+    from schemas.records import KafkaRecord
+    from tests.samples import customer
+
+    return [
+        CUSTOMERS.to_row(
+            KafkaRecord("customers", 0, n, ms, None, b"{}"), customer(customer_id=f"c-{n}"), ms, "r1"
+        )
+        for n, ms in enumerate(times_ms)
+    ]
+
+
+def _read_back(folder) -> dict[str, list[str]]:
+    """Relative folder of each file → the customer ids in it (files of one folder merged)."""
+    import pyarrow.parquet as pq
+
+    found: dict[str, list[str]] = {}
+    for f in sorted(folder.rglob("*.parquet")):
+        ids = pq.read_table(f, partitioning=None).column("customer_id").to_pylist()
+        found.setdefault(str(f.parent.relative_to(folder)), []).extend(ids)
+    return {k: sorted(v) for k, v in found.items()}
+
+
+def test_a_bounded_write_reads_back_every_row(pipeline, tmp_path):
+    import apache_beam as beam
+
+    from datasets.customers import CustomersRow
+    from transforms.sinks import WriteParquetFiles
+
+    rows = _customer_rows([T0, T0 + 1, T0 + HOUR_MS])
+    with pipeline as p:
+        _ = p | beam.Create(rows) | WriteParquetFiles(f"{tmp_path}/customers/part", CustomersRow)
+    assert _read_back(tmp_path / "customers") == {".": ["c-0", "c-1", "c-2"]}
+    (f,) = (tmp_path / "customers").glob("*.parquet")
+    assert f.name == "part-00000-of-00001.parquet"
+
+
+def test_a_partitioned_bounded_write_puts_each_row_in_its_hour_folder(pipeline, tmp_path):
+    import apache_beam as beam
+
+    from datasets.customers import DATASET as CUSTOMERS
+    from datasets.customers import CustomersRow
+    from transforms.sinks import WriteParquetFiles
+
+    # 05:00 and 05:59:59.999 in one hour; 06:00 the next; a day later, another day.
+    rows = _customer_rows([T0, T0 + HOUR_MS - 1, T0 + HOUR_MS, T0 + 24 * HOUR_MS])
+    with pipeline as p:
+        _ = (
+            p
+            | beam.Create(rows)
+            | WriteParquetFiles(
+                f"{tmp_path}/customers/part", CustomersRow, partition_of=CUSTOMERS.partition_of
+            )
+        )
+    assert _read_back(tmp_path / "customers") == {
+        "year=2026/month=11/day=22/hour=05": ["c-0", "c-1"],
+        "year=2026/month=11/day=22/hour=06": ["c-2"],
+        "year=2026/month=11/day=23/hour=05": ["c-3"],
+    }
+    # The folders are what Hive-style readers take them for.
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(tmp_path / "customers", partitioning="hive").to_table()
+    assert sorted(zip(table.column("hour").to_pylist(), table.column("customer_id").to_pylist())) == [
+        (5, "c-0"), (5, "c-1"), (5, "c-3"), (6, "c-2"),
+    ]  # fmt: skip
+
+
+def test_a_streaming_write_files_every_pane_once_per_partition(stream_pipeline, tmp_path):
+    import apache_beam as beam
+    from apache_beam.testing.test_stream import TestStream
+    from apache_beam.transforms.window import TimestampedValue
+
+    from datasets.customers import DATASET as CUSTOMERS
+    from datasets.customers import CustomersRow
+    from transforms.sinks import WriteParquetFiles
+
+    # Rows are filed by arrival time, so which file holds which row depends on the
+    # clock; each row must be in exactly one file, in its event hour's folder.
+    rows = _customer_rows([T0, T0 + HOUR_MS, T0 + 2])
+    stream = (
+        TestStream()
+        .add_elements([TimestampedValue(rows[0], T0 / 1000), TimestampedValue(rows[1], T0 / 1000)])
+        .add_elements([TimestampedValue(rows[2], T0 / 1000)])
+        .advance_watermark_to_infinity()
+    )
+    with stream_pipeline as p:
+        _ = (
+            p
+            | stream
+            | WriteParquetFiles(
+                f"{tmp_path}/customers/part", CustomersRow, 60, partition_of=CUSTOMERS.partition_of
+            )
+        )
+    assert _read_back(tmp_path / "customers") == {
+        "year=2026/month=11/day=22/hour=05": ["c-0", "c-2"],
+        "year=2026/month=11/day=22/hour=06": ["c-1"],
+    }
+    names = [f.name for f in (tmp_path / "customers").rglob("*.parquet")]
+    assert all(n.startswith("part-") and "-pane" in n for n in names), names
+    assert not list((tmp_path / "customers").rglob("*.tmp"))
