@@ -2,11 +2,13 @@
 
 Records are snapshots: a later ``updated_at`` replaces an earlier one (dedup policy
 ``keep_latest``), and ``total_charges`` may be absent, in which case normalisation
-computes it as ``monthly_charges × tenure`` (months).  The aggregate counts the
-versions seen per contract type per hour of ``updated_at``, with ten minutes of
-allowed lateness.  The generator's record maker sends new versions of a pool of
-customers: tenure grows, charges and contracts change, and one version in five
-leaves ``total_charges`` out.
+computes it as ``monthly_charges × tenure`` (months); a missing or null flag is
+false and a missing or null internet service ``"No"``.  The gold aggregate counts
+the versions per hour of ``updated_at`` by contract type and internet service, with
+their average monthly charges and tenure, and ten minutes of allowed lateness.  The
+generator's record maker sends new versions of a pool of customers: tenure grows,
+charges and contracts change, one version in five leaves ``total_charges`` out and
+one in twenty leaves a flag or the internet service out, or null.
 """
 
 # No `from __future__ import annotations` here: the row types bound below are
@@ -44,12 +46,22 @@ CONTRACT = Contract(
     fields=(
         Field("customer_id", "string", min_length=1),
         Field("gender", "string", enum=("Female", "Male", "Other")),
-        Field("senior_citizen", "boolean"),
-        Field("partner", "boolean"),
-        Field("dependents", "boolean"),
+        # Silver's null handling: a flag missing or null is false, a missing or null
+        # internet service is "No" (what the source systems mean by leaving it out).
+        *(
+            Field(flag, "boolean", required=False, nullable=True, default=False)
+            for flag in ("senior_citizen", "partner", "dependents")
+        ),
         Field("tenure", "integer", minimum=0, description="months as a customer"),
-        Field("phone_service", "boolean"),
-        Field("internet_service", "string", enum=("DSL", "Fiber optic", "No")),
+        Field("phone_service", "boolean", required=False, nullable=True, default=False),
+        Field(
+            "internet_service",
+            "string",
+            required=False,
+            nullable=True,
+            default="No",
+            enum=("DSL", "Fiber optic", "No"),
+        ),
         Field("contract", "string", enum=("Month-to-month", "One year", "Two year")),
         Field("monthly_charges", "number", minimum=0),
         Field(
@@ -122,6 +134,7 @@ CustomersGoldRow = CONTRACT.aggregate_row_type()
 
 _CONTRACTS = ("Month-to-month", "One year", "Two year")
 _INTERNET = ("DSL", "Fiber optic", "No")
+_DEFAULTED = ("senior_citizen", "partner", "dependents", "phone_service", "internet_service")
 
 
 def new_maker(rng: random.Random, fake, users: int, start_ms: int):
@@ -156,6 +169,12 @@ def new_maker(rng: random.Random, fake, users: int, start_ms: int):
         if rng.random() < 0.05:
             customer["contract"] = rng.choice(_CONTRACTS)
         record = {**customer, "updated_at": format_timestamp(event_ms)}
+        if rng.random() < 0.05:  # a source that leaves a field out, or sends null
+            name = rng.choice(_DEFAULTED)
+            if rng.random() < 0.5:
+                del record[name]
+            else:
+                record[name] = None
         if rng.random() >= 0.2:  # else absent: normalisation computes it
             record["total_charges"] = round(customer["monthly_charges"] * customer["tenure"], 2)
         return record

@@ -125,7 +125,8 @@ class Field:
       kind: one of string, integer, number, boolean, timestamp, date, object, array.
       required: the key must be present (else ``default`` fills it in normalisation).
       nullable: JSON ``null`` is a valid value.
-      default: the value normalisation gives an absent optional field.
+      default: the value normalisation gives an absent optional field, and a null
+        one: a field with a default is never null in a row.
       enum, pattern, min_length, minimum, maximum: constraints, as in JSON Schema.
       fields: an object's fields.
       items: an array's item field (its name is ignored).
@@ -203,7 +204,14 @@ class Field:
 
     def python_type(self):
         base = _PY_TYPES[self.kind]
+        if self.default is not None:  # filled in when absent or null
+            return base
         return typing.Optional[base] if self.nullable or not self.required else base
+
+    @property
+    def always_present(self) -> bool:
+        """A row always has a value: required and not nullable, or filled by a default."""
+        return self.default is not None or (self.required and not self.nullable)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -415,14 +423,13 @@ class Contract:
         if not agg.keys:
             raise ContractError(f"{where}: group by at least one key column")
         for key in agg.keys:
-            field = self._column_field(key, where)
             # Keys are part of the table's primary key, which cannot hold NULL.
-            if field.nullable or not field.required:
-                raise ContractError(f"{where}: key {key} must be a required, non-null column")
+            if not self._column_field(key, where).always_present:
+                raise ContractError(f"{where}: key {key} must be a column that is never null")
         for column in agg.means:
             field = self._column_field(column, where)
-            if field.kind not in ("integer", "number") or field.nullable or not field.required:
-                raise ContractError(f"{where}: mean {column} must be a required numeric column")
+            if field.kind not in ("integer", "number") or not field.always_present:
+                raise ContractError(f"{where}: mean {column} must be a numeric column never null")
         if not set(agg.rollups) <= set(agg.keys) or len(agg.keys) < 2 and agg.rollups:
             raise ContractError(f"{where}: a rollup is one of two or more keys")
         reserved = {"window_start_ms", "window_end_ms", "pane_index", "pane_timing", "run_id"}
@@ -713,7 +720,9 @@ def _normalised_object(fields: tuple[Field, ...], obj: dict) -> dict:
     for field, needs_work in _plan(fields):
         name = field.name
         if name in out:
-            if needs_work:
+            if out[name] is None and field.default is not None:
+                out[name] = copy.deepcopy(field.default)
+            elif needs_work:
                 out[name] = _normalise_value(field, out[name])
         elif not field.required:  # (a missing required key: validation refused it)
             out[name] = _normalise_value(field, copy.deepcopy(field.default))

@@ -194,9 +194,17 @@ def _type_check(types: tuple[str, ...]) -> Check:
 
 
 def _enum_check(values: list, where: str) -> Check:
-    if not all(isinstance(value, str) for value in values):
-        raise UnsupportedSchemaError(f"{where}: only enums of strings are supported")
-    allowed = frozenset(values)
+    strings = [value for value in values if value is not None]
+    if not all(isinstance(value, str) for value in strings):
+        raise UnsupportedSchemaError(f"{where}: only enums of strings (and null) are supported")
+    allowed = frozenset(strings)
+
+    if len(strings) < len(values):  # a nullable enum: null is one of its values
+
+        def one_of_or_null(x) -> bool:
+            return x is None or (isinstance(x, str) and x in allowed)
+
+        return one_of_or_null
 
     def one_of(x) -> bool:
         return isinstance(x, str) and x in allowed

@@ -138,6 +138,21 @@ def test_customers_keep_the_latest_by_updated_at_and_compute_total_charges():
     assert (row.total_charges, row.updated_at_ms) == (pytest.approx(844.2), 9)
 
 
+def test_customers_fill_missing_and_null_values_with_their_documented_defaults():
+    validator = jsonschema.Draft7Validator(customers.CONTRACT.json_schema())
+    sparse = customer(partner=None, internet_service=None)
+    del sparse["senior_citizen"], sparse["phone_service"]
+    assert validator.is_valid(sparse)
+    assert not validator.is_valid(customer(internet_service="Cable"))
+    row = customers.to_customer_row(KafkaRecord("customers", 0, 1, 2, None, b""), sparse, 9, "r")
+    assert (row.senior_citizen, row.partner, row.phone_service) == (False, False, False)
+    assert row.internet_service == "No"
+    assert row.dependents is False  # given: kept
+    assert '"internet_service":"No"' in row.payload  # the payload is the normalised event
+    # Never null in a row, so the rows, Parquet and the table say so.
+    assert customers.CustomersRow.__annotations__["internet_service"] is str
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [
@@ -170,9 +185,9 @@ def test_a_contract_that_contradicts_itself_is_refused(changes, message):
     [
         (Aggregate("g", keys=()), "at least one key"),
         (Aggregate("g", keys=("nope",)), "nope is not a column"),
-        (Aggregate("g", keys=("maybe",)), "key maybe must be a required, non-null column"),
-        (Aggregate("g", keys=("a",), means=("a",)), "mean a must be a required numeric"),
-        (Aggregate("g", keys=("a",), means=("maybe_n",)), "mean maybe_n must be a required"),
+        (Aggregate("g", keys=("maybe",)), "key maybe must be a column that is never null"),
+        (Aggregate("g", keys=("a",), means=("a",)), "mean a must be a numeric column never"),
+        (Aggregate("g", keys=("a",), means=("maybe_n",)), "mean maybe_n must be a numeric"),
         (Aggregate("g", keys=("a", "n"), rollups=("event_id",)), "a rollup is one of"),
         (Aggregate("g", keys=("a",), rollups=("a",)), "a rollup is one of two or more keys"),
         (Aggregate("g", keys=("a",), count_column="a"), "column names collide"),
