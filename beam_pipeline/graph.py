@@ -7,6 +7,7 @@
       → ConformToSinks ──────┘
       → Deduplicate ──────────── duplicate log (each dropped copy + the kept copy's offset)
       → events ───────────────── the main table's sinks
+               └── ToChildRows ─── one output per child table (an array's items)
       → CountPerWindow ───────── the aggregate's sinks (events per key per window, per pane)
                        └──────── late lane: dead letters with stage ``late``
     every stage's records ─────── stage counts (records per window per stage, per pane)
@@ -26,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import json
 import typing
 
 import apache_beam as beam
@@ -99,6 +101,7 @@ class Sinks:
     """Where each output goes; each entry is applied as its own labelled step."""
 
     records: Sink = dataclasses.field(default_factory=dict)
+    children: typing.Mapping[str, Sink] = dataclasses.field(default_factory=dict)  # by table
     events: Sink = dataclasses.field(default_factory=dict)
     counts: Sink = dataclasses.field(default_factory=dict)
     dead_letters: Sink = dataclasses.field(default_factory=dict)
@@ -109,6 +112,7 @@ class Sinks:
 @dataclasses.dataclass(frozen=True)
 class Outputs:
     records: beam.PCollection  # of KafkaRecord: every record as read (bronze)
+    children: typing.Mapping[str, beam.PCollection]  # child table → its rows
     events: beam.PCollection  # of the main table's rows, timestamped at event time
     counts: beam.PCollection  # of the aggregate's rows: one per pane, in the global window
     dead_letters: beam.PCollection  # of DeadLetter, the late lane included
@@ -180,6 +184,35 @@ def _count_stages(
     return counted.counts | "AsStageCounts" >> beam.Map(lambda c: c).with_output_types(StageCount)
 
 
+class _ChildRowsFn(beam.DoFn):
+    """A kept event's row → its child rows, each to its table's tagged output."""
+
+    def __init__(self, dataset: Dataset, run_id: str):
+        self._to_row = dataset.to_row
+        self._run_id = run_id
+
+    def process(self, row):
+        # The payload is the normalised event (RowBuilder wrote it).
+        for table, rows in self._to_row.child_rows(json.loads(row.payload), self._run_id).items():
+            for child in rows:
+                yield beam.pvalue.TaggedOutput(table, child)
+
+
+def _child_rows(dataset: Dataset, events, run_id: str) -> dict[str, beam.PCollection]:
+    """One PCollection per child table of the contract: the items of the kept events."""
+    row_types = dataset.contract.child_row_types()
+    if not row_types:
+        return {}
+    fanned = events | "ToChildRows" >> beam.ParDo(_ChildRowsFn(dataset, run_id)).with_outputs(
+        *row_types
+    )
+    return {
+        table: fanned[table]
+        | f"As{row_type.__name__}" >> beam.Map(lambda r: r).with_output_types(row_type)
+        for table, row_type in row_types.items()
+    }
+
+
 def build_graph(
     pipeline: beam.Pipeline,
     dataset: Dataset,
@@ -233,6 +266,7 @@ def build_graph(
     duplicates = deduplicated[DUPLICATES_TAG]
     outputs = Outputs(
         records=records,
+        children=_child_rows(dataset, events, run_id),
         events=events,
         counts=counts,
         dead_letters=dead_letters,
@@ -240,9 +274,14 @@ def build_graph(
         stage_counts=_count_stages(params, records, conformed.rows, duplicates, dead_letters),
     )
     for field in dataclasses.fields(Sinks):
+        if field.name == "children":
+            continue
         pcoll = getattr(outputs, field.name)
         for label, sink in getattr(sinks, field.name).items():
             _ = pcoll | label >> sink
+    for table, table_sinks in sinks.children.items():
+        for label, sink in table_sinks.items():
+            _ = outputs.children[table] | label >> sink
     return outputs
 
 
@@ -278,6 +317,15 @@ def production_sinks(
     raw = dataset.contract.raw_output
     return Sinks(
         records={"WriteRawParquet": parquet(raw, KafkaRecord)} if raw else {},
+        children={
+            child.name: {
+                f"Write{child.row_type.__name__}Parquet": parquet(child.name, child.row_type),
+                f"Write{child.row_type.__name__}Postgres": _postgres(
+                    child, target, expansion_service
+                ),
+            }
+            for child in dataset.tables.children
+        },
         events={
             "WriteEventsParquet": parquet(main.name, main.row_type, dataset.partition_of),
             "WriteEventsPostgres": _postgres(main, target, expansion_service),

@@ -399,6 +399,9 @@ class Contract:
         for child in self.children:
             if self.field(child.path).kind != "array" or "." in child.path:
                 raise ContractError(f"{self.name}: child {child.table} is not a top-level array")
+        if self.children and self.dedup.kind == "keep_latest":
+            # A newer version with fewer items would leave the older one's rows behind.
+            raise ContractError(f"{self.name}: child tables need drop_later_copies")
         for rule in self.computed:
             for path in (rule.name, rule.left, rule.right):
                 self.field(path)

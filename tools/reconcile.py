@@ -23,6 +23,10 @@ count columns, all from its contract; for customer events ``customer_events``,
                          the Parquet files of ``<main>``
 ``parquet_raw``          the Parquet files under ``<output>/<run>/<raw_output>/``: rows
                          (every record as read, where the contract keeps them)
+``child_items``          PostgreSQL ``<main>``: items of the arrays that fan out to child
+                         tables, over the run's events (only for a contract with children)
+``postgres_children``    PostgreSQL: rows of the child tables
+``parquet_children``     the Parquet files of the child tables: rows
 ``off_averages``         (window, group) pairs whose averages (highest pane, Parquet)
                          differ from the mean over its events that are not late (only
                          for an aggregate with ``means``)
@@ -109,12 +113,16 @@ class Terms:
     injected_replaced: int = 0  # valid originals sharing an id with another
     off_averages: int = 0  # (window, group) pairs whose averages are not their events' means
     parquet_raw: int = 0  # raw records (bronze) in Parquet, where the contract keeps them
+    child_items: int = 0  # array items of the events that fan out to child tables
+    postgres_children: int = 0
+    parquet_children: int = 0
 
 
 def _sources(dataset: Dataset) -> dict[str, str]:
     """Where each term is read, for the table a person reads."""
     main, aggregate = dataset.tables.main.name, dataset.tables.aggregate.name
     count = dataset.contract.aggregate.count_column
+    children = ", ".join(t.name for t in dataset.tables.children)
     dead, stages = tables.DEAD_LETTERS.name, tables.STAGE_COUNTS.name
     return {
         "produced": "Kafka end offsets, after − before (producer report)",
@@ -133,6 +141,9 @@ def _sources(dataset: Dataset) -> dict[str, str]:
         "unbalanced_windows": "windows where count + late events != events",
         "off_averages": "windows where an average != the mean of its events",
         "parquet_raw": f"Parquet {dataset.contract.raw_output or '(no raw output)'}/: rows",
+        "child_items": f"PostgreSQL {main}: items of {children or '(no child tables)'}",
+        "postgres_children": f"PostgreSQL {children or '(no child tables)'}: rows",
+        "parquet_children": f"Parquet {children or '(no child tables)'}: rows",
         "stage_read": f"PostgreSQL {stages}: records read",
         "stage_late": f"PostgreSQL {stages}: late records",
         "injected_late": "producer report: sent beyond the allowed lateness",
@@ -189,10 +200,12 @@ def checks(
     audit: OffsetAudit,
     means: typing.Sequence[str] = (),
     raw: typing.Optional[OffsetAudit] = None,
+    children: bool = False,
 ) -> list[Check]:
     """Every check of a run, passed or not, with the numbers behind it; with the
-    aggregate's ``means``, the averages are checked too, and with the ``raw`` output's
-    audit, that it holds every offset of the run exactly once."""
+    aggregate's ``means``, the averages are checked too, with the ``raw`` output's
+    audit, that it holds every offset of the run exactly once, and with ``children``,
+    the child tables' rows."""
     t = terms
     sinks = (
         t.parquet_events,
@@ -262,6 +275,17 @@ def checks(
                 )
             ]
             if raw is not None
+            else []
+        ),
+        *(
+            [
+                Check(
+                    "postgres_children == parquet_children == child_items",
+                    t.postgres_children == t.parquet_children == t.child_items,
+                    f"{t.postgres_children} == {t.parquet_children} == {t.child_items}",
+                )
+            ]
+            if children
             else []
         ),
         Check(
@@ -452,6 +476,18 @@ def gather(
             stages = f"SELECT sum(record_count) FROM {tables.STAGE_COUNTS.name} {q} AND stage = "
             stage_read = scalar(cur, stages + "'read'", run_id)
             stage_late = scalar(cur, stages + "'late'", run_id)
+            child_items = sum(
+                scalar(
+                    cur,
+                    f"SELECT sum(jsonb_array_length(payload -> '{child.path}')) FROM {events} {q}",
+                    run_id,
+                )
+                for child in contract.children
+            )
+            postgres_children = sum(
+                scalar(cur, f"SELECT count(*) FROM {t.name} {q}", run_id)
+                for t in dataset.tables.children
+            )
             columns = "SELECT kafka_topic, kafka_partition, kafka_offset FROM"
 
             def coordinates(table: str, where: str) -> list[Coordinate]:
@@ -502,6 +538,9 @@ def gather(
         injected_replaced=int(injected.get("replaced", 0)),
         off_averages=balance.off_averages,
         parquet_raw=len(raw_coordinates),
+        child_items=child_items,
+        postgres_children=postgres_children,
+        parquet_children=sum(_parquet(run_dir / t.name) for t in dataset.tables.children),
     )
     before, after = report["offsets_before"], report["offsets_after"]
     ranges = {int(p): (int(before.get(p, 0)), int(end)) for p, end in after.items()}
@@ -552,7 +591,8 @@ def reconcile(
     dataset: Dataset, run_id: str, report: dict, output_dir: pathlib.Path, settings: StackSettings
 ) -> tuple[Terms, list[Check]]:
     terms, audit, raw = gather(dataset, run_id, report, output_dir, settings)
-    return terms, checks(terms, audit, dataset.contract.aggregate.means, raw)
+    contract = dataset.contract
+    return terms, checks(terms, audit, contract.aggregate.means, raw, bool(contract.children))
 
 
 def main(argv=None) -> int:

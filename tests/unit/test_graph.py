@@ -102,9 +102,29 @@ def test_every_record_lands_in_exactly_one_output(pipeline, name):
             stage = {"malformed": "decode", "invalid": "validate"}[label.split("/")[0]]
             stage_counts[(start, f"dead_letter:{stage}")] += 1
 
+    # Each kept event's array items, once per id (a duplicate is a byte copy).
+    items = collections.Counter()
+    seen_ids = set()
+    for r, label in zip(records, labels, strict=True):
+        if label in ("valid", "out_of_order", "duplicate"):
+            event = json.loads(r.value)
+            if event[id_field] not in seen_ids:
+                seen_ids.add(event[id_field])
+                for child in contract.children:
+                    items[child.table] += len(event[child.path])
+
     with pipeline as p:
         out = build_graph(p, dataset, beam.Create(records), GraphParams("g1", window_size_s=60))
         id_column, count_column = contract.id_column(), contract.aggregate.count_column
+        assert set(out.children) == {child.table for child in contract.children}
+        for table, rows in out.children.items():
+            assert_that(
+                rows
+                | f"Parents{table}" >> beam.Map(lambda c: getattr(c, id_column) in seen_ids)
+                | f"Count{table}" >> beam.combiners.Count.PerElement(),
+                equal_to([(True, items[table])] if items[table] else []),
+                label=f"Check{table}",
+            )
         assert_that(
             out.events | "Ids" >> beam.Map(lambda e: getattr(e, id_column)),
             equal_to(kept_ids),

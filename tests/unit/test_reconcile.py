@@ -212,3 +212,13 @@ def test_the_raw_records_must_hold_every_offset_exactly_once():
     failed = [c for c in checks(whole, audit, raw=one_twice) if not c.passed]
     assert [c.name for c in failed] == ["raw records: every offset of the run exactly once"]
     assert "1 missing, 0 unexpected, 1 repeated" in failed[0].detail
+
+
+def test_the_child_tables_must_hold_every_item_of_the_events():
+    audit = audit_offsets("t", RANGES, _all_offsets())
+    whole = dataclasses.replace(BALANCED, child_items=240, postgres_children=240, parquet_children=240)
+    assert all(c.passed for c in checks(whole, audit, children=True))
+    assert not any("children" in c.name for c in checks(whole, audit))
+    short = dataclasses.replace(whole, parquet_children=239)
+    failed = [c.name for c in checks(short, audit, children=True) if not c.passed]
+    assert failed == ["postgres_children == parquet_children == child_items"]
