@@ -15,7 +15,8 @@ semantics cannot drift from the pipeline's:
    ``ConformToSinks`` does);
 5. keep the first copy of each event id, logging later copies as ``Duplicate``
    rows (the contract's ``drop_later_copies`` policy; a benchmark run spans far
-   less event time than the dedup TTL, so no id expires);
+   less event time than the dedup TTL, so no id expires), and fan each kept
+   event's arrays out to its child tables' rows (as ``ToChildRows``);
 6. count the kept events per ``(window, event_type)`` in fixed windows of event
    time aligned to the epoch, as ``CountPerWindow``'s one on-time pane per window
    on a bounded read.
@@ -33,6 +34,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import io
+import json
 import logging
 import pathlib
 import time
@@ -77,9 +79,10 @@ _LOG = logging.getLogger(__name__)
 # Baseline A writes to tables named like this, each LIKE the pipeline's own.
 TABLE_PREFIX = "bench_a_"
 
-# The pipeline's tables baseline A writes, with the outcome attribute holding the rows.
+# The pipeline's tables baseline A writes, by the name of the outcome's rows for each.
 _OUTPUTS = (
     (DATASET.tables.main, "events"),
+    *((child, child.name) for child in DATASET.tables.children),
     (DATASET.tables.aggregate, "counts"),
     (tables.DEAD_LETTERS, "dead_letters"),
     (tables.DUPLICATE_LOG, "duplicates"),
@@ -98,6 +101,7 @@ class Outcome:
       dead_letters: one ``DeadLetter`` per rejected record (stages decode,
         validate, normalise, sink).
       duplicates: one ``Duplicate`` per later copy of a kept id.
+      children: child table → the rows of the kept events' array items.
       window_counts: ``(window_start_ms, window_end_ms, event_type)`` → kept events.
     """
 
@@ -106,6 +110,13 @@ class Outcome:
     dead_letters: list = dataclasses.field(default_factory=list)
     duplicates: list = dataclasses.field(default_factory=list)
     window_counts: dict = dataclasses.field(default_factory=collections.Counter)
+    children: dict = dataclasses.field(
+        default_factory=lambda: {child.name: [] for child in DATASET.tables.children}
+    )
+
+    def rows(self, name: str) -> list:
+        """The rows of one output: an attribute, or a child table's."""
+        return self.children[name] if name in self.children else getattr(self, name)
 
     def counts(self, run_id: str) -> list[CustomerEventCountsRow]:
         """The count rows: one on-time pane (index 0) per window and event type."""
@@ -240,6 +251,11 @@ class RecordStep:
             return None
         self._kept[event_id] = (row.kafka_partition, row.kafka_offset)
         self.outcome.events.append(row)
+        # 5b. the arrays' items, for the child tables (as ToChildRows, from the payload)
+        for table, child_rows in to_customer_event.child_rows(
+            json.loads(row.payload), run_id
+        ).items():
+            self.outcome.children[table].extend(child_rows)
         # 6. count per (fixed window of event time, event type)
         start = at_ms - at_ms % self._window_ms
         self.outcome.window_counts[(start, start + self._window_ms, getattr(row, self._key))] += 1
@@ -419,8 +435,8 @@ def run_consumer_baseline(
     Events and the dead letters are written to PostgreSQL per consumed batch
     (COPY into a staging table, then an upsert); the window counts, final only at
     the end of a bounded read, once at the end; one commit ends the run.
-    Parquet: ``events/``, ``dead_letters/`` and ``event_counts/`` under
-    ``parquet_dir``.  The ``bench_a_<table>`` tables are (re)created before the
+    Parquet: ``events/``, one folder per child table, ``dead_letters/`` and
+    ``event_counts/`` under ``parquet_dir``.  The ``bench_a_<table>`` tables are (re)created before the
     clock starts and left for the caller to drop (``drop_baseline_tables``).
     """
     step = RecordStep(run_id, value_format, window_size_s)
@@ -440,7 +456,7 @@ def run_consumer_baseline(
                 for table, name in _OUTPUTS:
                     if name == "counts":
                         continue
-                    rows = getattr(out, name)
+                    rows = out.rows(name)
                     _upsert(cur, table, rows[written[name] :])
                     written[name] = len(rows)
 
@@ -448,6 +464,8 @@ def run_consumer_baseline(
             out = step.outcome
             _upsert(cur, DATASET.tables.aggregate, out.counts(run_id))
             _write_parquet(parquet_dir, "events", CustomerEventsRow, out.events)
+            for child in DATASET.tables.children:
+                _write_parquet(parquet_dir, child.name, child.row_type, out.children[child.name])
             _write_parquet(parquet_dir, "dead_letters", DeadLetter, out.dead_letters)
             _write_parquet(parquet_dir, "event_counts", CustomerEventCountsRow, out.counts(run_id))
         # Leaving the block committed the transaction.

@@ -77,6 +77,13 @@ def test_step_outcomes_on_a_hand_made_list():
     expected[(60_000, late_window["event_type"])] = 1
     assert counts == expected
     assert all(c.pane_index == 0 and c.pane_timing == "on_time" for c in out.counts(RUN))
+    # The kept events' array items, each once, in its child table (the copy adds none).
+    kept = [_event(first), _event(second), late_window]
+    assert {table: len(rows) for table, rows in out.children.items()} == {
+        "customer_event_actions": sum(len(e["user_action"]) for e in kept),
+        "customer_event_recommendations": sum(len(e["recommendations"]) for e in kept),
+        "customer_event_searches": sum(len(e["search_history"]) for e in kept),
+    }
 
 
 def test_memory_baseline_runs_the_same_step():
