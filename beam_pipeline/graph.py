@@ -38,6 +38,7 @@ from schemas.dataset import Dataset
 from schemas.records import (
     DEAD_LETTER_TAG,
     DeadLetter,
+    Duplicate,
     KafkaRecord,
     StageCount,
     row_dead_letter,
@@ -143,10 +144,22 @@ def late_dead_letter(arrival: LateArrival, allowed_lateness_s: int, run_id: str)
 
 
 def to_stage_count(
-    stage: str, count: int, start_ms: int, end_ms: int, pane_index: int, timing: str, run_id: str
+    stage: str,
+    count: int,
+    start_ms: int,
+    end_ms: int,
+    pane_index: int,
+    timing: str,
+    run_id: str,
+    dataset: str,
 ) -> StageCount:
     """The ``StageCount`` row of one pane (``CountPerWindow``'s ``to_row``)."""
-    return StageCount(start_ms, end_ms, stage, count, pane_index, timing, run_id)
+    return StageCount(start_ms, end_ms, stage, count, pane_index, timing, run_id, dataset)
+
+
+def _of_dataset(row, dataset: str):
+    """A shared table's row (dead letter, duplicate) stamped with its dataset."""
+    return row._replace(dataset=dataset)
 
 
 def _stage_key(letter: DeadLetter) -> str:
@@ -154,7 +167,7 @@ def _stage_key(letter: DeadLetter) -> str:
 
 
 def _count_stages(
-    params: GraphParams, records, valid, duplicates, dead_letters
+    dataset: str, params: GraphParams, records, valid, duplicates, dead_letters
 ) -> beam.PCollection:
     """Records per stage per window of their Kafka timestamp (which the producer sets
     to the event time), so a dashboard compares a window's read, valid, duplicate,
@@ -176,7 +189,7 @@ def _count_stages(
     counted = by_stage | "CountStages" >> CountPerWindow(
         lambda stage: stage,
         params.window_size_s,
-        functools.partial(to_stage_count, run_id=params.run_id),
+        functools.partial(to_stage_count, run_id=params.run_id, dataset=dataset),
         StageCount,
         allowed_lateness_s=max(params.allowed_lateness_s, params.dedup_ttl_s),
         combine_in_bundle=True,
@@ -263,7 +276,12 @@ def build_graph(
         conformed[DEAD_LETTER_TAG],
         late,
     ) | "CollectDeadLetters" >> beam.Flatten().with_output_types(DeadLetter)
-    duplicates = deduplicated[DUPLICATES_TAG]
+    dead_letters = dead_letters | "StampDeadLetters" >> beam.Map(
+        _of_dataset, dataset.name
+    ).with_output_types(DeadLetter)
+    duplicates = deduplicated[DUPLICATES_TAG] | "StampDuplicates" >> beam.Map(
+        _of_dataset, dataset.name
+    ).with_output_types(Duplicate)
     outputs = Outputs(
         records=records,
         children=_child_rows(dataset, events, run_id),
@@ -271,7 +289,9 @@ def build_graph(
         counts=counts,
         dead_letters=dead_letters,
         duplicates=duplicates,
-        stage_counts=_count_stages(params, records, conformed.rows, duplicates, dead_letters),
+        stage_counts=_count_stages(
+            dataset.name, params, records, conformed.rows, duplicates, dead_letters
+        ),
     )
     for field in dataclasses.fields(Sinks):
         if field.name == "children":

@@ -19,23 +19,28 @@ def rows_so_far(settings: StackSettings, dataset: Dataset, run_id: str) -> dict[
     """Rows the run has in each PostgreSQL output now: a progress line's numbers."""
     main, aggregate = dataset.tables.main.name, dataset.tables.aggregate
     count = dataset.contract.aggregate.count_column
+    own, shared = (run_id,), (run_id, dataset.name)  # the shared tables: this dataset's rows
+    dead, dups = tables.DEAD_LETTERS.name, tables.DUPLICATE_LOG.name
     queries = {
-        "events": f"SELECT count(*) FROM {main} WHERE run_id = %s",
-        "dead_letters": f"SELECT count(*) FROM {tables.DEAD_LETTERS.name} WHERE run_id = %s",
-        "late": f"SELECT count(*) FROM {tables.DEAD_LETTERS.name} WHERE run_id = %s"
-        " AND stage = 'late'",
-        "duplicates": f"SELECT count(*) FROM {tables.DUPLICATE_LOG.name} WHERE run_id = %s",
-        "windowed": f"SELECT sum({count}) FROM {aggregate.name} WHERE run_id = %s",
+        "events": (f"SELECT count(*) FROM {main} WHERE run_id = %s", own),
+        "dead_letters": (f"SELECT count(*) FROM {dead} WHERE run_id = %s AND dataset = %s", shared),
+        "late": (
+            f"SELECT count(*) FROM {dead} WHERE run_id = %s AND dataset = %s AND stage = 'late'",
+            shared,
+        ),
+        "duplicates": (f"SELECT count(*) FROM {dups} WHERE run_id = %s AND dataset = %s", shared),
+        "windowed": (f"SELECT sum({count}) FROM {aggregate.name} WHERE run_id = %s", own),
     }
     connection = psycopg2.connect(**settings.psycopg2_kwargs())
     connection.set_session(readonly=True, autocommit=True)
     try:
         with connection.cursor() as cur:
-            return {name: scalar(cur, sql, run_id) for name, sql in queries.items()}
+            return {name: scalar(cur, sql, *params) for name, (sql, params) in queries.items()}
     finally:
         connection.close()
 
 
-def scalar(cursor, sql: str, run_id: str) -> int:
-    cursor.execute(sql, (run_id,))
+def scalar(cursor, sql: str, *params) -> int:
+    """The one value ``sql`` selects with ``params`` (0 for NULL)."""
+    cursor.execute(sql, params)
     return int(cursor.fetchone()[0] or 0)

@@ -5,7 +5,9 @@
 returns the additive statements that bring the table up to date
 (``ADD COLUMN IF NOT EXISTS``, ``DROP NOT NULL`` where the contract relaxed a
 column), or raises ``NonAdditiveChange`` for anything else: a column whose type
-changed, or one the contract no longer has.  Those need a person.
+changed, one the contract no longer has, or a primary key that is not the
+upsert's key (every upsert would fail on it).  Those need a person; the message
+says what to run.
 """
 
 # No `from __future__ import annotations`: Table holds NamedTuple row types.
@@ -13,7 +15,13 @@ import typing
 
 from schemas.row_types import unwrap_optional
 
-__all__ = ["NonAdditiveChange", "create_statement", "expected_columns", "plan_migration"]
+__all__ = [
+    "NonAdditiveChange",
+    "check_key",
+    "create_statement",
+    "expected_columns",
+    "plan_migration",
+]
 
 _SQL_TYPES = {
     str: "text",
@@ -114,3 +122,18 @@ def plan_migration(table, existing: typing.Mapping[str, tuple[str, bool]]) -> li
         if column.nullable and not have_nullable:
             statements.append(f"ALTER TABLE {table.name} ALTER COLUMN {column.name} DROP NOT NULL")
     return statements
+
+
+def check_key(table, existing_key: typing.Sequence[str]) -> None:
+    """Raises ``NonAdditiveChange`` when the table's primary key (``existing_key``, its
+    columns in order) is not the upsert's key, with the statements that fix it."""
+    if tuple(existing_key) == tuple(table.key_columns):
+        return
+    added = [c for c in table.key_columns if c not in existing_key]  # NULL in older rows
+    fill = "".join(f"UPDATE {table.name} SET {c} = <value> WHERE {c} IS NULL; " for c in added)
+    raise NonAdditiveChange(
+        f"table {table.name} has primary key ({', '.join(existing_key)}) but its contract "
+        f"upserts on ({', '.join(table.key_columns)}): changing a key is not an additive change; "
+        f"migrate it by hand: {fill}ALTER TABLE {table.name} DROP CONSTRAINT {table.name}_pkey, "
+        f"ADD PRIMARY KEY ({', '.join(table.key_columns)})"
+    )

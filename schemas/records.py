@@ -50,7 +50,9 @@ class DeadLetter(typing.NamedTuple):
     ``reason`` is a stable code to group by (``not_utf8``, ``invalid_json`` …);
     ``detail`` is the human-readable message, exception types included as text;
     ``payload`` the raw bytes, unchanged, and ``preview`` their first characters
-    as readable text (see ``preview``).
+    as readable text (see ``preview``).  ``dataset`` is the registered dataset whose
+    graph made it (stamped by the graph, so stages need not know it); it leads the
+    shared tables' keys.
     """
 
     stage: str
@@ -65,6 +67,7 @@ class DeadLetter(typing.NamedTuple):
     kafka_key: typing.Optional[bytes]
     run_id: str
     pipeline_version: str
+    dataset: str = ""
 
 
 class StageCount(typing.NamedTuple):
@@ -77,6 +80,7 @@ class StageCount(typing.NamedTuple):
     pane_index: int
     pane_timing: str
     run_id: str
+    dataset: str = ""
 
 
 class Duplicate(typing.NamedTuple):
@@ -90,6 +94,7 @@ class Duplicate(typing.NamedTuple):
     kept_partition: int
     kept_offset: int
     run_id: str
+    dataset: str = ""
 
 
 coders.registry.register_coder(KafkaRecord, coders.RowCoder)

@@ -2,8 +2,8 @@
 
 A dataset's tables derive from its contract (``DatasetTables.of``): the main table,
 one per child array, and the aggregate's.  The pipeline's own tables (dead letters,
-the duplicate log, the per-window stage counts) are shared by every dataset; a row
-of one names its run, and dead letters and duplicates their topic.  DDL is derived
+the duplicate log, the per-window stage counts) are shared by every dataset: each
+row names its dataset, which leads the table's key, and its run.  DDL is derived
 from these (``schemas.ddl``) and applied as additive migrations by
 ``python -m tools.stack migrate`` (``./run_local.sh start`` runs it).  The column
 order of each upsert is the field order of its row type (the Java writer binds rows
@@ -22,19 +22,19 @@ __all__ = ["DEAD_LETTERS", "DUPLICATE_LOG", "DatasetTables", "SHARED", "STAGE_CO
 DEAD_LETTERS = Table(
     "dead_letters",
     DeadLetter,
-    ("kafka_topic", "kafka_partition", "kafka_offset", "stage"),
+    ("dataset", "kafka_topic", "kafka_partition", "kafka_offset", "stage"),
     sql_types={"kafka_partition": "integer"},
 )
 DUPLICATE_LOG = Table(
     "duplicate_log",
     Duplicate,
-    ("kafka_topic", "kafka_partition", "kafka_offset"),
+    ("dataset", "kafka_topic", "kafka_partition", "kafka_offset"),
     sql_types={"kafka_partition": "integer", "kept_partition": "integer"},
 )
 STAGE_COUNTS = Table(
     "window_stage_counts",
     StageCount,
-    ("run_id", "window_start_ms", "window_end_ms", "stage"),
+    ("dataset", "run_id", "window_start_ms", "window_end_ms", "stage"),
     generated_times=("window_start_ms",),
     forward_only="pane_index",
 )

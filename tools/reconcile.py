@@ -464,18 +464,20 @@ def gather(
     try:
         with connection.cursor() as cur:
             q = "WHERE run_id = %s"
+            # The shared tables: this dataset's rows of the run (its name leads their keys).
+            qs, name = "WHERE run_id = %s AND dataset = %s", dataset.name
             valid_unique = scalar(
                 cur, f"SELECT count(DISTINCT {id_column}) FROM {events} {q}", run_id
             )
             postgres_events = scalar(cur, f"SELECT count(*) FROM {events} {q}", run_id)
-            duplicates = scalar(cur, f"SELECT count(*) FROM {dups} {q}", run_id)
-            not_late, is_late = f"{q} AND stage <> 'late'", f"{q} AND stage = 'late'"
-            dead_letters = scalar(cur, f"SELECT count(*) FROM {dead} {not_late}", run_id)
-            late = scalar(cur, f"SELECT count(*) FROM {dead} {is_late}", run_id)
+            duplicates = scalar(cur, f"SELECT count(*) FROM {dups} {qs}", run_id, name)
+            not_late, is_late = f"{qs} AND stage <> 'late'", f"{qs} AND stage = 'late'"
+            dead_letters = scalar(cur, f"SELECT count(*) FROM {dead} {not_late}", run_id, name)
+            late = scalar(cur, f"SELECT count(*) FROM {dead} {is_late}", run_id, name)
             gold_total = scalar(cur, f"SELECT sum({count_column}) FROM {counts} {q}", run_id)
-            stages = f"SELECT sum(record_count) FROM {tables.STAGE_COUNTS.name} {q} AND stage = "
-            stage_read = scalar(cur, stages + "'read'", run_id)
-            stage_late = scalar(cur, stages + "'late'", run_id)
+            stages = f"SELECT sum(record_count) FROM {tables.STAGE_COUNTS.name} {qs} AND stage = "
+            stage_read = scalar(cur, stages + "'read'", run_id, name)
+            stage_late = scalar(cur, stages + "'late'", run_id, name)
             child_items = sum(
                 scalar(
                     cur,
@@ -490,13 +492,17 @@ def gather(
             )
             columns = "SELECT kafka_topic, kafka_partition, kafka_offset FROM"
 
-            def coordinates(table: str, where: str) -> list[Coordinate]:
-                cur.execute(f"{columns} {table} {where}", (run_id,))
+            def coordinates(table: str, where: str, *params) -> list[Coordinate]:
+                cur.execute(f"{columns} {table} {where}", params)
                 return [(t, int(p), int(o)) for t, p, o in cur.fetchall()]
 
-            late_seen = coordinates(dead, is_late)
-            duplicate_seen = coordinates(dups, q)
-            seen = coordinates(events, q) + coordinates(dead, not_late) + duplicate_seen
+            late_seen = coordinates(dead, is_late, run_id, name)
+            duplicate_seen = coordinates(dups, qs, run_id, name)
+            seen = (
+                coordinates(events, q, run_id)
+                + coordinates(dead, not_late, run_id, name)
+                + duplicate_seen
+            )
     finally:
         connection.close()
     # Every emitted version: a late one may have been replaced since (keep_latest).

@@ -24,7 +24,7 @@ from beam_pipeline.preflight import (
     commit_offsets,
 )
 from beam_pipeline.settings import StackSettings
-from schemas.ddl import NonAdditiveChange, plan_migration
+from schemas.ddl import NonAdditiveChange, check_key, plan_migration
 
 __all__ = [
     "all_tables",
@@ -139,9 +139,21 @@ def migrate(settings: StackSettings, tables=None) -> list[str]:
                     (table.name,),
                 )
                 existing = {name: (kind, nullable) for name, kind, nullable in cur.fetchall()}
+                cur.execute(
+                    "SELECT a.attname FROM pg_index i JOIN pg_attribute a "
+                    "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+                    "WHERE i.indrelid = to_regclass(%s) AND i.indisprimary "
+                    "ORDER BY array_position(i.indkey, a.attnum)",
+                    (table.name,),
+                )
+                key = [name for (name,) in cur.fetchall()]
                 for statement in plan_migration(table, existing):
                     cur.execute(statement)
                     applied.append(statement)
+            if existing:
+                # After the columns: a key change needs them, and a person.
+                check_key(table, key)
+            with connection, connection.cursor() as cur:
                 # The pipeline's role: what an upsert needs (SELECT for the ON CONFLICT
                 # … WHERE guard), never DELETE, TRUNCATE or DDL.
                 cur.execute(

@@ -253,6 +253,7 @@ def dead_letter_message(letter: DeadLetter) -> KafkaMessage:
         "source.offset": str(letter.kafka_offset),
         "source.timestamp_ms": str(letter.kafka_timestamp_ms),
         "run_id": letter.run_id,
+        "dataset": letter.dataset,
         "pipeline_version": letter.pipeline_version,
     }
     key, value = letter.kafka_key or b"", letter.payload or b""

@@ -66,8 +66,9 @@ def test_a_field_added_to_the_contract_appears_in_every_form():
     assert "referrer" in row_type._fields
     assert "referrer" in arrow_schema(row_type).names
     (main,) = added.tables()
-    assert any(c.name == "referrer" and c.nullable for c in expected_columns(main))
-    assert "    referrer text,\n" in create_statement(main)
+    # Its default fills it whenever it is missing or null: never null in a new table.
+    assert any(c.name == "referrer" and not c.nullable for c in expected_columns(main))
+    assert "    referrer text NOT NULL,\n" in create_statement(main)
 
 
 def test_producer_events_round_trip_through_the_avro_schema():

@@ -5,7 +5,8 @@ import typing
 import pytest
 
 from schemas.contract import Table
-from schemas.ddl import NonAdditiveChange, create_statement, plan_migration
+from schemas import tables
+from schemas.ddl import NonAdditiveChange, check_key, create_statement, plan_migration
 
 pytestmark = pytest.mark.unit
 
@@ -72,3 +73,16 @@ def test_a_column_the_contract_relaxed_drops_not_null():
 def test_a_non_additive_change_stops_with_a_clear_message(existing, message):
     with pytest.raises(NonAdditiveChange, match=message):
         plan_migration(TABLE, existing)
+
+
+def test_a_changed_primary_key_stops_with_the_statements_that_fix_it():
+    table = tables.STAGE_COUNTS
+    check_key(table, table.key_columns)  # as the contract says: nothing to do
+    with pytest.raises(NonAdditiveChange) as refused:
+        check_key(table, ("run_id", "window_start_ms", "window_end_ms", "stage"))
+    message = str(refused.value)
+    assert "UPDATE window_stage_counts SET dataset = <value> WHERE dataset IS NULL;" in message
+    assert message.endswith(
+        "ALTER TABLE window_stage_counts DROP CONSTRAINT window_stage_counts_pkey, "
+        "ADD PRIMARY KEY (dataset, run_id, window_start_ms, window_end_ms, stage)"
+    )

@@ -117,6 +117,20 @@ def test_every_record_lands_in_exactly_one_output(pipeline, name):
         out = build_graph(p, dataset, beam.Create(records), GraphParams("g1", window_size_s=60))
         id_column, count_column = contract.id_column(), contract.aggregate.count_column
         assert set(out.children) == {child.table for child in contract.children}
+        # The shared tables' rows name their dataset, which leads those tables' keys.
+        shared = (
+            (out.dead_letters, "DeadLetter"),
+            (out.duplicates, "Duplicate"),
+            (out.stage_counts, "StageCount"),
+        )
+        for pcoll, kind in shared:
+            assert_that(
+                pcoll
+                | f"{kind}Dataset" >> beam.Map(lambda r: r.dataset)
+                | f"{kind}Datasets" >> beam.Distinct(),
+                equal_to([name]),
+                label=f"Check{kind}Dataset",
+            )
         for table, rows in out.children.items():
             assert_that(
                 rows

@@ -44,7 +44,8 @@ def test_the_pipeline_version_is_the_package_version():
 
 def test_a_dead_letter_message_keeps_key_and_bytes_and_says_why_in_headers():
     record = KafkaRecord("events", 2, 41, 123, b"u-7", b"[1]")
-    message = dead_letter_message(dead_letter(record, "decode", "not_an_object", "a list", "r9"))
+    letter = dead_letter(record, "decode", "not_an_object", "a list", "r9")
+    message = dead_letter_message(letter._replace(dataset="events"))
     assert (message.key, message.value) == (b"u-7", b"[1]")
     assert message.headers == {
         "beamline.stage": "decode",
@@ -55,6 +56,7 @@ def test_a_dead_letter_message_keeps_key_and_bytes_and_says_why_in_headers():
         "beamline.source.offset": "41",
         "beamline.source.timestamp_ms": "123",
         "beamline.run_id": "r9",
+        "beamline.dataset": "events",
         "beamline.pipeline_version": PIPELINE_VERSION,
     }
 
