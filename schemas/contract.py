@@ -284,8 +284,7 @@ class Aggregate:
             sums.append(f"sum(sum_{m}) AS sum_{m}")
             sums.append(f"sum(sum_{m}) / sum({self.count_column}) AS avg_{m}")
         return (
-            f"SELECT {', '.join(group)}, {', '.join(sums)} FROM {table} "
-            f"GROUP BY {', '.join(group)}"
+            f"SELECT {', '.join(group)}, {', '.join(sums)} FROM {table} GROUP BY {', '.join(group)}"
         )
 
 

@@ -96,8 +96,8 @@ class Dataset:
 
     def parquet_outputs(self) -> tuple[str, ...]:
         """The Parquet outputs, each a folder under the run's output prefix: the main
-        table's, each child table's, the aggregate's, the dead letters' (``dead_letters``) and the raw
-        records' where the contract keeps them."""
+        table's, each child table's, the aggregate's, the dead letters'
+        (``dead_letters``) and the raw records' where the contract keeps them."""
         raw = (self.contract.raw_output,) if self.contract.raw_output else ()
         children = tuple(t.name for t in self.tables.children)
         tables = (self.tables.main.name, *children, self.tables.aggregate.name)

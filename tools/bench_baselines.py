@@ -436,8 +436,9 @@ def run_consumer_baseline(
     (COPY into a staging table, then an upsert); the window counts, final only at
     the end of a bounded read, once at the end; one commit ends the run.
     Parquet: ``events/``, one folder per child table, ``dead_letters/`` and
-    ``event_counts/`` under ``parquet_dir``.  The ``bench_a_<table>`` tables are (re)created before the
-    clock starts and left for the caller to drop (``drop_baseline_tables``).
+    ``event_counts/`` under ``parquet_dir``.  The ``bench_a_<table>`` tables are
+    (re)created before the clock starts and left for the caller to drop
+    (``drop_baseline_tables``).
     """
     step = RecordStep(run_id, value_format, window_size_s)
     records: list[KafkaRecord] = []

@@ -382,18 +382,20 @@ def window_balance(
     )
     off = 0
     for w, row in final.items():
-        n = row[count]
-        means = [total / n for total in sums[w]] if n else []
+        n = row[count]  # a pane counts at least one event
         if any(
-            not math.isclose(row[f"avg_{m}"], mean, rel_tol=1e-9, abs_tol=1e-9)
-            for m, mean in zip(agg.means, means)
+            not math.isclose(row[f"avg_{m}"], total / n, rel_tol=1e-9, abs_tol=1e-9)
+            for m, total in zip(agg.means, sums[w], strict=True)
         ):
             off += 1
     return WindowBalance(unbalanced, off)
 
 
-def count_dead_letter_messages(bootstrap_servers: str, topic: str, run_id: str) -> int:
-    """Distinct source records among the run's messages on the dead-letter ``topic``.
+def count_dead_letter_messages(
+    bootstrap_servers: str, topic: str, run_id: str, dataset: str
+) -> int:
+    """Distinct source records among the run's messages of ``dataset`` on the
+    dead-letter ``topic``.
 
     A Kafka sink is at least once (a retried bundle, or a re-run of the same records,
     writes a message again), so the term counts distinct source coordinates.
@@ -414,7 +416,7 @@ def count_dead_letter_messages(bootstrap_servers: str, topic: str, run_id: str) 
             if high > low:
                 remaining[p] = high
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in remaining])
-        wanted, found = run_id.encode(), set()
+        wanted, found = (run_id.encode(), dataset.encode()), set()
         while remaining:
             message = consumer.poll(10)
             if message is None:
@@ -422,7 +424,10 @@ def count_dead_letter_messages(bootstrap_servers: str, topic: str, run_id: str) 
             if message.error():
                 continue
             headers = dict(message.headers() or [])
-            if headers.get(HEADER_PREFIX + "run_id") == wanted:
+            if (
+                headers.get(HEADER_PREFIX + "run_id"),
+                headers.get(HEADER_PREFIX + "dataset"),
+            ) == wanted:
                 found.add(
                     tuple(
                         headers.get(HEADER_PREFIX + f"source.{name}")
@@ -527,7 +532,7 @@ def gather(
         dead_letters=dead_letters,
         parquet_dead_letters=_parquet(run_dir / "dead_letters"),
         kafka_dead_letters=count_dead_letter_messages(
-            settings.kafka_bootstrap_servers, DEAD_LETTER_TOPIC, run_id
+            settings.kafka_bootstrap_servers, DEAD_LETTER_TOPIC, run_id, dataset.name
         ),
         gold_total=gold_total,
         parquet_gold_total=sum(

@@ -13,11 +13,12 @@ still be dropped.  Here the decision and the count are made by one stateful
 the late output, never neither.
 
 Per key the state is the map of open windows (count, next pane index, whether
-the on-time pane fired, the totals of ``sums``) and one number, ``closed_through``: the latest event-time
-timer that fired (milliseconds).  A timer at ``t`` fires only once the input watermark has passed
-``t``, so a window whose close (``end - 1µs + allowed_lateness``, Beam's own
-garbage-collection time) is at or before ``closed_through`` is certainly expired:
-records for it are late.  One watermark timer per key is set to the earliest
+the on-time pane fired, the totals of ``sums``) and one number,
+``closed_through``: the latest event-time timer that fired (milliseconds).  A
+timer at ``t`` fires only once the input watermark has passed ``t``, so a window
+whose close (``end - 1µs + allowed_lateness``, Beam's own garbage-collection
+time) is at or before ``closed_through`` is certainly expired: records for it are
+late.  One watermark timer per key is set to the earliest
 pending deadline:
 
 - at the window's end (its ``max_timestamp``), the **on-time pane** (pane 0);

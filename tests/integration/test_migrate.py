@@ -73,10 +73,13 @@ def test_the_gold_rollup_views_add_up_sums_and_recompute_averages(stack, pg):
 
     migrate(stack)  # the views are created with the tables
     run_id = f"it-gold-{uuid.uuid4().hex[:8]}"
+    hour = (0, 3_600_000)
     rows = [
-        CustomersGoldRow(0, 3_600_000, "One year", "DSL", 2, 100.0, 50.0, 30.0, 15.0, 0, "on_time", run_id),
-        CustomersGoldRow(0, 3_600_000, "One year", "No", 1, 20.0, 20.0, 3.0, 3.0, 0, "on_time", run_id),
-    ]  # fmt: skip
+        CustomersGoldRow(
+            *hour, "One year", "DSL", 2, 100.0, 50.0, 30.0, 15.0, 0, "on_time", run_id
+        ),
+        CustomersGoldRow(*hour, "One year", "No", 1, 20.0, 20.0, 3.0, 3.0, 0, "on_time", run_id),
+    ]
     table = CONTRACT.aggregate.name
     with pg.cursor() as cur:
         try:

@@ -254,13 +254,17 @@ def test_the_gold_panes_carry_sums_and_averages_that_accumulate(stream_pipeline)
         .advance_watermark_to_infinity()
     )
     with stream_pipeline as p:
-        out = p | stream | CountPerWindow(
-            CUSTOMERS.group_key,
-            3600,
-            functools.partial(CUSTOMERS.to_pane_row, run_id="r1"),
-            CustomersGoldRow,
-            allowed_lateness_s=600,
-            sums=CUSTOMERS.measures,
+        out = (
+            p
+            | stream
+            | CountPerWindow(
+                CUSTOMERS.group_key,
+                3600,
+                functools.partial(CUSTOMERS.to_pane_row, run_id="r1"),
+                CustomersGoldRow,
+                allowed_lateness_s=600,
+                sums=CUSTOMERS.measures,
+            )
         )
         assert_that(
             out.counts,

@@ -4,8 +4,8 @@ import typing
 
 import pytest
 
-from schemas.contract import Table
 from schemas import tables
+from schemas.contract import Table
 from schemas.ddl import NonAdditiveChange, check_key, create_statement, plan_migration
 
 pytestmark = pytest.mark.unit

@@ -172,7 +172,9 @@ def test_the_window_balance_counts_and_averages_each_datasets_own_columns():
 def test_the_averages_are_checked_only_where_the_aggregate_has_means():
     audit = audit_offsets("t", RANGES, _all_offsets())
     names = [c.name for c in checks(BALANCED, audit, ("monthly_charges", "tenure"))]
-    assert "every window: final avg_monthly_charges and avg_tenure == the means of its events" in names
+    assert (
+        "every window: final avg_monthly_charges and avg_tenure == the means of its events" in names
+    )
     assert not any("avg_" in c.name for c in checks(BALANCED, audit))
     off = checks(dataclasses.replace(BALANCED, off_averages=1), audit, ("tenure",))
     assert [c.name for c in off if not c.passed] == [
@@ -216,7 +218,9 @@ def test_the_raw_records_must_hold_every_offset_exactly_once():
 
 def test_the_child_tables_must_hold_every_item_of_the_events():
     audit = audit_offsets("t", RANGES, _all_offsets())
-    whole = dataclasses.replace(BALANCED, child_items=240, postgres_children=240, parquet_children=240)
+    whole = dataclasses.replace(
+        BALANCED, child_items=240, postgres_children=240, parquet_children=240
+    )
     assert all(c.passed for c in checks(whole, audit, children=True))
     assert not any("children" in c.name for c in checks(whole, audit))
     short = dataclasses.replace(whole, parquet_children=239)

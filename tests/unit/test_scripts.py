@@ -53,7 +53,8 @@ def test_a_start_is_alive_before_its_exec_chain_has_reached_the_server(tmp_path)
     try:
         assert _bash(f"started_alive {starting.pid}") == 0
         assert _bash(f'pid_alive "{pidfile}" "sleep 300"') == 1, (
-            "the marker already matches: this test no longer shows the window")
+            "the marker already matches: this test no longer shows the window"
+        )
     finally:
         starting.kill()
         starting.wait()

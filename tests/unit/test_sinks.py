@@ -119,7 +119,10 @@ def _customer_rows(times_ms):
 
     return [
         CUSTOMERS.to_row(
-            KafkaRecord("customers", 0, n, ms, None, b"{}"), customer(customer_id=f"c-{n}"), ms, "r1"
+            KafkaRecord("customers", 0, n, ms, None, b"{}"),
+            customer(customer_id=f"c-{n}"),
+            ms,
+            "r1",
         )
         for n, ms in enumerate(times_ms)
     ]
@@ -176,13 +179,11 @@ def test_a_partitioned_bounded_write_puts_each_row_in_its_hour_folder(pipeline, 
     import pyarrow.dataset as ds
 
     table = ds.dataset(tmp_path / "customers", partitioning="hive").to_table()
-    assert sorted(zip(table.column("hour").to_pylist(), table.column("customer_id").to_pylist())) == [
-        (5, "c-0"), (5, "c-1"), (5, "c-3"), (6, "c-2"),
-    ]  # fmt: skip
+    hours, ids = table.column("hour").to_pylist(), table.column("customer_id").to_pylist()
+    assert sorted(zip(hours, ids, strict=True)) == [(5, "c-0"), (5, "c-1"), (5, "c-3"), (6, "c-2")]
 
 
 def test_a_streaming_write_files_every_pane_once_per_partition(stream_pipeline, tmp_path):
-    import apache_beam as beam
     from apache_beam.testing.test_stream import TestStream
     from apache_beam.transforms.window import TimestampedValue
 
