@@ -122,7 +122,7 @@ def _sources(dataset: Dataset) -> dict[str, str]:
     """Where each term is read, for the table a person reads."""
     main, aggregate = dataset.tables.main.name, dataset.tables.aggregate.name
     count = dataset.contract.aggregate.count_column
-    children = ", ".join(t.name for t in dataset.tables.children)
+    n = len(dataset.tables.children)
     dead, stages = tables.DEAD_LETTERS.name, tables.STAGE_COUNTS.name
     return {
         "produced": "Kafka end offsets, after − before (producer report)",
@@ -140,10 +140,10 @@ def _sources(dataset: Dataset) -> dict[str, str]:
         "late": f"PostgreSQL {dead}: rows of stage late",
         "unbalanced_windows": "windows where count + late events != events",
         "off_averages": "windows where an average != the mean of its events",
-        "parquet_raw": f"Parquet {dataset.contract.raw_output or '(no raw output)'}/: rows",
-        "child_items": f"PostgreSQL {main}: items of {children or '(no child tables)'}",
-        "postgres_children": f"PostgreSQL {children or '(no child tables)'}: rows",
-        "parquet_children": f"Parquet {children or '(no child tables)'}: rows",
+        "parquet_raw": f"Parquet {dataset.contract.raw_output}/: rows",
+        "child_items": f"PostgreSQL {main}: items of the {n} arrays with child tables",
+        "postgres_children": f"PostgreSQL: rows of the {n} child tables",
+        "parquet_children": f"Parquet: rows of the {n} child tables",
         "stage_read": f"PostgreSQL {stages}: records read",
         "stage_late": f"PostgreSQL {stages}: late records",
         "injected_late": "producer report: sent beyond the allowed lateness",
@@ -572,12 +572,23 @@ def render(
 ) -> str:
     """The table a person reads; its last line is one JSON object for machines."""
     sources = _sources(dataset)
+    contract = dataset.contract
+    # Terms of outputs this dataset does not have stay in the JSON line, not the table.
+    absent = {
+        "off_averages": not contract.aggregate.means,
+        "parquet_raw": not contract.raw_output,
+        "child_items": not contract.children,
+        "postgres_children": not contract.children,
+        "parquet_children": not contract.children,
+    }
     lines = [
         f"Reconciliation of run {run_id} ({dataset.name})",
         "",
         f"  {'term':<22} {'value':>9}  source",
     ]
     for name, value in dataclasses.asdict(terms).items():
+        if absent.get(name):
+            continue
         lines.append(f"  {name:<22} {value:>9,}  {sources[name]}")
     width = max([70, *(len(c.name) for c in results)])
     lines += ["", f"  {'check':<{width}} result"]

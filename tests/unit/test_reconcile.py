@@ -226,3 +226,19 @@ def test_the_child_tables_must_hold_every_item_of_the_events():
     short = dataclasses.replace(whole, parquet_children=239)
     failed = [c.name for c in checks(short, audit, children=True) if not c.passed]
     assert failed == ["postgres_children == parquet_children == child_items"]
+
+
+def test_the_table_shows_only_the_terms_of_outputs_the_dataset_has():
+    audit = audit_offsets("t", RANGES, _all_offsets())
+    rendered = {
+        name: render(datasets.get(name), "r1", BALANCED, checks(BALANCED, audit))
+        for name in ("customer_events", "customers", "events")
+    }
+    rows = {name: [line.split()[0] for line in text.splitlines()[3:26] if line.startswith("  ")]
+            for name, text in rendered.items()}  # fmt: skip
+    assert "child_items" in rows["customer_events"] and "parquet_raw" not in rows["customer_events"]
+    assert "parquet_raw" in rows["customers"] and "off_averages" in rows["customers"]
+    assert not {"child_items", "parquet_raw", "off_averages"} & set(rows["events"])
+    # The JSON line keeps every term, whatever the dataset.
+    for text in rendered.values():
+        assert set(json.loads(text.splitlines()[-1])["terms"]) == set(dataclasses.asdict(BALANCED))
