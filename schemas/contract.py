@@ -62,6 +62,7 @@ __all__ = [
     "RowBuilder",
     "Table",
     "TIMESTAMP_PATTERN",
+    "value_at",
 ]
 
 TIMESTAMP_PATTERN = (
@@ -731,7 +732,8 @@ def _normalised_object(fields: tuple[Field, ...], obj: dict) -> dict:
     return out
 
 
-def _at(event: dict, path: str):
+def value_at(event: dict, path: str):
+    """The value at ``path`` (dots for nesting) of an event."""
     value = event
     for part in path.split("."):
         value = value[part]
@@ -774,7 +776,7 @@ class RowBuilder:
         event = self.normalise(event)
         values = {}
         for name, path, kind in self._columns:
-            value = _at(event, path)
+            value = value_at(event, path)
             if kind == "event_time":
                 value = event_ms
             elif kind == "timestamp" and value is not None:
@@ -793,14 +795,14 @@ class RowBuilder:
     def child_rows(self, event: dict, run_id: str) -> dict[str, list]:
         """The child-table rows of a normalised event, per child table."""
         contract = self._contract
-        event_id = _at(event, contract.id_field)
+        event_id = value_at(event, contract.id_field)
         rows = {}
         row_types = contract.child_row_types().values()
         for child, row_type in zip(contract.children, row_types, strict=True):
             items = contract.field(child.path).items
             kinds = {f.name: f.kind for f in items.fields}
             out = []
-            for index, item in enumerate(_at(event, child.path)):
+            for index, item in enumerate(value_at(event, child.path)):
                 if items.kind != "object":
                     values = [item]
                 else:

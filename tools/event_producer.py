@@ -47,8 +47,9 @@ import datasets
 from beam_pipeline.identifiers import run_id_argument
 from beam_pipeline.settings import StackSettings
 from datasets import customer_events
+from schemas.contract import value_at
 from schemas.dataset import Dataset
-from schemas.values import format_timestamp
+from schemas.values import event_time_ms, format_timestamp
 from tools.producer import end_offsets, produce
 
 __all__ = [
@@ -102,11 +103,17 @@ class Injected:
       duplicates: extra messages that repeat an earlier valid event byte for byte.
       out_of_order: valid events whose event time precedes the latest one sent before.
       late: valid events sent ``late_shift_ms`` or more behind the latest event time,
-        meant to arrive after their window closed (on a streaming runner).
+        meant to arrive after their window closed (on a streaming runner), and that
+        reach the late lane: for a ``keep_latest`` dataset, not those older than a
+        version of their id sent before them (``late_superseded``).
       total: every message in the batch: ``valid_unique + malformed + invalid + duplicates``.
       replaced: valid originals whose id another valid original has too (versions of
         a ``keep_latest`` dataset): all but one version per id end in the duplicate
         log, whatever order they arrive in (0 when every id is unique).
+      late_superseded: late events of a ``keep_latest`` dataset that are no newer (by
+        the dedup order) than a version of their id sent before them: the dedup
+        logs them on arrival (one id's versions share a Kafka key, hence a
+        partition and its order), so they never reach the late lane.
     """
 
     valid_unique: int
@@ -117,6 +124,7 @@ class Injected:
     total: int
     late: int = 0
     replaced: int = 0
+    late_superseded: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -312,6 +320,17 @@ def encoder_for(name: str, dataset: Dataset | None = None):
     raise ValueError(f"value format must be json, avro or avro_confluent, not {name!r}")
 
 
+def _dedup_order(contract):
+    """For a ``keep_latest`` contract, event → the value its dedup orders by (a
+    timestamp as epoch milliseconds, as in the row); None otherwise."""
+    path = contract.dedup.order_by
+    if path is None:
+        return None
+    if contract.field(path).kind == "timestamp":
+        return lambda event: event_time_ms(value_at(event, path))
+    return lambda event: value_at(event, path)
+
+
 def generate(
     count: int,
     run_id: str,
@@ -440,6 +459,9 @@ def generate(
     sent: dict[int, tuple[bytes, bytes, int]] = {}
     latest_ms = None  # the latest valid event time sent so far
     ids: set = set()  # the ids of the valid originals
+    order_of = _dedup_order(dataset.contract)  # keep_latest: event → its order value
+    newest: dict = {}  # id → the greatest order value sent so far (keep_latest)
+    late_superseded = 0
     for i in range(count):
         event_ms = start_ms + round(i * 1000 / rate_per_s)
         role = roles.get(i, "valid")
@@ -460,7 +482,13 @@ def generate(
             latest_ms = event_ms if latest_ms is None else max(latest_ms, event_ms)
         message = (key, value, event_ms)
         if role in ("valid", "out_of_order", "late"):
-            ids.add(event[dataset.contract.id_field])
+            event_id = event[dataset.contract.id_field]
+            ids.add(event_id)
+            if order_of is not None:
+                order = order_of(event)
+                if role == "late" and event_id in newest and order <= newest[event_id]:
+                    late_superseded += 1
+                newest[event_id] = max(order, newest.get(event_id, order))
         sent[i] = message
         messages.append(message)
         labels.append(role)
@@ -475,8 +503,9 @@ def generate(
         duplicates=n_duplicates,
         out_of_order=n_late,
         total=count + n_duplicates,
-        late=n_beyond,
+        late=n_beyond - late_superseded,
         replaced=n_valid - len(ids),
+        late_superseded=late_superseded,
     )
     return Batch(
         messages=messages,
