@@ -131,11 +131,16 @@ def _iso(ms: int) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def late_dead_letter(arrival: LateArrival, allowed_lateness_s: int, run_id: str) -> DeadLetter:
-    """The late lane's dead letter: a valid event that arrived after its window closed."""
+def late_dead_letter(
+    arrival: LateArrival, allowed_lateness_s: int, run_id: str, time_column: str
+) -> DeadLetter:
+    """The late lane's dead letter: a valid event that arrived after its window closed.
+
+    ``time_column`` is the main row's event-time column (the contract's: customer
+    events' ``event_time_ms``, customers' ``updated_at_ms``)."""
     row = arrival.element
     detail = (
-        f"event time {_iso(row.event_time_ms)} is in window "
+        f"event time {_iso(getattr(row, time_column))} is in window "
         f"[{_iso(arrival.window_start_ms)}, {_iso(arrival.window_end_ms)}), which closed "
         f"when the watermark passed {_iso(arrival.closed_at_ms)} (allowed lateness "
         f"{allowed_lateness_s} s); the event is in the events table but in no window count"
@@ -267,7 +272,10 @@ def build_graph(
         pane_row_type
     )
     late = aggregated[LATE_TAG] | "ToLateDeadLetters" >> beam.Map(
-        late_dead_letter, params.allowed_lateness_s, run_id
+        late_dead_letter,
+        params.allowed_lateness_s,
+        run_id,
+        contract.column(contract.event_time_field).name,
     ).with_output_types(DeadLetter)
     dead_letters = (
         decoded[DEAD_LETTER_TAG],

@@ -19,6 +19,7 @@ import datasets
 from beam_pipeline.graph import GraphParams, build_graph
 from datasets.customer_events import DATASET
 from schemas.records import KafkaRecord
+from schemas.values import format_timestamp
 from tests.samples import customer
 from tools.event_producer import generate
 
@@ -379,4 +380,47 @@ def test_keep_latest_on_the_customers_rows_keeps_the_newest_version(stream_pipel
                 ]
             ),
             label="CheckCounts",
+        )
+
+
+@pytest.mark.parametrize("name", [n for n in datasets.names() if datasets.get(n).new_maker])
+def test_every_dataset_has_a_late_lane(stream_pipeline, name):
+    # One group, 7 s windows, no lateness: the first event (at +1 s) fires its window
+    # when the watermark passes +7 s; a second event of the same group at +2 s, sent
+    # once the watermark is at +100 s, is late.  The late lane reads each contract's
+    # own event-time column (customers': updated_at_ms; it once read event_time_ms,
+    # raised, and retried the bundle for ever).
+    dataset = datasets.get(name)
+    contract = dataset.contract
+    batch = generate(4, "g4", 9, START_MS, rate_per_s=1.0, dataset=dataset)
+    first = json.loads(batch.messages[0][1])
+    records = []
+    for i in range(2):
+        event = dict(first)
+        event[contract.id_field] = f"{first[contract.id_field]}-{i}"
+        event[contract.event_time_field] = format_timestamp(START_MS + (i + 1) * 1000)
+        value = json.dumps(event).encode()
+        records.append(KafkaRecord(contract.topic, 0, i, START_MS + (i + 1) * 1000, None, value))
+
+    def at(r):
+        return TimestampedValue(r, r.timestamp_ms / 1000)
+
+    stream = (
+        TestStream()
+        .advance_watermark_to(START_MS / 1000)
+        .add_elements([at(records[0])])
+        .advance_watermark_to(START_MS / 1000 + 100)
+        .add_elements([at(records[1])])
+        .advance_watermark_to_infinity()
+    )
+    with stream_pipeline as p:
+        out = build_graph(
+            p, dataset, stream, GraphParams("g4", window_size_s=7, allowed_lateness_s=0)
+        )
+        assert_that(
+            out.dead_letters
+            | "Late"
+            >> beam.Map(lambda d: (d.stage, d.kafka_offset, d.detail.split(" is in window")[0])),
+            equal_to([("late", 1, "event time 2026-11-22T05:00:02.000Z")]),
+            label="CheckLateLane",
         )
