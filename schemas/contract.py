@@ -763,6 +763,14 @@ class RowBuilder:
             )
             for c in contract.columns
         )
+        # Resolved once: (table, path, row type, item columns) per child table; the
+        # item columns are (item field, is a timestamp), or None for scalar items.
+        self._children = tuple(
+            (child.table, child.path, row_type, _item_columns(contract, child))
+            for child, row_type in zip(
+                contract.children, contract.child_row_types().values(), strict=True
+            )
+        )
 
     def normalise(self, event: dict) -> dict:
         contract = self._contract
@@ -794,24 +802,30 @@ class RowBuilder:
 
     def child_rows(self, event: dict, run_id: str) -> dict[str, list]:
         """The child-table rows of a normalised event, per child table."""
-        contract = self._contract
-        event_id = value_at(event, contract.id_field)
+        event_id = value_at(event, self._contract.id_field)
         rows = {}
-        row_types = contract.child_row_types().values()
-        for child, row_type in zip(contract.children, row_types, strict=True):
-            items = contract.field(child.path).items
-            kinds = {f.name: f.kind for f in items.fields}
+        for table, path, row_type, columns in self._children:
             out = []
-            for index, item in enumerate(value_at(event, child.path)):
-                if items.kind != "object":
+            for index, item in enumerate(value_at(event, path)):
+                if columns is None:
                     values = [item]
                 else:
                     values = [
                         event_time_ms(item[name])
-                        if kinds[name] == "timestamp" and item.get(name) is not None
+                        if is_time and item.get(name) is not None
                         else item.get(name)
-                        for _, name in contract.child_columns(child)
+                        for name, is_time in columns
                     ]
                 out.append(row_type(event_id, index, *values, run_id))
-            rows[child.table] = out
+            rows[table] = out
         return rows
+
+
+def _item_columns(contract: Contract, child: Child):
+    """A child table's item columns as (item field, is a timestamp), in row order; None
+    when its items are scalars (one ``value`` column)."""
+    items = contract.field(child.path).items
+    if items.kind != "object":
+        return None
+    kinds = {f.name: f.kind for f in items.fields}
+    return tuple((name, kinds[name] == "timestamp") for _, name in contract.child_columns(child))

@@ -173,12 +173,12 @@ def _create_views(connection, views: dict[str, str]) -> list[str]:
     change a rollup, ``DROP VIEW`` it and migrate again)."""
     applied = []
     with connection, connection.cursor() as cur:
-        cur.execute("SELECT viewname, definition FROM pg_views WHERE schemaname = current_schema()")
-        existing = dict(cur.fetchall())
+        cur.execute("SELECT viewname FROM pg_views WHERE schemaname = current_schema()")
+        existing = {name for (name,) in cur.fetchall()}
         for name, select in views.items():
             if name in existing:
                 continue
-            statement = f"CREATE OR REPLACE VIEW {name} AS {select}"
+            statement = f"CREATE VIEW {name} AS {select}"
             cur.execute(statement)
             applied.append(statement)
     return applied
