@@ -17,6 +17,11 @@ extra filter on the cached ids.  It is idempotent, and the stateful DoFns call i
 in ``setup()``, so it reaches every Python worker that runs them — the in-process
 FnApiRunner, the LOOPBACK workers of Prism and Flink, and PROCESS workers.
 
+Most state values here are plain data (dedup's tuple of ints, the counts' dict of
+lists): ``weigh`` walks those itself — the same objects, each counted once by
+``sys.getsizeof``, ``None`` not at all, as ``objsize`` does — and hands anything
+else to ``objsize``.  The walk costs about a tenth of ``objsize``'s traversal.
+
 Upstream, the fix belongs in ``apache_beam/runners/worker/statecache.py``: pass
 ``exclude_modules_globals=False`` and exclude module globals through a cached set
 (or the filter function), or weigh only on eviction pressure.
@@ -25,6 +30,7 @@ Upstream, the fix belongs in ``apache_beam/runners/worker/statecache.py``: pass
 from __future__ import annotations
 
 import contextlib
+import gc
 import sys
 import threading
 
@@ -55,8 +61,39 @@ def module_globals_ids() -> frozenset[int]:
     return _cached_ids
 
 
+_LEAVES = frozenset({int, float, str, bytes, bool, type(None)})
+
+
+def _plain_size(objs) -> int | None:
+    """The deep size of ``objs`` if they hold only builtin numbers, strings, bytes,
+    tuples, lists and dicts (exact types, no module's globals), else ``None``."""
+    seen = {id(None)}  # objsize never counts None, a shared singleton
+    pending = list(objs)
+    total = 0
+    getsizeof = sys.getsizeof
+    while pending:
+        obj = pending.pop()
+        ident = id(obj)
+        if ident in seen:
+            continue
+        seen.add(ident)
+        kind = type(obj)
+        if kind in _LEAVES:
+            total += getsizeof(obj)
+        elif kind is tuple or kind is list or (kind is dict and ident not in module_globals_ids()):
+            total += getsizeof(obj)
+            # What objsize follows: a dict of str keys yields only its values.
+            pending.extend(gc.get_referents(obj))
+        else:
+            return None
+    return total
+
+
 def weigh(*objs) -> int:
     """The deep size of ``objs`` as Beam's state cache counts it, without the rebuild."""
+    plain = _plain_size(objs)
+    if plain is not None:
+        return plain
     excluded = module_globals_ids()
     beam_filter = statecache._filter_func
 

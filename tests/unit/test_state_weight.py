@@ -8,6 +8,7 @@ keeps that set.  These tests fail if the rebuild comes back in a keyed step.
 import typing
 
 import apache_beam as beam
+import objsize
 import objsize.traverse
 import pytest
 from apache_beam.runners.worker import statecache
@@ -33,10 +34,26 @@ class _Row(typing.NamedTuple):
         (1_795_323_600_000, {(0, 60_000): [3, 1, True], (60_000, 120_000): [1, 0, False]}),
         [_Row("e-1", "t", 0, 1, 2), "text" * 100, b"bytes" * 10],
         {"module globals are not counted": vars(typing)},
+        {"str keys": {"are not followed": "by objsize"}, 1: "but other keys are"},
+        [("shared",) * 3, 2.5, b"", True, False, None, -(2**70)],
     ],
 )
 def test_weight_is_beams_own(value):
     assert state_weight.weigh(value) == state_weight.BEAM_WEIGH(value)
+
+
+def test_plain_values_are_weighed_without_objsize(monkeypatch):
+    dedup_state = (0, 17, 1_795_323_600_000, None)
+    expected = state_weight.BEAM_WEIGH(dedup_state)
+
+    def refuse(*_, **__):
+        raise AssertionError("objsize was called for a plain value")
+
+    monkeypatch.setattr(objsize, "get_deep_size", refuse)
+    assert state_weight.weigh(dedup_state) == expected
+    assert state_weight.weigh([{(0, 60_000): [3, 1, True]}]) > 0
+    with pytest.raises(AssertionError, match="objsize was called"):
+        state_weight.weigh(_Row("e-1", "t", 0, 1, 2))  # a NamedTuple: objsize's job
 
 
 def test_the_module_globals_set_is_kept_until_a_module_is_added(monkeypatch):
