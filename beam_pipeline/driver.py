@@ -20,7 +20,7 @@ import time
 import typing
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 import datasets
 from beam_pipeline import loopback_servers
@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                 window_period_s=config.window_period_s,
                 allowed_lateness_s=config.allowed_lateness_s,
                 value_format=config.value_format,
+                batch=not options.view_as(StandardOptions).streaming,
             ),
             production_sinks(
                 dataset,

@@ -75,7 +75,8 @@ class GraphParams:
 
     ``window_size_s`` and ``allowed_lateness_s`` default to the dataset's aggregate
     (``for_dataset``); stage counts keep their windows open for ``dedup_ttl_s`` (a
-    count per stage is small state).
+    count per stage is small state).  ``batch``: the job runs in batch mode (its
+    watermark passes only at the end of its input), so dedup sets no expiry timers.
     """
 
     run_id: str
@@ -84,6 +85,7 @@ class GraphParams:
     window_period_s: typing.Optional[int] = None
     allowed_lateness_s: typing.Optional[int] = None
     value_format: str = "json"  # json, avro or avro_confluent
+    batch: bool = False
 
     def for_dataset(self, dataset: Dataset) -> GraphParams:
         """These parameters with the dataset's defaults where none was given."""
@@ -256,7 +258,11 @@ def build_graph(
         dataset.tables.main, functools.partial(row_dead_letter, run_id=run_id)
     )
     deduplicated = conformed.rows | "Deduplicate" >> DeduplicateById(
-        contract.id_column(), params.dedup_ttl_s, run_id, order_by=contract.order_column()
+        contract.id_column(),
+        params.dedup_ttl_s,
+        run_id,
+        order_by=contract.order_column(),
+        expire=not params.batch,
     )
     events = deduplicated.unique
     aggregated = events | "CountPerWindow" >> CountPerWindow(

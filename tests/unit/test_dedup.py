@@ -90,6 +90,31 @@ def test_a_copy_after_the_ttl_is_kept_again(stream_pipeline):
         )
 
 
+def test_without_expiry_an_id_is_remembered_for_the_whole_run(stream_pipeline):
+    # A batch job's setting: the same input as above, but no timer clears 'a', so
+    # its copy at t=100 is a duplicate too.
+    stream = (
+        test_stream.TestStream()
+        .advance_watermark_to(0)
+        .add_elements([_pair("a", 0, 0, 0), _pair("a", 0, 1, 30)])
+        .advance_watermark_to(61)
+        .add_elements([_pair("a", 0, 2, 100)])
+        .advance_watermark_to_infinity()
+    )
+    with stream_pipeline as p:
+        out = p | stream | DeduplicateById("event_id", ttl_s=60, run_id="r", expire=False)
+        assert_that(
+            out.unique | "Offsets" >> beam.Map(lambda row: row.kafka_offset),
+            equal_to([0]),
+            label="CheckKept",
+        )
+        assert_that(
+            out[DUPLICATES_TAG] | "DroppedOffsets" >> beam.Map(lambda d: d.kafka_offset),
+            equal_to([1, 2]),
+            label="CheckDuplicates",
+        )
+
+
 def test_ttl_must_be_positive():
     with pytest.raises(ValueError, match="ttl_s"):
         DeduplicateById("event_id", ttl_s=0, run_id="r")
