@@ -13,7 +13,7 @@ import typing
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.parquetio import WriteToParquet
+from apache_beam.io.parquetio import WriteToParquetBatched
 from apache_beam.transforms import window
 from apache_beam.transforms.external import ExternalTransform, NamedTupleBasedPayloadBuilder
 from apache_beam.utils.timestamp import Timestamp
@@ -50,6 +50,41 @@ def arrow_schema(row_type: type) -> pa.Schema:
             raise TypeError(f"{row_type.__name__}.{name}: no Parquet type for {tp!r}")
         fields.append(pa.field(name, _ARROW_TYPES[base], nullable=nullable))
     return pa.schema(fields)
+
+
+def rows_to_table(rows: typing.Sequence[tuple], schema: pa.Schema) -> pa.Table:
+    """Typed rows (``NamedTuple``, fields in ``schema``'s order) as one pyarrow Table,
+    built column by column: no dict per row."""
+    if not rows:
+        return schema.empty_table()
+    columns = zip(*rows, strict=True)
+    return pa.Table.from_arrays(
+        [pa.array(column, type=field.type) for column, field in zip(columns, schema, strict=True)],
+        schema=schema,
+    )
+
+
+class _RowsToTablesFn(beam.DoFn):
+    """Typed rows → pyarrow Tables of up to ``max_rows`` rows (the rest at the end of
+    the bundle), for Beam's batched Parquet write."""
+
+    def __init__(self, schema: pa.Schema, max_rows: int = 50_000):
+        self._schema = schema
+        self._max_rows = max_rows
+
+    def start_bundle(self):
+        self._rows: list[tuple] = []
+
+    def process(self, row):
+        self._rows.append(row)
+        if len(self._rows) >= self._max_rows:
+            yield rows_to_table(self._rows, self._schema)
+            self._rows = []
+
+    def finish_bundle(self):
+        if self._rows:
+            yield window.GlobalWindows.windowed_value(rows_to_table(self._rows, self._schema))
+            self._rows = []
 
 
 def upsert_statement(
@@ -184,7 +219,7 @@ class _WriteWindowFileFn(beam.DoFn):
         self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam
     ) -> typing.Iterator[str]:
         partition, rows = element
-        table = pa.Table.from_pylist(list(rows), schema=self._schema)
+        table = rows_to_table(list(rows), self._schema)
         if isinstance(win, window.GlobalWindow):
             span = "all"
         else:
@@ -213,7 +248,8 @@ class WriteParquetFiles(beam.PTransform):
     """Writes typed rows to ``<prefix>-SSSSS-of-NNNNN.parquet`` files.
 
     Files appear only when the write finalizes (Beam writes to a temporary folder
-    first), so a reader never sees a half-written file.
+    first), so a reader never sees a half-written file.  Rows become pyarrow tables
+    column by column (``rows_to_table``), never a dict per row.
 
     On an unbounded input, rows are cut into windows of ``window_s`` of **arrival**
     time (late rows would otherwise be dropped by the write's own grouping) and
@@ -244,14 +280,13 @@ class WriteParquetFiles(beam.PTransform):
 
     def expand(self, rows):
         partition_of = self._partition_of
+        schema = arrow_schema(self._row_type)
         if rows.is_bounded and partition_of is None:
             return (
                 rows
-                | "ToDict" >> beam.Map(lambda row: row._asdict())
+                | "ToTables" >> beam.ParDo(_RowsToTablesFn(schema))
                 | "WriteToParquet"
-                >> WriteToParquet(
-                    self._prefix, arrow_schema(self._row_type), file_name_suffix=".parquet"
-                )
+                >> WriteToParquetBatched(self._prefix, schema, file_name_suffix=".parquet")
             )
         if not rows.is_bounded:
             rows = (
@@ -261,9 +296,10 @@ class WriteParquetFiles(beam.PTransform):
             )
         return (
             rows
-            | "ToKeyedDict"
-            >> beam.Map(lambda row: (partition_of(row) if partition_of else "", row._asdict()))
+            | "KeyByPartition"
+            >> beam.Map(
+                lambda row: (partition_of(row) if partition_of else "", row)
+            ).with_output_types(tuple[str, self._row_type])
             | "GroupWindow" >> beam.GroupByKey()
-            | "WriteWindowFile"
-            >> beam.ParDo(_WriteWindowFileFn(self._prefix, arrow_schema(self._row_type)))
+            | "WriteWindowFile" >> beam.ParDo(_WriteWindowFileFn(self._prefix, schema))
         )

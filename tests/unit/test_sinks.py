@@ -10,7 +10,7 @@ from beam_pipeline.settings import MissingPasswordError, StackSettings
 from schemas import tables
 from schemas.records import DeadLetter
 from tools.stack import all_tables
-from transforms.sinks import JdbcTarget, arrow_schema, upsert_statement
+from transforms.sinks import JdbcTarget, arrow_schema, rows_to_table, upsert_statement
 
 pytestmark = pytest.mark.unit
 
@@ -29,6 +29,24 @@ def test_arrow_schema_refuses_an_unknown_type():
 
     with pytest.raises(TypeError, match="Row.when"):
         arrow_schema(Row)
+
+
+def test_rows_become_the_table_arrow_builds_from_their_dicts():
+    class Row(typing.NamedTuple):
+        name: str
+        count: int
+        ratio: typing.Optional[float]
+        flag: bool
+        raw: typing.Optional[bytes]
+
+    rows = [Row("a", 1, 0.5, True, b"\x00"), Row("é", -(2**63), None, False, None)]
+    schema = arrow_schema(Row)
+    table = rows_to_table(rows, schema)
+    assert table.equals(pa.Table.from_pylist([r._asdict() for r in rows], schema=schema))
+    assert table.to_pylist()[1] == rows[1]._asdict()
+    assert rows_to_table([], schema).num_rows == 0
+    with pytest.raises(pa.ArrowInvalid):  # a value of the wrong type is refused, not cast
+        rows_to_table([Row("a", "not a number", None, True, None)], schema)
 
 
 def test_upsert_binds_every_field_in_order_and_updates_the_rest():
