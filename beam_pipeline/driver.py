@@ -20,12 +20,22 @@ import time
 import typing
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    DebugOptions,
+    PipelineOptions,
+    StandardOptions,
+    TestOptions,
+)
+from google.protobuf import json_format
 
 import datasets
 from beam_pipeline import loopback_servers
 from beam_pipeline.graph import GraphParams, build_graph, production_sinks
-from beam_pipeline.java_services import ExpansionServiceError, JavaExpansionService
+from beam_pipeline.java_services import (
+    JAVA_SDK_IMAGE,
+    ExpansionServiceError,
+    JavaExpansionService,
+)
 from beam_pipeline.options import BeamlineOptions, Config, ConfigError, runner_name
 from beam_pipeline.preflight import ServiceUnavailable, check_kafka, check_postgres, commit_offsets
 from beam_pipeline.progress import rows_so_far
@@ -154,6 +164,120 @@ def jdbc_target(settings: StackSettings) -> JdbcTarget:
     return JdbcTarget(settings.jdbc_url, settings.pg_writer, **settings.writer_password_reference())
 
 
+# The variable a Dataflow job's Java workers read the writer's password from: a path
+# on this machine means nothing there (README, "Dataflow").
+DATAFLOW_PASSWORD_ENV = "BEAMLINE_PG_WRITER_PASSWORD"
+
+
+def _build_graph(
+    pipeline: beam.Pipeline,
+    config: Config,
+    dataset: Dataset,
+    target: JdbcTarget,
+    expansion_service: str,
+    consumer_config: dict,
+) -> None:
+    """The job's graph: the dataset's graph between the Kafka read and the sinks."""
+    build_graph(
+        pipeline,
+        dataset,
+        ReadKafkaRecords(
+            config.kafka_bootstrap_servers,
+            [config.kafka_topic],
+            expansion_service,
+            max_num_records=config.kafka_max_records,
+            max_read_time_s=config.kafka_max_read_time_s,
+            start_read_time_ms=config.kafka_start_read_time_ms,
+            consumer_config=consumer_config,
+            partition_counts=config.kafka_partition_counts,
+            max_delay_s=config.kafka_max_delay_s if config.unbounded else 0,
+        ),
+        GraphParams(
+            run_id=config.run_id,
+            dedup_ttl_s=config.dedup_ttl_s,
+            window_size_s=config.window_size_s,
+            window_period_s=config.window_period_s,
+            allowed_lateness_s=config.allowed_lateness_s,
+            value_format=config.value_format,
+            batch=not pipeline.options.view_as(StandardOptions).streaming,
+        ),
+        production_sinks(
+            dataset,
+            f"{config.output_dir}/{config.run_id}",
+            target,
+            expansion_service,
+            config.kafka_bootstrap_servers,
+            file_window_s=config.window_size_s,
+        ),
+    )
+
+
+def _run_on_dataflow(config: Config, options: PipelineOptions, settings: StackSettings) -> int:
+    """Builds the job for Dataflow: written to ``--dataflow_job_file`` with
+    ``--dry_run=True`` (nothing leaves this machine), else submitted, printing its id.
+
+    Nothing here talks to the local Kafka or PostgreSQL: the job's workers reach the
+    servers named by ``--kafka_bootstrap_servers`` and ``BEAMLINE_PG_HOST``.  The Java
+    stages run in Beam's Java SDK container with every jar of the staged classpath.
+    """
+    dry_run = options.view_as(TestOptions).dry_run
+    job_file = options.view_as(DebugOptions).dataflow_job_file
+    if dry_run and not job_file:
+        _error("--dry_run=True builds the job without submitting it: add --dataflow_job_file=PATH")
+        return 2
+    if config.kafka_start_offsets is not None:
+        _error(
+            "--kafka_start_offsets commits offsets for a consumer group before the job: "
+            "not on Dataflow; use --kafka_start_read_time_ms"
+        )
+        return 2
+    dataset = datasets.get(config.dataset)
+    target = JdbcTarget(settings.jdbc_url, settings.pg_writer, password_env=DATAFLOW_PASSWORD_ENV)
+    started = time.monotonic()
+    with JavaExpansionService(settings.home / "logs", java_image=JAVA_SDK_IMAGE) as service:
+        pipeline = beam.Pipeline(options=options)
+        _build_graph(pipeline, config, dataset, target, service.address, {})
+        result = pipeline.run()
+    if dry_run:
+        _write_dataflow_job(result.job, job_file)
+        print(
+            f"run {config.run_id}: Dataflow job built in {time.monotonic() - started:.1f} s, "
+            f"not submitted (--dry_run); written to {job_file} and "
+            f"{_pipeline_path(job_file)}"
+        )
+        return 0
+    print(f"run {config.run_id}: submitted to Dataflow as job {result.job_id()}")
+    return 0
+
+
+def _pipeline_path(job_file: str) -> str:
+    return f"{job_file.removesuffix('.json')}.pipeline.json"
+
+
+def _write_dataflow_job(job, job_file: str) -> None:
+    """The job as Dataflow receives it, offline: the job request (its environment as
+    Beam builds it, minus staged packages) and, beside it, the portable pipeline
+    (which a submission stages as ``pipeline.pb``)."""
+    from apache_beam.runners.dataflow.internal import apiclient
+    from apache_beam.runners.internal import names
+
+    apiclient.DataflowApplicationClient._apply_sdk_environment_overrides(
+        job.proto_pipeline, {}, job.options
+    )
+    staged_url = f"{job.google_cloud_options.staging_location}/{names.STAGED_PIPELINE_FILENAME}"
+    job.proto.environment = apiclient.Environment(
+        packages=[],
+        options=job.options,
+        environment_version=apiclient._FNAPI_ENVIRONMENT_MAJOR_VERSION,
+        proto_pipeline_staged_url=staged_url,
+        proto_pipeline=job.proto_pipeline,
+    ).proto
+    pathlib.Path(job_file).write_text(job.json() + "\n")
+    pathlib.Path(_pipeline_path(job_file)).write_text(
+        json_format.MessageToJson(job.proto_pipeline) + "\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
@@ -175,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     except RunnerSetupError as e:
         _error(str(e))
         return 1
+    if config.runner == "DataflowRunner":
+        return _run_on_dataflow(config, options, settings)
     consumer_config = {}
     try:
         check_kafka(config.kafka_bootstrap_servers)
@@ -194,11 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     dataset = datasets.get(config.dataset)
-    output_prefix = str(config.output_dir / config.run_id)
+    output_prefix = f"{config.output_dir}/{config.run_id}"
     started = time.monotonic()
     earlier = (
         None
-        if config.unbounded
+        if config.unbounded or output_prefix.startswith("gs://")
         else set_aside_earlier_parquet(pathlib.Path(output_prefix), dataset.parquet_outputs())
     )
     with contextlib.ExitStack() as services:
@@ -212,38 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         loopback_servers.install()  # Beam's local gRPC servers: 127.0.0.1, not every interface
         pipeline = beam.Pipeline(options=options)
-        build_graph(
-            pipeline,
-            dataset,
-            ReadKafkaRecords(
-                config.kafka_bootstrap_servers,
-                [config.kafka_topic],
-                expansion_service,
-                max_num_records=config.kafka_max_records,
-                max_read_time_s=config.kafka_max_read_time_s,
-                start_read_time_ms=config.kafka_start_read_time_ms,
-                consumer_config=consumer_config,
-                partition_counts=config.kafka_partition_counts,
-                max_delay_s=config.kafka_max_delay_s if config.unbounded else 0,
-            ),
-            GraphParams(
-                run_id=config.run_id,
-                dedup_ttl_s=config.dedup_ttl_s,
-                window_size_s=config.window_size_s,
-                window_period_s=config.window_period_s,
-                allowed_lateness_s=config.allowed_lateness_s,
-                value_format=config.value_format,
-                batch=not options.view_as(StandardOptions).streaming,
-            ),
-            production_sinks(
-                dataset,
-                output_prefix,
-                target,
-                expansion_service,
-                config.kafka_bootstrap_servers,
-                file_window_s=config.window_size_s,
-            ),
-        )
+        _build_graph(pipeline, config, dataset, target, expansion_service, consumer_config)
         _LOG.info("run %s: reading %s on the %s", config.run_id, config.kafka_topic, config.runner)
         result = pipeline.run()
         if config.unbounded:

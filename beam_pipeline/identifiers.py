@@ -14,6 +14,7 @@ __all__ = [
     "ConfigError",
     "check_host_port",
     "check_output_dir",
+    "check_output_location",
     "check_run_id",
     "check_topic",
     "run_id_argument",
@@ -70,6 +71,24 @@ def check_host_port(flag: str, value: str) -> str:
     if not 0 < port < 65536:
         raise ConfigError(f"{flag} {value!r} is not host:port (example: localhost:8097)")
     return value
+
+
+# A Cloud Storage bucket name (3-63 of lower-case letters, digits, '-', '_', '.'),
+# then an optional folder path.
+_GCS_URI = re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/[^\0\n]*)?")
+
+
+def check_output_location(value: str) -> str:
+    """``--output_dir`` as the run will use it: a ``gs://bucket/folder`` URI as given
+    (trailing slashes dropped), or a local folder resolved (``check_output_dir``)."""
+    if value.startswith("gs://"):
+        if not _GCS_URI.fullmatch(value):
+            raise ConfigError(
+                f"--output_dir {value!r} is not gs://<bucket>/<folder> (a bucket is 3-63 "
+                "lower-case letters, digits, '-', '_' or '.')"
+            )
+        return value.rstrip("/")
+    return str(check_output_dir(value))
 
 
 def check_output_dir(value: str) -> pathlib.Path:

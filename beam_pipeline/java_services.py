@@ -32,7 +32,7 @@ import time
 
 import apache_beam
 
-__all__ = ["ExpansionServiceError", "JavaExpansionService", "staged_classpath"]
+__all__ = ["JAVA_SDK_IMAGE", "ExpansionServiceError", "JavaExpansionService", "staged_classpath"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ _LOG = logging.getLogger(__name__)
 _MAIN_CLASS = "dev.beamline.xlang.LoopbackExpansionServer"
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _STAGED_JAR = f"beamline-expansion-service-{apache_beam.__version__}.jar"
+# The Java SDK container Dataflow runs the Java stages in (Beam's own image for Java 17).
+JAVA_SDK_IMAGE = f"apache/beam_java17_sdk:{apache_beam.__version__}"
 
 
 class ExpansionServiceError(RuntimeError):
@@ -100,12 +102,23 @@ class JavaExpansionService:
       log_dir: where the JVM's output goes (``expansion-service-<port>.log``).
       port: the port to listen on; 0 picks a free loopback port.
       heap: the JVM's maximum heap (``-Xmx``).
+      java_image: expand for workers elsewhere (Dataflow): the Java stages get a
+        ``DOCKER`` environment of this image with every jar of the classpath as
+        artifacts, and no loopback worker is started.  ``None``: this JVM is the
+        Java worker (``EXTERNAL``), as on every local runner.
     """
 
-    def __init__(self, log_dir: pathlib.Path, port: int = 0, heap: str = "2g"):
+    def __init__(
+        self,
+        log_dir: pathlib.Path,
+        port: int = 0,
+        heap: str = "2g",
+        java_image: str | None = None,
+    ):
         self._log_dir = pathlib.Path(log_dir)
         self._port = port or _free_port()
         self._heap = heap
+        self._java_image = java_image
         self._process: subprocess.Popen | None = None
         self.log_path = self._log_dir / f"expansion-service-{self._port}.log"
 
@@ -115,13 +128,18 @@ class JavaExpansionService:
 
     def command(self) -> list[str]:
         classpath = staged_classpath()
+        head = [_java(), f"-Xmx{self._heap}", "-cp", f"{classpath}/*", _MAIN_CLASS, str(self._port)]
+        if self._java_image is not None:
+            # Remote workers have none of this machine's jars: they get all of them.
+            jars = ",".join(str(jar) for jar in sorted(classpath.glob("*.jar")))
+            return [
+                *head,
+                "--defaultEnvironmentType=DOCKER",
+                f"--defaultEnvironmentConfig={self._java_image}",
+                f"--filesToStage={jars}",
+            ]
         return [
-            _java(),
-            f"-Xmx{self._heap}",
-            "-cp",
-            f"{classpath}/*",
-            _MAIN_CLASS,
-            str(self._port),
+            *head,
             "--alsoStartLoopbackWorker",
             "--defaultEnvironmentType=EXTERNAL",
             f"--defaultEnvironmentConfig={self.address}",

@@ -9,7 +9,6 @@ with one precise message per problem.
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 import typing
 import uuid
 
@@ -19,7 +18,7 @@ import datasets
 from beam_pipeline.identifiers import (
     ConfigError,
     check_host_port,
-    check_output_dir,
+    check_output_location,
     check_run_id,
     check_topic,
 )
@@ -190,7 +189,8 @@ class BeamlineOptions(PipelineOptions):
         parser.add_argument(
             "--output_dir",
             default=str(stack.home / "output"),
-            help="Folder of the Parquet outputs (default: %(default)s).",
+            help="Folder of the Parquet outputs, or gs://<bucket>/<folder> (required on "
+            "Dataflow) (default: %(default)s).",
         )
         parser.add_argument(
             "--run_id",
@@ -227,7 +227,7 @@ class Config:
     window_size_s: int
     window_period_s: int | None
     allowed_lateness_s: int
-    output_dir: pathlib.Path
+    output_dir: str  # a local folder (resolved) or gs://bucket/folder
     run_id: str
     expansion_service: str | None
 
@@ -311,6 +311,12 @@ class Config:
                 "--kafka_max_read_time_s or --kafka_stop_offsets, or use a streaming runner "
                 "(--runner=PrismRunner)"
             )
+        output_dir = check_output_location(opts.output_dir)
+        if runner == "DataflowRunner" and not output_dir.startswith("gs://"):
+            raise ConfigError(
+                f"--output_dir {opts.output_dir!r}: Dataflow's workers cannot write to this "
+                "machine's disk; pass --output_dir=gs://<bucket>/<folder>"
+            )
         check_topic("--kafka_topic", topic)
         if opts.expansion_service is not None:
             check_host_port("--expansion_service", opts.expansion_service)
@@ -332,7 +338,7 @@ class Config:
             window_size_s=window_size_s,
             window_period_s=opts.window_period_s,
             allowed_lateness_s=allowed_lateness_s,
-            output_dir=check_output_dir(opts.output_dir),
+            output_dir=output_dir,
             run_id=check_run_id(opts.run_id) if opts.run_id is not None else uuid.uuid4().hex[:12],
             expansion_service=opts.expansion_service,
         )

@@ -33,14 +33,18 @@ is only added when its flag is absent).
   that one bundle was open, the splits stayed in the buffer for good and the job
   read nothing (4 of 9 starts; Beam 2.62, flink-1.19).  With the flag the bundle
   is finished before the checkpoint barrier and its output goes downstream.
-- ``DataflowRunner``: nothing; Dataflow keeps Beam's default container
-  environments.
+- ``DataflowRunner``: ``--setup_file`` (this repository's ``setup.py``, so the
+  workers install Beamline's packages and pinned dependencies), and ``--streaming``
+  for an unbounded read.  The Python stages keep Beam's default container; the
+  Java stages get Beam's Java SDK container (``JavaExpansionService(java_image=…)``).
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
+
+from beam_pipeline.settings import REPO_ROOT
 
 __all__ = [
     "FLINK_FLAGS",
@@ -158,6 +162,10 @@ def preset_flags(
                 ("--state_backend", "filesystem"),
                 ("--state_backend_storage_path", state_dir.resolve().as_uri()),
             ]
+    if runner == "DataflowRunner":
+        presets.append(("--setup_file", str(REPO_ROOT / "setup.py")))
+        if unbounded:
+            presets.append(("--streaming", None))
     flags = []
     for flag, value in presets:
         if not _given(argv, flag):

@@ -7,12 +7,12 @@ derived from the row type, so a field added to the row reaches both.
 from __future__ import annotations
 
 import dataclasses
-import os
 import typing
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.parquetio import WriteToParquetBatched
 from apache_beam.transforms import window
 from apache_beam.transforms.external import ExternalTransform, NamedTupleBasedPayloadBuilder
@@ -212,7 +212,7 @@ class _WriteWindowFileFn(beam.DoFn):
     window and pane, in the partition's folder (``partition`` None: no folder)."""
 
     def __init__(self, prefix: str, schema: pa.Schema):
-        self._folder, self._name = os.path.split(prefix)
+        self._folder, self._name = prefix.rsplit("/", 1)
         self._schema = schema
 
     def process(
@@ -224,11 +224,13 @@ class _WriteWindowFileFn(beam.DoFn):
             span = "all"
         else:
             span = f"{win.start.micros // 1000}-{win.end.micros // 1000}"
-        folder = os.path.join(self._folder, partition) if partition else self._folder
-        path = os.path.join(folder, f"{self._name}-{span}-pane{pane.index}.parquet")
-        os.makedirs(folder or ".", exist_ok=True)
-        pq.write_table(table, path + ".tmp")
-        os.replace(path + ".tmp", path)
+        folder = FileSystems.join(self._folder, partition) if partition else self._folder
+        path = FileSystems.join(folder, f"{self._name}-{span}-pane{pane.index}.parquet")
+        # Beam's file systems: a local folder, or gs:// on Dataflow's workers.  The
+        # rename replaces an earlier attempt's file, so a retry never adds one.
+        with FileSystems.create(path + ".tmp") as out:
+            pq.write_table(table, out)
+        FileSystems.rename([path + ".tmp"], [path])
         yield path
 
 

@@ -58,6 +58,16 @@ def test_help_lists_beamline_and_beam_flags(capsys):
         (["--kafka_max_records=5", "--expansion_service=8097"], "is not host:port"),
         (["--kafka_max_records=5", "--expansion_service=h:99999"], "is not host:port"),
         (["--kafka_max_records=5", "--output_dir=/"], "is not a folder Beamline can write"),
+        (["--kafka_max_records=5", "--output_dir=gs://A_b/x"], "is not gs://<bucket>/<folder>"),
+        (["--kafka_max_records=5", "--output_dir=gs://"], "is not gs://<bucket>/<folder>"),
+        (
+            ["--runner=DataflowRunner", "--kafka_max_records=5", "--output_dir=/tmp/out"],
+            "Dataflow's workers cannot write to this machine's disk",
+        ),
+        (
+            ["--runner=DataflowRunner", "--output_dir=gs://b-1/x", "--dry_run=True"],
+            "add --dataflow_job_file=PATH",
+        ),
     ],
 )
 def test_bad_flags_are_one_clear_line(argv, message, capsys):
@@ -87,7 +97,13 @@ def test_good_identifiers_pass_as_given(tmp_path):
     )
     assert (config.run_id, config.kafka_topic) == ("Run_2026-12-02", "customer.events_v2-a")
     assert config.expansion_service == "localhost:8097"
-    assert config.output_dir == tmp_path / "out"
+    assert config.output_dir == str(tmp_path / "out")
+    assert (
+        Config.from_options(
+            PipelineOptions(["--kafka_max_records=5", "--output_dir=gs://my-bucket/runs/"])
+        ).output_dir
+        == "gs://my-bucket/runs"
+    )
 
 
 def test_streaming_runner_may_read_unbounded():
