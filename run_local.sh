@@ -7,6 +7,8 @@
 #   ./run_local.sh stop         stop them
 #   ./run_local.sh status       say what runs where
 #   ./run_local.sh test         set up, start, run the whole test suite, stop what it started
+#   ./run_local.sh flink setup|start|stop|status
+#                               the standalone Flink cluster for --runner flink-cluster
 #   ./run_local.sh bench [--runner direct] [--events N] [--seed S]
 #                               Beamline vs a hand-written consumer and in-memory loop (100,000)
 set -euo pipefail
@@ -18,6 +20,7 @@ source "$ROOT/scripts/kafka.sh"
 source "$ROOT/scripts/postgres.sh"
 source "$ROOT/scripts/java.sh"
 source "$ROOT/scripts/prism.sh"
+source "$ROOT/scripts/flink.sh"
 
 cmd_setup() {
   mkdir -p "$BEAMLINE_HOME/logs"
@@ -95,6 +98,16 @@ cmd_bench() {
   "$PY" -m tools.bench "$@"
 }
 
+cmd_flink() {
+  case "${1:-}" in
+    setup) cmd_setup; flink_cluster_setup ;;
+    start) cmd_setup; flink_cluster_setup; cmd_start; flink_cluster_start ;;
+    stop) flink_cluster_stop ;;
+    status) flink_cluster_status ;;
+    *) die "usage: ./run_local.sh flink setup|start|stop|status" ;;
+  esac
+}
+
 case "${1:-}" in
   setup) shift; cmd_setup "$@" ;;
   start) shift; cmd_start "$@" ;;
@@ -102,6 +115,7 @@ case "${1:-}" in
   status) shift; cmd_status "$@" ;;
   test) shift; cmd_test "$@" ;;
   bench) shift; cmd_bench "$@" ;;
+  flink) shift; cmd_flink "$@" ;;
   -h | --help | help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' ;;
   "" | -*) cmd_main "$@" ;;
   *) die "unknown command '$1': use setup, start, stop, status, test or bench (./run_local.sh --help)" ;;

@@ -29,7 +29,7 @@ from apache_beam.options.pipeline_options import (
 from google.protobuf import json_format
 
 import datasets
-from beam_pipeline import loopback_servers
+from beam_pipeline import flink_cluster, loopback_servers
 from beam_pipeline.graph import GraphParams, build_graph, production_sinks
 from beam_pipeline.java_services import (
     JAVA_SDK_IMAGE,
@@ -37,9 +37,22 @@ from beam_pipeline.java_services import (
     JavaExpansionService,
 )
 from beam_pipeline.options import BeamlineOptions, Config, ConfigError, runner_name
-from beam_pipeline.preflight import ServiceUnavailable, check_kafka, check_postgres, commit_offsets
+from beam_pipeline.preflight import (
+    ServiceUnavailable,
+    check_kafka,
+    check_listening,
+    check_postgres,
+    commit_offsets,
+)
 from beam_pipeline.progress import rows_so_far
-from beam_pipeline.runners import RunnerSetupError, preset_flags, runner_flag
+from beam_pipeline.runners import (
+    CLUSTER_EXPANSION_PORT,
+    PYTHON_WORKERS_PORT,
+    RunnerSetupError,
+    flink_cluster_master,
+    preset_flags,
+    runner_flag,
+)
 from beam_pipeline.settings import MissingPasswordError, StackSettings
 from schemas.dataset import Dataset
 from transforms.kafka_io import ReadKafkaRecords
@@ -292,6 +305,10 @@ def main(argv: list[str] | None = None) -> int:
         # A run's checkpoints (Flink): kept if the job fails, removed once it ends cleanly.
         state_dir = settings.home / "flink-checkpoints" / config.run_id
         presets = preset_flags(config.runner, argv, config.unbounded, state_dir)
+        if config.runner == "FlinkRunner" and flink_cluster_master(argv):
+            # The name the cluster knows the job by, to stop it there.
+            presets.append(f"--job_name={flink_cluster.job_name(config.run_id)}")
+            presets = [p for p in presets if not any(a.startswith("--job_name=") for a in argv)]
         options = PipelineOptions(argv + presets)
     except ConfigError as e:
         _error(str(e))
@@ -328,12 +345,22 @@ def main(argv: list[str] | None = None) -> int:
         else set_aside_earlier_parquet(pathlib.Path(output_prefix), dataset.parquet_outputs())
     )
     with contextlib.ExitStack() as services:
+        cluster = flink_cluster_master(argv) if config.runner == "FlinkRunner" else None
         try:
-            expansion_service = (
-                config.expansion_service
-                or services.enter_context(JavaExpansionService(settings.home / "logs")).address
-            )
-        except ExpansionServiceError as e:
+            if config.expansion_service:
+                expansion_service = config.expansion_service
+            elif cluster:
+                # A cluster's Java stages need a worker that outlives this driver.
+                expansion_service = f"127.0.0.1:{CLUSTER_EXPANSION_PORT}"
+                check_listening(expansion_service, "the Flink cluster's expansion service")
+                check_listening(
+                    f"127.0.0.1:{PYTHON_WORKERS_PORT}", "the Flink cluster's Python workers"
+                )
+            else:
+                expansion_service = services.enter_context(
+                    JavaExpansionService(settings.home / "logs")
+                ).address
+        except (ExpansionServiceError, ServiceUnavailable) as e:
             _error(str(e))
             return 1
         loopback_servers.install()  # Beam's local gRPC servers: 127.0.0.1, not every interface
@@ -354,6 +381,10 @@ def main(argv: list[str] | None = None) -> int:
             config.progress_every_s,
             started,
         )
+        if cluster:
+            name = options.get_all_options()["job_name"]
+            for jid in flink_cluster.cancel_jobs(cluster, name):
+                print(f"cancelled job {jid} on the Flink cluster at {cluster}", flush=True)
         # A cancelled streaming job's counters are partial or absent on portable
         # runners (Flink reports none): say what reached the sinks instead.
         counts = (

@@ -28,6 +28,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import apache_beam
@@ -185,6 +186,10 @@ class JavaExpansionService:
             f"{timeout_s:.0f} s (see {self.log_path})"
         )
 
+    def alive(self) -> bool:
+        """Whether the JVM started by ``start()`` is still running."""
+        return self._process is not None and self._process.poll() is None
+
     def stop(self) -> None:
         if self._process is None or self._process.poll() is not None:
             return
@@ -201,3 +206,38 @@ class JavaExpansionService:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m beam_pipeline.java_services --port=N``: one expansion service (and
+    its loopback Java worker) that outlives the drivers using it, until SIGTERM.
+    The standalone Flink cluster's jobs run their Java stages in it."""
+    import argparse
+    import threading
+
+    from beam_pipeline.settings import StackSettings
+
+    parser = argparse.ArgumentParser(prog="python -m beam_pipeline.java_services")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        service = JavaExpansionService(StackSettings.from_env().home / "logs", args.port).start()
+    except ExpansionServiceError as e:
+        print(f"beamline: error: {e}", file=sys.stderr)
+        return 1
+    try:
+        while not stop.wait(1.0):
+            if not service.alive():
+                print(f"beamline: error: the JVM exited (see {service.log_path})", file=sys.stderr)
+                return 1
+    finally:
+        service.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,6 +7,7 @@ Part of the job (the driver imports it); the operator's stack administration
 
 from __future__ import annotations
 
+import socket
 import typing
 
 import psycopg2
@@ -19,6 +20,7 @@ __all__ = [
     "ServiceUnavailable",
     "admin_client",
     "check_kafka",
+    "check_listening",
     "check_postgres",
     "commit_offsets",
 ]
@@ -56,6 +58,19 @@ def check_postgres(settings: StackSettings) -> None:
         raise ServiceUnavailable(
             f"PostgreSQL does not accept connections at {settings.pg_host}:{settings.pg_port} "
             f"({first_line}): start it with ./run_local.sh start"
+        ) from None
+
+
+def check_listening(address: str, what: str, timeout_s: float = 2.0) -> None:
+    """Raises ServiceUnavailable unless something accepts TCP connections at
+    ``address`` (``host:port``); ``what`` names it in the message."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ServiceUnavailable(
+            f"{what} does not answer at {address} ({e.strerror or e}): "
+            "start the cluster with ./run_local.sh flink start"
         ) from None
 
 

@@ -50,7 +50,9 @@ __all__ = [
     "FLINK_FLAGS",
     "FLINK_JOB_SERVER_VERSION",
     "PRISM_BINARY",
+    "RUNNER_PRESETS",
     "RunnerSetupError",
+    "flink_cluster_master",
     "flink_job_server_jar",
     "preset_flags",
     "runner_flag",
@@ -106,6 +108,35 @@ FLINK_FLAGS = frozenset(
 )
 
 
+# The stack's standalone Flink cluster (scripts/flink.sh) and the workers beside it.
+FLINK_REST_PORT = int(os.environ.get("BEAMLINE_FLINK_REST_PORT", "8081"))
+PYTHON_WORKERS_PORT = int(os.environ.get("BEAMLINE_PYTHON_WORKERS_PORT", "50000"))
+CLUSTER_EXPANSION_PORT = int(os.environ.get("BEAMLINE_CLUSTER_EXPANSION_PORT", "8097"))
+
+
+# The runners of ./run_local.sh --runner NAME (and of its bench): the flags each stands for.
+RUNNER_PRESETS = {
+    "direct": ("--runner=DirectRunner",),
+    "flink": ("--runner=FlinkRunner",),  # embedded: a mini-cluster in the job server
+    "flink-cluster": (
+        "--runner=FlinkRunner",
+        f"--flink_master=127.0.0.1:{FLINK_REST_PORT}",
+        "--parallelism=2",
+    ),
+    "prism": ("--runner=PrismRunner",),
+}
+
+
+def flink_cluster_master(argv: list[str]) -> str | None:
+    """The ``--flink_master`` of ``argv`` when it names a cluster (not the embedded
+    ``[local]`` or ``[auto]``), else ``None``."""
+    for arg in argv:
+        if arg.startswith("--flink_master="):
+            master = arg.split("=", 1)[1]
+            return None if master in ("[local]", "[auto]", "") else master
+    return None
+
+
 def runner_flag(runner: str, arg: str) -> bool:
     """Whether ``arg`` is a flag that ``runner``'s job server takes."""
     return runner == "FlinkRunner" and arg.split("=", 1)[0] in FLINK_FLAGS
@@ -141,11 +172,17 @@ def preset_flags(
             raise RunnerSetupError(
                 f"Beam's Flink job server is not staged at {jar}: run ./run_local.sh setup"
             )
-        presets += [
-            ("--flink_job_server_jar", str(jar)),
-            ("--flink_master", "[local]"),
-            ("--environment_type", "LOOPBACK"),
-        ]
+        presets.append(("--flink_job_server_jar", str(jar)))
+        if flink_cluster_master(argv) is None:
+            presets += [("--flink_master", "[local]"), ("--environment_type", "LOOPBACK")]
+        else:
+            # A cluster's TaskManager asks the stack's worker pool for Python workers,
+            # one per slot, and never reaches back into this driver.
+            presets += [
+                ("--environment_type", "EXTERNAL"),
+                ("--environment_config", f"127.0.0.1:{PYTHON_WORKERS_PORT}"),
+                ("--sdk_worker_parallelism", "2"),
+            ]
     # Flink streams bounded reads too: its batch mode ran the same 21,000-record
     # backlog in 471 s instead of 66 s (the bench, 20,000 events), the stateful
     # stages' bundles being cut per key.  A streaming job over a bounded read ends

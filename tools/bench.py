@@ -49,6 +49,7 @@ import typing
 
 import psycopg2
 
+from beam_pipeline.runners import RUNNER_PRESETS
 from beam_pipeline.settings import REPO_ROOT, MissingPasswordError, StackSettings
 from datasets.customer_events import CONTRACT, DATASET
 from schemas import tables
@@ -74,7 +75,7 @@ __all__ = [
 
 _LOG = logging.getLogger(__name__)
 
-RUNNERS = {"direct": "DirectRunner", "flink": "FlinkRunner", "prism": "PrismRunner"}
+RUNNERS = RUNNER_PRESETS
 
 # The standard fault mix of ./run_local.sh on the DirectRunner (nothing is late there).
 FAULTS = {"malformed": 0.02, "invalid": 0.02, "duplicates": 0.05, "out_of_order": 0.01, "late": 0.0}
@@ -472,7 +473,7 @@ def _beamline_command(args, run_id: str, topic: str, report: dict) -> list[str]:
         sys.executable,
         "-m",
         "run",
-        f"--runner={RUNNERS[args.runner]}",
+        *RUNNERS[args.runner],
         f"--run_id={run_id}",
         f"--kafka_topic={topic}",
         f"--value_format={args.value_format}",

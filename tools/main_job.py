@@ -26,6 +26,7 @@ import time
 import datasets
 from beam_pipeline import driver
 from beam_pipeline.options import DEFAULT_MAX_DELAY_S
+from beam_pipeline.runners import RUNNER_PRESETS
 from beam_pipeline.settings import REPO_ROOT, StackSettings
 from schemas.dataset import Dataset
 from tools import reconcile
@@ -83,7 +84,8 @@ def _parser(settings: StackSettings) -> argparse.ArgumentParser:
         "--runner",
         default="direct",
         choices=sorted(RUNNERS),
-        help="direct: produce, then a bounded batch run; prism or flink (embedded): a "
+        help="direct: produce, then a bounded batch run; prism, flink (embedded) or "
+        "flink-cluster (./run_local.sh flink start; parallelism 2): a "
         "streaming job on a live feed (events sent at their event time) until the run "
         "balances or Ctrl-C",
     )
@@ -104,7 +106,7 @@ def _parser(settings: StackSettings) -> argparse.ArgumentParser:
     return parser
 
 
-RUNNERS = {"direct": "DirectRunner", "flink": "FlinkRunner", "prism": "PrismRunner"}
+RUNNERS = RUNNER_PRESETS
 
 
 def _stream(args, run_flags, settings, dataset, batch, run_id, seed, start_ms) -> int:
@@ -118,7 +120,7 @@ def _stream(args, run_flags, settings, dataset, batch, run_id, seed, start_ms) -
             sys.executable,
             "-m",
             "run",
-            f"--runner={RUNNERS[args.runner]}",
+            *RUNNERS[args.runner],
             f"--run_id={run_id}",
             f"--dataset={args.dataset}",
             f"--kafka_topic={args.kafka_topic}",

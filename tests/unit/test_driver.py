@@ -174,6 +174,40 @@ def test_the_flink_preset_names_the_job_server_the_pom_builds():
     assert runners.preset_flags("DirectRunner", [], False) == []
 
 
+def test_a_flink_cluster_gets_the_stacks_workers_not_the_driver():
+    from beam_pipeline import runners
+
+    argv = ["--flink_job_server_jar=/x.jar", "--flink_master=127.0.0.1:8081"]
+    assert runners.flink_cluster_master(argv) == "127.0.0.1:8081"
+    flags = runners.preset_flags("FlinkRunner", argv, False)
+    assert "--environment_type=EXTERNAL" in flags
+    assert f"--environment_config=127.0.0.1:{runners.PYTHON_WORKERS_PORT}" in flags
+    assert "--sdk_worker_parallelism=2" in flags
+    assert not [f for f in flags if "LOOPBACK" in f or "[local]" in f]
+    for local in ("[local]", "[auto]"):
+        assert runners.flink_cluster_master([f"--flink_master={local}"]) is None
+    assert runners.flink_cluster_master([]) is None
+    assert "--flink_master=127.0.0.1:8081" in runners.RUNNER_PRESETS["flink-cluster"]
+    assert "--parallelism=2" in runners.RUNNER_PRESETS["flink-cluster"]
+
+
+def test_a_missing_flink_cluster_is_one_clear_line(capsys, monkeypatch):
+    from beam_pipeline import preflight
+
+    monkeypatch.setattr(driver, "check_kafka", lambda *_: None)
+    monkeypatch.setattr(driver, "check_postgres", lambda *_: None)
+    monkeypatch.setattr(driver, "jdbc_target", lambda *_: None)
+
+    def refused(address, what):
+        raise preflight.ServiceUnavailable(f"{what} does not answer at {address} (refused): x")
+
+    monkeypatch.setattr(driver, "check_listening", refused)
+    argv = ["--runner=FlinkRunner", "--flink_master=127.0.0.1:1", "--kafka_max_records=5"]
+    assert driver.main([*argv, "--flink_job_server_jar=/x.jar"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the Flink cluster's expansion service does not answer" in err[0]
+
+
 def test_flink_job_server_flags_are_flags_with_the_flink_runner_only():
     flink = ["--runner=FlinkRunner", "--max_bundle_time_mills=500", "--object_reuse"]
     assert driver.unknown_flags(flink) == []
