@@ -65,10 +65,9 @@ def test_keeps_one_copy_per_id_and_logs_the_others(pipeline):
         )
 
 
-def test_a_copy_after_the_ttl_is_kept_again(stream_pipeline):
-    # TTL 60 s.  'a' at t=0 sets expiry at t=60.  The watermark passes 60, the state
-    # clears, so 'a' at t=100 is a new first copy; 'a' at t=30 (before expiry) is a duplicate.
-    stream = (
+def _copies_around_the_ttl():
+    """'a' at t=0 and t=30, the watermark past 61, then 'a' again at t=100."""
+    return (
         test_stream.TestStream()
         .advance_watermark_to(0)
         .add_elements([_pair("a", 0, 0, 0), _pair("a", 0, 1, 30)])
@@ -76,6 +75,12 @@ def test_a_copy_after_the_ttl_is_kept_again(stream_pipeline):
         .add_elements([_pair("a", 0, 2, 100)])
         .advance_watermark_to_infinity()
     )
+
+
+def test_a_copy_after_the_ttl_is_kept_again(stream_pipeline):
+    # TTL 60 s.  'a' at t=0 sets expiry at t=60.  The watermark passes 60, the state
+    # clears, so 'a' at t=100 is a new first copy; 'a' at t=30 (before expiry) is a duplicate.
+    stream = _copies_around_the_ttl()
     with stream_pipeline as p:
         out = p | stream | DeduplicateById("event_id", ttl_s=60, run_id="r")
         assert_that(
@@ -93,14 +98,7 @@ def test_a_copy_after_the_ttl_is_kept_again(stream_pipeline):
 def test_without_expiry_an_id_is_remembered_for_the_whole_run(stream_pipeline):
     # A batch job's setting: the same input as above, but no timer clears 'a', so
     # its copy at t=100 is a duplicate too.
-    stream = (
-        test_stream.TestStream()
-        .advance_watermark_to(0)
-        .add_elements([_pair("a", 0, 0, 0), _pair("a", 0, 1, 30)])
-        .advance_watermark_to(61)
-        .add_elements([_pair("a", 0, 2, 100)])
-        .advance_watermark_to_infinity()
-    )
+    stream = _copies_around_the_ttl()
     with stream_pipeline as p:
         out = p | stream | DeduplicateById("event_id", ttl_s=60, run_id="r", expire=False)
         assert_that(
