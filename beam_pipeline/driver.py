@@ -203,6 +203,7 @@ def _build_graph(
             start_read_time_ms=config.kafka_start_read_time_ms,
             consumer_config=consumer_config,
             partition_counts=config.kafka_partition_counts,
+            commit_offsets=config.unbounded and "group.id" in consumer_config,
             max_delay_s=config.kafka_max_delay_s if config.unbounded else 0,
         ),
         GraphParams(
@@ -249,7 +250,9 @@ def _run_on_dataflow(config: Config, options: PipelineOptions, settings: StackSe
     started = time.monotonic()
     with JavaExpansionService(settings.home / "logs", java_image=JAVA_SDK_IMAGE) as service:
         pipeline = beam.Pipeline(options=options)
-        _build_graph(pipeline, config, dataset, target, service.address, {})
+        group = config.consumer_group()
+        consumer_config = {"group.id": group} if group else {}
+        _build_graph(pipeline, config, dataset, target, service.address, consumer_config)
         result = pipeline.run()
     if dry_run:
         _write_dataflow_job(result.job, job_file)
@@ -323,14 +326,15 @@ def main(argv: list[str] | None = None) -> int:
         check_kafka(config.kafka_bootstrap_servers)
         check_postgres(settings)
         target = jdbc_target(settings)
+        group = config.consumer_group()
         if config.kafka_start_offsets is not None:
-            group = f"beamline-{config.run_id}"
             commit_offsets(
                 config.kafka_bootstrap_servers,
                 group,
                 config.kafka_topic,
                 config.kafka_start_offsets,
             )
+        if group is not None:
             consumer_config["group.id"] = group
     except (ServiceUnavailable, MissingPasswordError) as e:
         _error(str(e))

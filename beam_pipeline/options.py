@@ -122,6 +122,14 @@ class BeamlineOptions(PipelineOptions):
             "Partitions not named start at their earliest offset.",
         )
         parser.add_argument(
+            "--kafka_consumer_group",
+            default=None,
+            help="The consumer group of an unbounded read: it starts at the group's "
+            "committed offsets and commits as checkpoints complete, so a job started again "
+            "goes on where the last one's last checkpoint ended (default: "
+            "beamline-<dataset>; with --kafka_start_offsets, beamline-<run_id>).",
+        )
+        parser.add_argument(
             "--kafka_stop_offsets",
             default=None,
             help="Read up to these offsets (exclusive), as partition=offset pairs, each "
@@ -230,6 +238,17 @@ class Config:
     output_dir: str  # a local folder (resolved) or gs://bucket/folder
     run_id: str
     expansion_service: str | None
+    kafka_consumer_group: str | None = None
+
+    def consumer_group(self) -> str | None:
+        """The read's consumer group: the flag's; ``beamline-<run_id>`` when the run
+        commits its start offsets; ``beamline-<dataset>`` for an unbounded read; else
+        none (a bounded read neither needs nor commits one)."""
+        if self.kafka_consumer_group is not None:
+            return self.kafka_consumer_group
+        if self.kafka_start_offsets is not None:
+            return f"beamline-{self.run_id}"
+        return f"beamline-{self.dataset}" if self.unbounded else None
 
     @property
     def unbounded(self) -> bool:
@@ -341,4 +360,7 @@ class Config:
             output_dir=output_dir,
             run_id=check_run_id(opts.run_id) if opts.run_id is not None else uuid.uuid4().hex[:12],
             expansion_service=opts.expansion_service,
+            kafka_consumer_group=check_topic("--kafka_consumer_group", opts.kafka_consumer_group)
+            if opts.kafka_consumer_group is not None
+            else None,
         )

@@ -23,6 +23,7 @@ __all__ = [
     "check_listening",
     "check_postgres",
     "commit_offsets",
+    "committed_offsets",
 ]
 
 
@@ -88,3 +89,16 @@ def commit_offsets(
     )
     for future in admin.alter_consumer_group_offsets([request]).values():
         future.result(timeout=30)
+
+
+def committed_offsets(bootstrap_servers: str, group: str, topic: str) -> dict[int, int]:
+    """``group``'s committed offsets on ``topic``: partition → the next offset to read
+    (partitions without a commit are left out)."""
+    admin = admin_client(bootstrap_servers)
+    request = ConsumerGroupTopicPartitions(group)
+    result = admin.list_consumer_group_offsets([request])[group].result(timeout=30)
+    return {
+        tp.partition: tp.offset
+        for tp in result.topic_partitions
+        if tp.topic == topic and tp.offset >= 0
+    }

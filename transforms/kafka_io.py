@@ -60,6 +60,7 @@ class _PartitionCountsConfig(typing.NamedTuple):
     timestamp_policy: str
     max_read_time_s: typing.Optional[int]
     max_delay_ms: int
+    commit_offsets_in_finalize: bool
 
 
 class _ToKafkaRecordFn(beam.DoFn):
@@ -112,7 +113,11 @@ class ReadKafkaRecords(beam.PTransform):
       timestamp_policy: ``ProcessingTime``, ``CreateTime`` or ``LogAppendTime``.
       consumer_config: extra consumer settings, merged over the defaults.  With a
         ``group.id`` and no start time, the read starts at the group's committed
-        offsets (``stack.commit_offsets`` sets them); Beam never commits.
+        offsets (``stack.commit_offsets`` sets them, or an earlier run's checkpoints).
+      commit_offsets: an unbounded read commits its offsets to the ``group.id`` of
+        ``consumer_config`` whenever the runner finalizes a checkpoint (KafkaIO's
+        ``commitOffsetsInFinalize``), so a job started again without its state goes
+        on where the last completed checkpoint ended.  Bounded reads never commit.
     """
 
     def __init__(
@@ -127,8 +132,12 @@ class ReadKafkaRecords(beam.PTransform):
         consumer_config: typing.Mapping[str, str] | None = None,
         partition_counts: typing.Mapping[int, int] | None = None,
         max_delay_s: float = 0,
+        commit_offsets: bool = False,
     ):
         super().__init__()
+        if commit_offsets and not (consumer_config or {}).get("group.id"):
+            raise ValueError("commit_offsets needs a group.id in consumer_config")
+        self._commit_offsets = commit_offsets
         if partition_counts is not None:
             if len(topics) != 1:
                 raise ValueError("partition_counts reads exactly one topic")
@@ -169,6 +178,7 @@ class ReadKafkaRecords(beam.PTransform):
                 timestamp_policy=self._timestamp_policy,
                 max_read_time_s=self._max_read_time_s,
                 max_delay_ms=self._max_delay_ms,
+                commit_offsets_in_finalize=self._commit_offsets,
             )
             return ExternalTransform(
                 PARTITION_COUNTS_URN,
@@ -183,6 +193,7 @@ class ReadKafkaRecords(beam.PTransform):
             max_read_time=self._max_read_time_s,
             start_read_time=self._start_read_time_ms,
             timestamp_policy=self._timestamp_policy,
+            commit_offset_in_finalize=self._commit_offsets,
             expansion_service=self._expansion_service,
         )
 

@@ -26,6 +26,7 @@ import uuid
 import pytest
 
 import datasets
+from beam_pipeline.preflight import committed_offsets
 from beam_pipeline.settings import REPO_ROOT
 from tests.procnet import LOOPBACK, command, descendants, listening_sockets
 from tools import reconcile
@@ -175,6 +176,16 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
 
         terms, _ = _poll(balanced, 120, "the run to balance", lambda: "; ".join(last))
         balanced_s = time.monotonic() - sending_since
+        # Offsets are committed to the run's group as checkpoints complete: a job
+        # started again would go on from the end of the feed.
+        group, end = f"beamline-{run_id}", {int(p): o for p, o in report["offsets_after"].items()}
+        committed = []
+
+        def caught_up():
+            committed[:] = [committed_offsets(stack.kafka_bootstrap_servers, group, fresh_topic)]
+            return committed[0] == end
+
+        _poll(caught_up, 60, "the committed offsets to reach the feed's end", lambda: committed)
         late_panes = _late_panes(pg, counts_table, run_id)
         exposed = _listening_off_loopback(job.pid)
 

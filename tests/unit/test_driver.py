@@ -174,6 +174,27 @@ def test_the_flink_preset_names_the_job_server_the_pom_builds():
     assert runners.preset_flags("DirectRunner", [], False) == []
 
 
+def test_the_consumer_group_is_the_flags_the_runs_or_the_datasets():
+    def group(*argv):
+        return Config.from_options(PipelineOptions(["--run_id=r1", *argv])).consumer_group()
+
+    unbounded = "--runner=FlinkRunner"
+    assert group(unbounded) == "beamline-customer_events"
+    assert group(unbounded, "--dataset=customers") == "beamline-customers"
+    assert group(unbounded, "--kafka_start_offsets=0=5") == "beamline-r1"
+    assert group(unbounded, "--kafka_consumer_group=team.orders-v2") == "team.orders-v2"
+    assert group("--kafka_max_records=5") is None  # a bounded read commits nothing
+    with pytest.raises(ConfigError, match="not a Kafka topic name"):
+        group(unbounded, "--kafka_consumer_group=a/b")
+
+
+def test_committing_offsets_needs_a_consumer_group():
+    from transforms.kafka_io import ReadKafkaRecords
+
+    with pytest.raises(ValueError, match="group.id"):
+        ReadKafkaRecords("127.0.0.1:9092", ["t"], "127.0.0.1:1", commit_offsets=True)
+
+
 def test_a_flink_cluster_gets_the_stacks_workers_not_the_driver():
     from beam_pipeline import runners
 

@@ -40,7 +40,10 @@ import org.joda.time.Duration;
  *
  * <p>Each read starts where the consumer group in {@code consumer_config} has committed (Beamline
  * commits the run's start offsets before the job), or at {@code auto.offset.reset} without a
- * group. Partitions with a count of 0 are not read.
+ * group. Partitions with a count of 0 are not read. With {@code commit_offsets_in_finalize}, the
+ * unbounded read commits its offsets to that group when the runner finalizes a checkpoint
+ * (KafkaIO's {@code commitOffsetsInFinalize}), so a job started again without its state resumes
+ * where the last completed checkpoint ended.
  */
 public final class KafkaRangeReadRegistrar implements ExternalTransformRegistrar {
 
@@ -60,6 +63,7 @@ public final class KafkaRangeReadRegistrar implements ExternalTransformRegistrar
     private String timestampPolicy = "CreateTime";
     private Long maxReadTimeS;
     private Long maxDelayMs = 0L;
+    private Boolean commitOffsetsInFinalize = false;
 
     public void setTopic(String topic) {
       this.topic = topic;
@@ -87,6 +91,10 @@ public final class KafkaRangeReadRegistrar implements ExternalTransformRegistrar
 
     public void setMaxDelayMs(Long maxDelayMs) {
       this.maxDelayMs = maxDelayMs == null ? 0L : maxDelayMs;
+    }
+
+    public void setCommitOffsetsInFinalize(Boolean commitOffsetsInFinalize) {
+      this.commitOffsetsInFinalize = Boolean.TRUE.equals(commitOffsetsInFinalize);
     }
   }
 
@@ -124,6 +132,9 @@ public final class KafkaRangeReadRegistrar implements ExternalTransformRegistrar
         KafkaIO.Read<byte[], byte[]> read = baseRead().withTopic(config.topic);
         if (config.maxReadTimeS != null) {
           read = read.withMaxReadTime(Duration.standardSeconds(config.maxReadTimeS));
+        }
+        if (config.commitOffsetsInFinalize) {
+          read = read.commitOffsetsInFinalize(); // KafkaIO refuses it without a group.id
         }
         return input.apply("ReadTopic", BeamlineUnboundedRead.rows(read));
       }
