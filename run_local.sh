@@ -7,7 +7,7 @@
 #   ./run_local.sh stop         stop them
 #   ./run_local.sh status       say what runs where
 #   ./run_local.sh test         set up, start, run the whole test suite, stop what it started
-#   ./run_local.sh flink setup|start|stop|status
+#   ./run_local.sh flink setup|start|stop|status|stop-job RUN_ID
 #                               the standalone Flink cluster for --runner flink-cluster
 #   ./run_local.sh bench [--runner direct] [--events N] [--seed S]
 #                               Beamline vs a hand-written consumer and in-memory loop (100,000)
@@ -104,7 +104,8 @@ cmd_flink() {
     start) cmd_setup; flink_cluster_setup; cmd_start; flink_cluster_start ;;
     stop) flink_cluster_stop ;;
     status) flink_cluster_status ;;
-    *) die "usage: ./run_local.sh flink setup|start|stop|status" ;;
+    stop-job) shift; cd "$ROOT"; "$PY" -m tools.flink_job "$@" ;;
+    *) die "usage: ./run_local.sh flink setup|start|stop|status|stop-job RUN_ID" ;;
   esac
 }
 

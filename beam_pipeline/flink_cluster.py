@@ -13,7 +13,14 @@ import json
 import time
 import urllib.request
 
-__all__ = ["TERMINAL", "cancel_jobs", "job_name", "jobs_named"]
+__all__ = [
+    "TERMINAL",
+    "SavepointError",
+    "cancel_jobs",
+    "job_name",
+    "jobs_named",
+    "stop_with_savepoint",
+]
 
 TERMINAL = {"FINISHED", "CANCELED", "FAILED"}
 
@@ -23,8 +30,15 @@ def job_name(run_id: str) -> str:
     return f"beamline-{run_id}"
 
 
-def _request(master: str, path: str, method: str = "GET", timeout_s: float = 10.0):
-    request = urllib.request.Request(f"http://{master}{path}", method=method)
+class SavepointError(RuntimeError):
+    """No running job to stop, or its savepoint failed; the message says which."""
+
+
+def _request(master: str, path: str, method: str = "GET", timeout_s: float = 10.0, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://{master}{path}", data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - http to the cluster
         body = response.read()
     return json.loads(body) if body else {}
@@ -49,3 +63,27 @@ def cancel_jobs(master: str, name: str, timeout_s: float = 60.0) -> list[str]:
             break
         time.sleep(0.5)
     return cancelled
+
+
+def stop_with_savepoint(master: str, name: str, target_dir: str, timeout_s: float = 300.0) -> str:
+    """Stops the running job named ``name`` with a savepoint in ``target_dir`` (a
+    ``file://`` URI); returns the savepoint's location, from which
+    ``--savepoint_path`` resumes the job.  Flink finishes the job's bundles and
+    takes the savepoint before the job ends (about 35 s here)."""
+    running = [jid for jid, state in jobs_named(master, name).items() if state == "RUNNING"]
+    if len(running) != 1:
+        raise SavepointError(f"{len(running)} running jobs named {name} on {master}: need one")
+    jid = running[0]
+    trigger = _request(
+        master, f"/jobs/{jid}/stop", "POST", body={"targetDirectory": target_dir, "drain": False}
+    )["request-id"]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = _request(master, f"/jobs/{jid}/savepoints/{trigger}")
+        if status["status"]["id"] == "COMPLETED":
+            operation = status.get("operation") or {}
+            if "location" not in operation:
+                raise SavepointError(f"the savepoint of job {jid} failed: {operation}")
+            return operation["location"]
+        time.sleep(1.0)
+    raise SavepointError(f"the savepoint of job {jid} did not complete within {timeout_s:.0f} s")
