@@ -203,7 +203,7 @@ def _build_graph(
             start_read_time_ms=config.kafka_start_read_time_ms,
             consumer_config=consumer_config,
             partition_counts=config.kafka_partition_counts,
-            commit_offsets=config.unbounded and "group.id" in consumer_config,
+            commit_offsets=config.unbounded,  # an unbounded read always has a group
             max_delay_s=config.kafka_max_delay_s if config.unbounded else 0,
         ),
         GraphParams(
@@ -217,7 +217,7 @@ def _build_graph(
         ),
         production_sinks(
             dataset,
-            f"{config.output_dir}/{config.run_id}",
+            config.output_prefix,
             target,
             expansion_service,
             config.kafka_bootstrap_servers,
@@ -250,9 +250,7 @@ def _run_on_dataflow(config: Config, options: PipelineOptions, settings: StackSe
     started = time.monotonic()
     with JavaExpansionService(settings.home / "logs", java_image=JAVA_SDK_IMAGE) as service:
         pipeline = beam.Pipeline(options=options)
-        group = config.consumer_group()
-        consumer_config = {"group.id": group} if group else {}
-        _build_graph(pipeline, config, dataset, target, service.address, consumer_config)
+        _build_graph(pipeline, config, dataset, target, service.address, config.consumer_config())
         result = pipeline.run()
     if dry_run:
         _write_dataflow_job(result.job, job_file)
@@ -307,11 +305,13 @@ def main(argv: list[str] | None = None) -> int:
         config = Config.from_options(PipelineOptions(argv))
         # A run's checkpoints (Flink): kept if the job fails, removed once it ends cleanly.
         state_dir = settings.home / "flink-checkpoints" / config.run_id
-        presets = preset_flags(config.runner, argv, config.unbounded, state_dir)
-        if config.runner == "FlinkRunner" and flink_cluster_master(argv):
-            # The name the cluster knows the job by, to stop it there.
-            presets.append(f"--job_name={flink_cluster.job_name(config.run_id)}")
-            presets = [p for p in presets if not any(a.startswith("--job_name=") for a in argv)]
+        presets = preset_flags(
+            config.runner,
+            argv,
+            config.unbounded,
+            state_dir,
+            job_name=flink_cluster.job_name(config.run_id),
+        )
         options = PipelineOptions(argv + presets)
     except ConfigError as e:
         _error(str(e))
@@ -321,27 +321,24 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if config.runner == "DataflowRunner":
         return _run_on_dataflow(config, options, settings)
-    consumer_config = {}
+    consumer_config = config.consumer_config()
     try:
         check_kafka(config.kafka_bootstrap_servers)
         check_postgres(settings)
         target = jdbc_target(settings)
-        group = config.consumer_group()
         if config.kafka_start_offsets is not None:
             commit_offsets(
                 config.kafka_bootstrap_servers,
-                group,
+                config.consumer_group(),
                 config.kafka_topic,
                 config.kafka_start_offsets,
             )
-        if group is not None:
-            consumer_config["group.id"] = group
     except (ServiceUnavailable, MissingPasswordError) as e:
         _error(str(e))
         return 1
 
     dataset = datasets.get(config.dataset)
-    output_prefix = f"{config.output_dir}/{config.run_id}"
+    output_prefix = config.output_prefix
     started = time.monotonic()
     earlier = (
         None

@@ -250,6 +250,16 @@ class Config:
             return f"beamline-{self.run_id}"
         return f"beamline-{self.dataset}" if self.unbounded else None
 
+    def consumer_config(self) -> dict[str, str]:
+        """The read's consumer settings beyond the defaults: its group, if it has one."""
+        group = self.consumer_group()
+        return {"group.id": group} if group else {}
+
+    @property
+    def output_prefix(self) -> str:
+        """Where the run's Parquet outputs go: ``<output_dir>/<run_id>``."""
+        return f"{self.output_dir}/{self.run_id}"
+
     @property
     def unbounded(self) -> bool:
         """True when nothing bounds the read: the job runs until stopped."""

@@ -151,11 +151,17 @@ def _given(argv: list[str], flag: str) -> bool:
 
 
 def preset_flags(
-    runner: str, argv: list[str], unbounded: bool, state_dir: pathlib.Path | None = None
+    runner: str,
+    argv: list[str],
+    unbounded: bool,
+    state_dir: pathlib.Path | None = None,
+    job_name: str | None = None,
 ) -> list[str]:
     """The Beam flags ``runner`` needs that ``argv`` does not already set.
 
     ``state_dir``: where an unbounded Flink job keeps its checkpoints (files).
+    ``job_name``: the name a Flink cluster knows the job by (the driver stops it
+    there by that name).
     """
     presets: list[tuple[str, str | None]] = []
     if runner == "PrismRunner":
@@ -183,6 +189,8 @@ def preset_flags(
                 ("--environment_config", f"127.0.0.1:{PYTHON_WORKERS_PORT}"),
                 ("--sdk_worker_parallelism", "2"),
             ]
+            if job_name is not None:
+                presets.append(("--job_name", job_name))
     # Flink streams bounded reads too: its batch mode ran the same 21,000-record
     # backlog in 471 s instead of 66 s (the bench, 20,000 events), the stateful
     # stages' bundles being cut per key.  A streaming job over a bounded read ends

@@ -205,6 +205,13 @@ def test_a_flink_cluster_gets_the_stacks_workers_not_the_driver():
     assert f"--environment_config=127.0.0.1:{runners.PYTHON_WORKERS_PORT}" in flags
     assert "--sdk_worker_parallelism=2" in flags
     assert not [f for f in flags if "LOOPBACK" in f or "[local]" in f]
+    named = runners.preset_flags("FlinkRunner", argv, False, job_name="beamline-r1")
+    assert sorted(named) == sorted([*flags, "--job_name=beamline-r1"])
+    # A job name of the user's own: kept, and every other preset still applies.
+    assert (
+        runners.preset_flags("FlinkRunner", [*argv, "--job_name=mine"], False, job_name="x")
+        == flags
+    )
     for local in ("[local]", "[auto]"):
         assert runners.flink_cluster_master([f"--flink_master={local}"]) is None
     assert runners.flink_cluster_master([]) is None
