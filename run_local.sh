@@ -9,6 +9,8 @@
 #   ./run_local.sh test         set up, start, run the whole test suite, stop what it started
 #   ./run_local.sh flink setup|start|stop|status|stop-job RUN_ID
 #                               the standalone Flink cluster for --runner flink-cluster
+#   ./run_local.sh drill NAME [--at 0.4] [main-job flags]
+#                               a streaming run with a fault mid-feed (stop-resume, taskmanager-kill)
 #   ./run_local.sh bench [--runner direct] [--events N] [--seed S]
 #                               Beamline vs a hand-written consumer and in-memory loop (100,000)
 set -euo pipefail
@@ -98,6 +100,14 @@ cmd_bench() {
   "$PY" -m tools.bench "$@"
 }
 
+# A fault drill (tools/drill.py): a streaming run with one fault mid-feed, reconciled.
+cmd_drill() {
+  cmd_setup
+  cmd_start
+  cd "$ROOT"
+  "$PY" -m tools.drill "$@"
+}
+
 cmd_flink() {
   case "${1:-}" in
     setup) cmd_setup; flink_cluster_setup ;;
@@ -105,7 +115,8 @@ cmd_flink() {
     stop) flink_cluster_stop ;;
     status) flink_cluster_status ;;
     stop-job) shift; cd "$ROOT"; "$PY" -m tools.flink_job "$@" ;;
-    *) die "usage: ./run_local.sh flink setup|start|stop|status|stop-job RUN_ID" ;;
+    start-taskmanager) flink_taskmanager_start ;;
+    *) die "usage: ./run_local.sh flink setup|start|stop|status|stop-job RUN_ID|start-taskmanager" ;;
   esac
 }
 
@@ -117,7 +128,8 @@ case "${1:-}" in
   test) shift; cmd_test "$@" ;;
   bench) shift; cmd_bench "$@" ;;
   flink) shift; cmd_flink "$@" ;;
-  -h | --help | help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' ;;
+  drill) shift; cmd_drill "$@" ;;
+  -h | --help | help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' ;;
   "" | -*) cmd_main "$@" ;;
-  *) die "unknown command '$1': use setup, start, stop, status, test or bench (./run_local.sh --help)" ;;
+  *) die "unknown command '$1': use setup, start, stop, status, test, bench, flink or drill (./run_local.sh --help)" ;;
 esac

@@ -148,6 +148,20 @@ flink_cluster_start() {
   log "Flink cluster started: http://127.0.0.1:$BEAMLINE_FLINK_REST_PORT"
 }
 
+# A new TaskManager for a running cluster (a fault drill's replacement for one it
+# killed): the JobManager restarts the cluster's jobs on its slots from their last
+# checkpoint.
+flink_taskmanager_start() {
+  flink_cluster_running || die "the Flink cluster is not running: ./run_local.sh flink start"
+  pid_alive "$FLINK_TM_PID" "$FLINK_TM_MAIN" && die "a TaskManager is running (pid $(cat "$FLINK_TM_PID"))"
+  tm_port_free() { ! port_open "$BEAMLINE_FLINK_TM_RPC_PORT"; }
+  tm_up() { started_alive "$(cat "$FLINK_TM_PID")" && port_open "$BEAMLINE_FLINK_TM_RPC_PORT"; }
+  wait_for 30 tm_port_free || die "port $BEAMLINE_FLINK_TM_RPC_PORT is still busy: the old TaskManager has not exited"
+  log "starting a TaskManager (2 slots)"
+  flink_java taskmanager "$FLINK_TM_PID" "$FLINK_TM_MAIN" GET_TM_RESOURCE_PARAMS
+  wait_for 60 tm_up || die "the new TaskManager did not come up within 60 s (see $FLINK_LOGS/flink-taskmanager.log)"
+}
+
 flink_cluster_stop() {
   stop_pid "$FLINK_EXP_PID" "beam_pipeline.java_services" "the cluster's expansion service"
   stop_pid "$FLINK_PY_PID" "beam_pipeline.worker_pool" "the cluster's Python workers"

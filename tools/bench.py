@@ -53,7 +53,7 @@ from beam_pipeline.runners import RUNNER_PRESETS
 from beam_pipeline.settings import REPO_ROOT, MissingPasswordError, StackSettings
 from datasets.customer_events import CONTRACT, DATASET
 from schemas import tables
-from tools import bench_baselines, reconcile
+from tools import bench_baselines, ledger, reconcile
 from tools.event_producer import batch_from_args, send_batch
 from tools.peak_memory import tree_rss
 from tools.stack import (
@@ -574,6 +574,7 @@ def _bench(args, settings: StackSettings, run_id: str, topic: str) -> int:
         b_wall_s=b.wall_s,
     )
     print(render(figures), flush=True)
+    ledger.record(settings, "bench", **figures)
     return 0
 
 

@@ -14,6 +14,8 @@ pipeline's if it failed, else 1 if a reconciliation check failed, else 0.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import pathlib
 import secrets
@@ -22,14 +24,17 @@ import subprocess
 import sys
 import threading
 import time
+import typing
 
 import datasets
 from beam_pipeline import driver
 from beam_pipeline.options import DEFAULT_MAX_DELAY_S
+from beam_pipeline.preflight import committed_offsets
+from beam_pipeline.progress import rows_so_far
 from beam_pipeline.runners import RUNNER_PRESETS
 from beam_pipeline.settings import REPO_ROOT, StackSettings
 from schemas.dataset import Dataset
-from tools import reconcile
+from tools import ledger, reconcile
 from tools.event_producer import batch_from_args, send_batch
 from tools.producer import end_offsets
 from tools.stack import ServiceUnavailable, check_kafka
@@ -37,7 +42,7 @@ from tools.stack import ServiceUnavailable, check_kafka
 __all__ = ["main"]
 
 
-def _parser(settings: StackSettings) -> argparse.ArgumentParser:
+def make_parser(settings: StackSettings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="./run_local.sh",
         description="Produce a run of a dataset's records with injected faults, run the "
@@ -109,17 +114,78 @@ def _parser(settings: StackSettings) -> argparse.ArgumentParser:
 RUNNERS = RUNNER_PRESETS
 
 
-def _stream(args, run_flags, settings, dataset, batch, run_id, seed, start_ms) -> int:
+class StreamingJob:
+    """The streaming job's driver, ``python -m run`` in its own process group (Ctrl-C
+    reaches the main job only; the job is stopped in order).  A drill may stop it and
+    start it again with more flags (a resume from a savepoint)."""
+
+    def __init__(self, flags: list[str]):
+        self.flags = flags
+        self.process: subprocess.Popen | None = None
+        self.codes: list[int] = []  # exit codes of the processes that ended
+
+    def start(self, extra: typing.Sequence[str] = ()) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "run", *self.flags, *extra],
+            cwd=REPO_ROOT,
+            start_new_session=True,
+        )
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait(self, timeout_s: float, interrupt: bool = False) -> int:
+        """Waits for the driver to exit (after Ctrl-C with ``interrupt``); its code."""
+        if interrupt and self.running():
+            self.process.send_signal(signal.SIGINT)
+        code = self.process.wait(timeout_s)
+        self.codes.append(code)
+        return code
+
+
+@dataclasses.dataclass
+class Feed:
+    """What a fault may look at, every poll: how far the live feed is."""
+
+    run_id: str
+    start_ms: int  # the first event's time (sent then)
+    duration_s: float  # from the first event's time to the last's
+    rows: typing.Callable[[], dict[str, int]]  # the run's rows in PostgreSQL so far
+
+    def fraction_sent(self) -> float:
+        """The share of the feed's time that has passed (0 before it starts)."""
+        elapsed_s = time.time() - self.start_ms / 1000
+        return max(0.0, min(1.0, elapsed_s / self.duration_s)) if self.duration_s else 1.0
+
+
+class Fault(typing.Protocol):
+    """A drill's fault, injected once into a streaming run (tools/drill.py)."""
+
+    def due(self, feed: Feed) -> bool: ...
+
+    def inject(self, job: StreamingJob, feed: Feed) -> None: ...
+
+
+@dataclasses.dataclass
+class StreamOutcome:
+    code: int
+    report: dict | None
+    terms: reconcile.Terms | None = None
+    results: list[reconcile.Check] = dataclasses.field(default_factory=list)
+
+
+def _stream(run: _Run, fault: Fault | None = None) -> StreamOutcome:
     """A streaming job on a live feed: start the job, send the events at their event
-    time, wait until the run balances (or Ctrl-C), stop the job, reconcile."""
+    time, wait until the run balances (or Ctrl-C), stop the job, reconcile.  A
+    ``fault`` is injected once, when it says it is due, and only then may the run
+    balance."""
+    args, run_flags, settings, dataset = run.args, run.run_flags, run.settings, run.dataset
+    batch, run_id, seed, start_ms = run.batch, run.run_id, run.seed, run.start_ms
     run_dir = pathlib.Path(args.output_dir).resolve() / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     start = end_offsets(settings.kafka_bootstrap_servers, args.kafka_topic)
-    job = subprocess.Popen(
+    job = StreamingJob(
         [
-            sys.executable,
-            "-m",
-            "run",
             *RUNNERS[args.runner],
             f"--run_id={run_id}",
             f"--dataset={args.dataset}",
@@ -128,15 +194,20 @@ def _stream(args, run_flags, settings, dataset, batch, run_id, seed, start_ms) -
             f"--kafka_start_offsets={_offsets(start)}",
             f"--output_dir={args.output_dir}",
             *run_flags,
-        ],
-        cwd=REPO_ROOT,
-        # Ctrl-C reaches this process only; the job is stopped below, in order.
-        start_new_session=True,
+        ]
+    )
+    job.start()
+    feed = Feed(
+        run_id,
+        start_ms,
+        (batch.messages[-1][2] - start_ms) / 1000 if batch.messages else 0.0,
+        functools.partial(rows_so_far, settings, dataset, run_id),
     )
     reports: list[dict] = []
     stop = threading.Event()
     interrupted = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    pending = fault
     try:
         # The job prints a line when it streams; events are sent from then on, live.
         producer = threading.Thread(
@@ -163,12 +234,16 @@ def _stream(args, run_flags, settings, dataset, batch, run_id, seed, start_ms) -
         )
         started = time.monotonic()
         sent_at = None
-        while job.poll() is None and not interrupted.is_set():
+        while job.running() and not interrupted.is_set():
             time.sleep(2)  # the job prints progress; here we only watch for the end
-            if reports:
+            if pending is not None and pending.due(feed):
+                pending.inject(job, feed)
+                pending, sent_at = None, None
+                continue
+            if reports and pending is None:
                 sent_at = sent_at or time.monotonic()
                 terms, results = reconcile.reconcile(
-                    dataset, run_id, reports[0], run_dir.parent, settings
+                    dataset, run_id, reports[0], run_dir.parent, settings, fault is None
                 )
                 if all(c.passed for c in results):
                     break
@@ -183,24 +258,30 @@ def _stream(args, run_flags, settings, dataset, batch, run_id, seed, start_ms) -
         producer.join(30)
     finally:
         signal.signal(signal.SIGINT, previous)
-        if job.poll() is None:
-            job.send_signal(signal.SIGINT)
-        code = job.wait(180)
+        code = job.wait(180, interrupt=True) if job.process is not None else 1
     if not reports:
         _error("the producer did not finish: nothing to reconcile")
-        return 1
+        return StreamOutcome(1, None)
     report = reports[0]
     (run_dir / reconcile.REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
-    terms, results = reconcile.reconcile(dataset, run_id, report, run_dir.parent, settings)
+    terms, results = reconcile.reconcile(
+        dataset, run_id, report, run_dir.parent, settings, fault is None
+    )
     extra = {
         "events": args.events,
         "runner": args.runner,
         "run_s": round(time.monotonic() - started, 1),
     }
+    extra["offsets_committed"] = _committed(settings, run_id, report)
     print(reconcile.render(dataset, run_id, terms, results, extra))
-    if code != 0:
-        return code
-    return 0 if all(c.passed for c in results) else 1
+    if fault is None:  # a drill records its own line
+        _record(settings, args, run_id, terms, results, extra)
+    if pending is not None:
+        _error("the drill's fault was never injected (the job ended or was stopped first)")
+        code = code or 1
+    if code == 0 and not all(c.passed for c in results):
+        code = 1
+    return StreamOutcome(code, report, terms, results)
 
 
 # A streaming run allows this much lateness unless told otherwise: out-of-order
@@ -242,9 +323,24 @@ def _error(message: str) -> None:
     print(f"beamline: error: {message}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclasses.dataclass
+class _Run:
+    """A run, ready to send: its parsed flags, records and identity."""
+
+    args: argparse.Namespace
+    run_flags: list[str]
+    settings: StackSettings
+    dataset: Dataset
+    batch: typing.Any
+    run_id: str
+    seed: int
+    start_ms: int
+
+
+def _prepare(argv: list[str] | None, parser: argparse.ArgumentParser | None = None) -> _Run:
+    """Parses the flags, makes the run's records; exits 2 on a bad flag (argparse)."""
     settings = StackSettings.from_env()
-    parser = _parser(settings)
+    parser = parser or make_parser(settings)
     args, run_flags = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     if args.events <= 0:
         parser.error(f"--events must be a positive number (got {args.events})")
@@ -270,13 +366,35 @@ def main(argv: list[str] | None = None) -> int:
         batch = batch_from_args(args, args.events, run_id, seed, start_ms)
     except ValueError as e:
         parser.error(str(e))
+    return _Run(args, run_flags, settings, dataset, batch, run_id, seed, start_ms)
+
+
+def _kafka_up(settings: StackSettings) -> bool:
     try:
         check_kafka(settings.kafka_bootstrap_servers)
     except ServiceUnavailable as e:
         _error(str(e))
+        return False
+    return True
+
+
+def stream(argv: list[str], fault: Fault, parser: argparse.ArgumentParser) -> StreamOutcome:
+    """A streaming run of the main job with a drill's ``fault`` (tools/drill.py);
+    ``parser`` is this module's, with the drill's own flags added."""
+    run = _prepare(argv, parser)
+    if run.args.runner == "direct":
+        parser.error("a drill needs a streaming runner (--runner prism|flink|flink-cluster)")
+    return _stream(run, fault) if _kafka_up(run.settings) else StreamOutcome(1, None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    run = _prepare(argv)
+    if not _kafka_up(run.settings):
         return 1
-    if args.runner != "direct":
-        return _stream(args, run_flags, settings, dataset, batch, run_id, seed, start_ms)
+    if run.args.runner != "direct":
+        return _stream(run).code
+    args, run_flags, settings, dataset = run.args, run.run_flags, run.settings, run.dataset
+    batch, run_id, seed, start_ms = run.batch, run.run_id, run.seed, run.start_ms
     report = send_batch(
         settings.kafka_bootstrap_servers, args.kafka_topic, batch, run_id, seed, start_ms
     )
@@ -313,7 +431,40 @@ def main(argv: list[str] | None = None) -> int:
         "records_per_s": round(report["sent"] / elapsed) if elapsed else None,
     }
     print(reconcile.render(dataset, run_id, terms, results, extra))
+    _record(settings, args, run_id, terms, results, extra)
     return 0 if all(c.passed for c in results) else 1
+
+
+def _committed(settings: StackSettings, run_id: str, report: dict) -> int | None:
+    """Records of the run whose offsets the job committed to its group by the end
+    (commits follow checkpoints: the last few seconds' may be missing)."""
+    try:
+        committed = committed_offsets(
+            settings.kafka_bootstrap_servers, f"beamline-{run_id}", report["topic"]
+        )
+    except Exception as e:  # noqa: BLE001 - the reconciliation stands without it
+        _error(f"cannot read the run's committed offsets: {e}")
+        return None
+    before = {int(p): o for p, o in report["offsets_before"].items()}
+    return sum(max(0, committed.get(p, o) - o) for p, o in before.items())
+
+
+def _record(settings, args, run_id, terms, results, extra) -> None:
+    """The run's line in the ledger (tools/ledger.py): what the runner matrix shows."""
+    ledger.record(
+        settings,
+        "main",
+        **{
+            **extra,
+            "run_id": run_id,
+            "dataset": args.dataset,
+            "runner": args.runner,
+            "value_format": args.value_format,
+            "passed": all(c.passed for c in results),
+            "checks": {c.name: c.passed for c in results},
+            "terms": dataclasses.asdict(terms),
+        },
+    )
 
 
 if __name__ == "__main__":

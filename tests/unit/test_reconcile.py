@@ -78,6 +78,16 @@ def test_each_term_off_by_one_fails_its_check(change, failing):
     assert not any(c.name.startswith("every offset") for c in results if not c.passed)
 
 
+def test_after_a_stop_the_late_lane_may_hold_fewer_never_more():
+    audit = audit_offsets("t", RANGES, _all_offsets())
+    fewer = dataclasses.replace(BALANCED, injected_late=5)  # 3 sent late came in on time
+    more = dataclasses.replace(BALANCED, injected_late=1)
+    assert not all(c.passed for c in checks(fewer, audit))
+    assert all(c.passed for c in checks(fewer, audit, late_exact=False))
+    failed = [c.name for c in checks(more, audit, late_exact=False) if not c.passed]
+    assert failed == ["late <= injected beyond the allowed lateness (the job was stopped)"]
+
+
 @pytest.mark.parametrize(
     "seen, missing, unexpected, repeated",
     [

@@ -1,0 +1,74 @@
+"""The fault drills: when a fault is due, and the summary line's lost and doubled counts."""
+
+import dataclasses
+import time
+
+import pytest
+
+from tools import drill, main_job
+from tools.reconcile import OffsetAudit, Terms
+
+pytestmark = pytest.mark.unit
+
+TERMS = Terms(
+    produced=100,
+    valid_unique=90,
+    postgres_events=90,
+    parquet_events=90,
+    duplicates=6,
+    dead_letters=4,
+    parquet_dead_letters=4,
+    kafka_dead_letters=4,
+    gold_total=90,
+    parquet_gold_total=90,
+    injected_duplicates=6,
+    injected_dead_letters=4,
+)
+EXACT = OffsetAudit(expected=100, found=100, missing=0, unexpected=0, repeated=0)
+
+
+def _feed(fraction: float, events: int) -> main_job.Feed:
+    """A feed of 100 s that is ``fraction`` through, with ``events`` rows written."""
+    start_ms = round((time.time() - fraction * 100) * 1000)
+    return main_job.Feed("r1", start_ms, 100.0, lambda: {"events": events})
+
+
+def test_a_fault_waits_for_its_share_of_the_feed_and_for_rows():
+    fault = drill.StopAndResume(at=0.4, early=False)
+    assert not fault.due(_feed(0.2, events=50))
+    assert not fault.due(_feed(0.5, events=0))  # the job is not up yet
+    assert fault.due(_feed(0.5, events=1))
+
+
+def test_an_early_fault_does_not_wait_for_rows():
+    assert drill.KillTaskManager(at=0.1, early=True).due(_feed(0.2, events=0))
+
+
+def test_a_feed_before_its_first_event_is_at_zero_and_ends_at_one():
+    future = main_job.Feed("r1", round(time.time() * 1000) + 60_000, 100.0, dict)
+    assert future.fraction_sent() == 0.0
+    assert _feed(3.0, 0).fraction_sent() == 1.0
+
+
+def test_summary_passes_a_run_that_lost_and_doubled_nothing():
+    line = drill.summary("stop-resume", drill.tally(TERMS, EXACT), passed=True)
+    assert line == (
+        "drill stop-resume: produced 100, landed 90, dead-lettered 4, duplicates 6, late 0, "
+        "lost 0, written twice 0 — PASS"
+    )
+
+
+def test_summary_counts_missing_offsets_as_lost():
+    audit = dataclasses.replace(EXACT, found=97, missing=3)
+    line = drill.summary("x", drill.tally(TERMS, audit), passed=True)
+    assert "lost 3, written twice 0 — FAIL" in line
+
+
+def test_summary_counts_parquet_rows_beyond_postgres_and_repeated_offsets_as_twice():
+    terms = dataclasses.replace(TERMS, parquet_events=95)
+    audit = dataclasses.replace(EXACT, found=102, repeated=2)
+    assert "written twice 7 — FAIL" in drill.summary("x", drill.tally(terms, audit), passed=True)
+
+
+def test_summary_fails_when_the_reconciliation_failed():
+    assert drill.summary("x", drill.tally(TERMS, EXACT), passed=False).endswith("FAIL")

@@ -1,0 +1,178 @@
+"""Fault drills: a streaming run of the main job with one fault injected mid-feed.
+
+    ./run_local.sh drill NAME [--at 0.4] [--events N] [other main-job flags]
+
+Each drill is ``./run_local.sh --runner flink-cluster`` (the default; ``--runner``
+picks another streaming runner where the fault applies): a live feed of the
+dataset's records with injected faults, the job on it, and once ``--at`` of the
+feed's time has passed (and the job has written rows, unless ``--early``) the
+drill's fault.  Then the run goes on until it balances or ``--settle_s`` pass, and
+is reconciled from its sinks as the main job is.  The last lines are the
+reconciliation and one summary:
+
+    drill stop-resume: produced 10500, landed 9800, dead-lettered 200, duplicates
+    500, lost 0, written twice 0 — PASS
+
+``lost`` is the run's offsets found in no output; ``written twice`` the offsets
+found in more than one row plus the Parquet rows beyond PostgreSQL's.  The exit
+code is 0 only when every check of the reconciliation passes.
+
+Drills (the Flink cluster: ``./run_local.sh flink start`` first):
+
+- ``stop-resume``: stop the job with a savepoint (``./run_local.sh flink
+  stop-job``), let the feed run on, resume the same run from the savepoint.
+- ``taskmanager-kill``: kill the TaskManager (SIGKILL) and start a new one; Flink
+  restarts the job from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import datasets
+from beam_pipeline import flink_cluster
+from beam_pipeline.runners import FLINK_REST_PORT
+from beam_pipeline.settings import REPO_ROOT, StackSettings
+from tools import ledger, main_job, reconcile
+
+__all__ = ["DRILLS", "main", "summary"]
+
+_MASTER = f"127.0.0.1:{FLINK_REST_PORT}"
+
+
+@dataclasses.dataclass
+class _Fault:
+    """Due once ``at`` of the feed's time has passed and, unless ``early``, the run
+    has rows in PostgreSQL (a fault before the job is up tests start-up, not the
+    fault)."""
+
+    at: float
+    early: bool
+
+    def due(self, feed: main_job.Feed) -> bool:
+        return feed.fraction_sent() >= self.at and (self.early or feed.rows()["events"] > 0)
+
+
+class StopAndResume(_Fault):
+    """Stop with a savepoint, wait for the driver to end, resume from the savepoint."""
+
+    def inject(self, job: main_job.StreamingJob, feed: main_job.Feed) -> None:
+        settings = StackSettings.from_env()
+        target = (settings.home / "flink" / "state" / "savepoints").resolve().as_uri()
+        started = time.monotonic()
+        location = flink_cluster.stop_with_savepoint(
+            _MASTER, flink_cluster.job_name(feed.run_id), target
+        )
+        code = job.wait(180)
+        print(
+            f"drill: stopped run {feed.run_id} with a savepoint in "
+            f"{time.monotonic() - started:.1f} s (driver exit {code}, "
+            f"{feed.rows()['events']} event rows so far): {location}",
+            flush=True,
+        )
+        # The resumed job reads from the savepoint's offsets: the start offsets (which
+        # would be committed to the run's group again) are left out, its group kept.
+        job.flags = [f for f in job.flags if not f.startswith("--kafka_start_offsets=")]
+        job.flags.append(f"--kafka_consumer_group=beamline-{feed.run_id}")
+        job.start([f"--savepoint_path={location}"])
+        print(f"drill: resumed run {feed.run_id} from {location}", flush=True)
+
+
+class KillTaskManager(_Fault):
+    """SIGKILL the cluster's TaskManager, then start a new one (as a supervisor would)."""
+
+    def inject(self, job: main_job.StreamingJob, feed: main_job.Feed) -> None:
+        settings = StackSettings.from_env()
+        pid_file = settings.home / "flink" / "taskmanager.pid"
+        pid = int(pid_file.read_text())
+        os.kill(pid, signal.SIGKILL)
+        print(f"drill: killed the TaskManager (pid {pid}) of run {feed.run_id}", flush=True)
+        subprocess.run([str(REPO_ROOT / "run_local.sh"), "flink", "start-taskmanager"], check=True)
+
+
+DRILLS = {"stop-resume": StopAndResume, "taskmanager-kill": KillTaskManager}
+
+
+def tally(terms: reconcile.Terms, audit: reconcile.OffsetAudit) -> dict[str, int]:
+    """Where the produced records went, and what was lost or written twice."""
+    parquet_extra = max(0, terms.parquet_events - terms.postgres_events - terms.superseded)
+    return {
+        "produced": terms.produced,
+        "landed": terms.valid_unique,
+        "dead-lettered": terms.dead_letters,
+        "duplicates": terms.duplicates,
+        "late": terms.late,
+        "lost": audit.missing,
+        "written twice": audit.repeated + parquet_extra,
+    }
+
+
+def summary(name: str, counts: dict[str, int], passed: bool) -> str:
+    """The drill's line; PASS only when the run reconciled and nothing was lost or
+    written twice."""
+    ok = passed and counts["lost"] == counts["written twice"] == 0
+    return (
+        f"drill {name}: "
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
+        + (" — PASS" if ok else " — FAIL")
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    settings = StackSettings.from_env()
+    parser = main_job.make_parser(settings)
+    parser.prog = "./run_local.sh drill NAME"
+    parser.description = __doc__.split("\n\n")[0]
+    parser.add_argument("drill", choices=sorted(DRILLS), help="the fault to inject")
+    parser.add_argument(
+        "--at", type=float, default=0.4, help="inject once this share of the feed's time passed"
+    )
+    parser.add_argument(
+        "--early",
+        action="store_true",
+        help="do not wait for the job's first rows (a fault during start-up)",
+    )
+    parser.set_defaults(runner="flink-cluster")
+    known, _ = parser.parse_known_args(argv)
+    if not 0 <= known.at <= 1:
+        parser.error(f"--at is a share of the feed, 0 to 1 (got {known.at})")
+    fault = DRILLS[known.drill](known.at, known.early)
+    outcome = main_job.stream(argv, fault, parser)
+    if outcome.report is None:
+        return outcome.code or 1
+    run_id = outcome.report["run_id"]
+    gathered = reconcile.gather(
+        datasets.get(outcome.report["dataset"]),
+        run_id,
+        outcome.report,
+        pathlib.Path(known.output_dir).resolve(),
+        settings,
+    )
+    counts = tally(gathered.terms, gathered.audit)
+    line = summary(known.drill, counts, outcome.code == 0)
+    print(line)
+    passed = line.endswith("PASS")
+    ledger.record(
+        settings,
+        "drill",
+        drill=known.drill,
+        run_id=run_id,
+        runner=known.runner,
+        events=known.events,
+        at=known.at,
+        early=known.early,
+        passed=passed,
+        **{k.replace(" ", "_").replace("-", "_"): v for k, v in counts.items()},
+    )
+    return outcome.code or (0 if passed else 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""The run ledger: one JSON line per finished run of the operator's tools.
+
+The main job, the drills, the benchmark and the Dataflow build each append what
+they measured to ``<home>/runs.jsonl`` (``.beamline/runs.jsonl``); the runner matrix
+in the README is generated from those lines (``python -m tools.runner_matrix``),
+never typed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import pathlib
+import typing
+
+from beam_pipeline.settings import StackSettings
+
+__all__ = ["LEDGER_NAME", "ledger_path", "read", "record"]
+
+LEDGER_NAME = "runs.jsonl"
+
+
+def ledger_path(settings: StackSettings) -> pathlib.Path:
+    return settings.home / LEDGER_NAME
+
+
+def record(settings: StackSettings, kind: str, **fields: typing.Any) -> dict:
+    """Appends one line ``{"kind": kind, "at": <UTC time>, **fields}``; returns it."""
+    line = {
+        "kind": kind,
+        "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **fields,
+    }
+    path = ledger_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as out:
+        out.write(json.dumps(line, separators=(",", ":"), sort_keys=True) + "\n")
+    return line
+
+
+def read(path: pathlib.Path) -> list[dict]:
+    """The ledger's lines, oldest first; none when it does not exist."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
