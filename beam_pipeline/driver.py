@@ -311,7 +311,15 @@ def main(argv: list[str] | None = None) -> int:
             config.unbounded,
             state_dir,
             job_name=flink_cluster.job_name(config.run_id),
+            detach=config.detach,
         )
+        if config.detach and not (
+            config.runner == "FlinkRunner" and flink_cluster_master(argv) is not None
+        ):
+            raise ConfigError(
+                "--detach submits to a Flink cluster: add --runner=FlinkRunner "
+                "--flink_master=host:port (./run_local.sh flink start)"
+            )
         options = PipelineOptions(argv + presets)
     except ConfigError as e:
         _error(str(e))
@@ -342,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     earlier = (
         None
-        if config.unbounded or output_prefix.startswith("gs://")
+        if config.unbounded or config.detach or output_prefix.startswith("gs://")
         else set_aside_earlier_parquet(pathlib.Path(output_prefix), dataset.parquet_outputs())
     )
     with contextlib.ExitStack() as services:
@@ -369,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         _build_graph(pipeline, config, dataset, target, expansion_service, consumer_config)
         _LOG.info("run %s: reading %s on the %s", config.run_id, config.kafka_topic, config.runner)
         result = pipeline.run()
+        if config.detach:
+            return _detached(cluster, options.get_all_options()["job_name"], config.run_id)
         if config.unbounded:
             print(
                 f"run {config.run_id}: streaming from {config.kafka_topic} on the "
@@ -407,6 +417,23 @@ def main(argv: list[str] | None = None) -> int:
         + f"; Parquet under {output_prefix}/"
     )
     return 0 if state in ("DONE", "CANCELLED") else 1
+
+
+def _detached(cluster: str, name: str, run_id: str) -> int:
+    """A detached submission's end: the job's id once it runs on the cluster; the
+    driver exits and leaves it (and its checkpoints) running."""
+    try:
+        jid = flink_cluster.wait_until_running(cluster, name)
+    except (flink_cluster.SavepointError, OSError) as e:
+        _error(f"the detached job did not start: {e}")
+        return 1
+    print(
+        f"run {run_id}: submitted to the Flink cluster at {cluster} as job {jid} (detached, "
+        f"http://{cluster}/#/job/running/{jid}); it runs until "
+        f"./run_local.sh flink stop-job {run_id}",
+        flush=True,
+    )
+    return 0
 
 
 def _sink_rows(settings: StackSettings, dataset: Dataset, run_id: str) -> dict[str, int]:

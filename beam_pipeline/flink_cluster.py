@@ -19,7 +19,10 @@ __all__ = [
     "cancel_jobs",
     "job_name",
     "jobs_named",
+    "read_is_checkpointed",
     "stop_with_savepoint",
+    "wait_for_readers",
+    "wait_until_running",
 ]
 
 TERMINAL = {"FINISHED", "CANCELED", "FAILED"}
@@ -50,6 +53,19 @@ def jobs_named(master: str, name: str) -> dict[str, str]:
     return {job["jid"]: job["state"] for job in jobs if job["name"] == name}
 
 
+def wait_until_running(master: str, name: str, timeout_s: float = 120.0) -> str:
+    """The id of the job named ``name`` once it runs; ``SavepointError`` if it ended or
+    did not start within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        jobs = jobs_named(master, name)
+        running = [jid for jid, state in jobs.items() if state == "RUNNING"]
+        if running:
+            return running[0]
+        time.sleep(0.5)
+    raise SavepointError(f"no job named {name} is running on {master} after {timeout_s:.0f} s")
+
+
 def cancel_jobs(master: str, name: str, timeout_s: float = 60.0) -> list[str]:
     """Cancels every job named ``name`` that is not finished; waits until each has
     ended.  Returns the ids it cancelled."""
@@ -65,15 +81,73 @@ def cancel_jobs(master: str, name: str, timeout_s: float = 60.0) -> list[str]:
     return cancelled
 
 
-def stop_with_savepoint(master: str, name: str, target_dir: str, timeout_s: float = 300.0) -> str:
+# The read's two stages, by the names of their transforms: Beam's wrapper that splits
+# KafkaIO's UnboundedSource, and BeamlineUnboundedRead's reader stage.
+_SPLIT_STAGE = "UnboundedSourceAsSDFWrapper"
+_READER_STAGE = "ToExternalKafkaRecord"
+
+
+def read_is_checkpointed(master: str, jid: str, since_ms: list) -> bool:
+    """Whether a savepoint of job ``jid`` now holds its Kafka readers.
+
+    Once Flink's impulse has fired, the read lives only as the split stage's output
+    in flight and then as the readers' residual restrictions in the reader stage's
+    keyed state; a savepoint taken before they reached that state restores a read
+    with nothing to read (seen: a job stopped during start-up resumed into 120 s of
+    nothing).  True when every vertex runs, the reader stage has received every
+    split, and a checkpoint has completed since (``since_ms`` keeps, between calls,
+    when that was first seen).
+    """
+    job = _request(master, f"/jobs/{jid}")
+    vertices = job["vertices"]
+    if any(v["status"] != "RUNNING" for v in vertices):
+        return False
+    split = [v for v in vertices if _SPLIT_STAGE in v["name"]]
+    reader = [v for v in vertices if _READER_STAGE in v["name"]]
+    if not split or not reader:
+        return True  # not Beamline's unbounded read: nothing to wait for
+    splits = split[0]["metrics"].get("write-records", 0)
+    if not since_ms:
+        if splits == 0 or reader[0]["metrics"].get("read-records", 0) < splits:
+            return False
+        since_ms.append(job.get("now", time.time() * 1000))
+    latest = _request(master, f"/jobs/{jid}/checkpoints")["latest"].get("completed") or {}
+    return latest.get("trigger_timestamp", 0) > since_ms[0]
+
+
+def wait_for_readers(master: str, jid: str, timeout_s: float = 180.0, poll_s: float = 1.0) -> None:
+    """Returns once a savepoint of job ``jid`` would hold its Kafka readers
+    (``read_is_checkpointed``); ``SavepointError`` after ``timeout_s``."""
+    since: list = []
+    deadline = time.monotonic() + timeout_s
+    while not read_is_checkpointed(master, jid, since):
+        if time.monotonic() > deadline:
+            raise SavepointError(
+                f"job {jid} has not started reading Kafka within {timeout_s:.0f} s: a "
+                "savepoint now would resume into a read with nothing to read; cancel it instead"
+            )
+        time.sleep(poll_s)
+
+
+def stop_with_savepoint(
+    master: str,
+    name: str,
+    target_dir: str,
+    timeout_s: float = 300.0,
+    ready_timeout_s: float = 180.0,
+    poll_s: float = 1.0,
+) -> str:
     """Stops the running job named ``name`` with a savepoint in ``target_dir`` (a
     ``file://`` URI); returns the savepoint's location, from which
-    ``--savepoint_path`` resumes the job.  Flink finishes the job's bundles and
-    takes the savepoint before the job ends (about 35 s here)."""
+    ``--savepoint_path`` resumes the job.  Waits first, up to ``ready_timeout_s``,
+    until a savepoint would hold the job's Kafka readers (``read_is_checkpointed``).
+    Flink finishes the job's bundles and takes the savepoint before the job ends
+    (9-42 s here)."""
     running = [jid for jid, state in jobs_named(master, name).items() if state == "RUNNING"]
     if len(running) != 1:
         raise SavepointError(f"{len(running)} running jobs named {name} on {master}: need one")
     jid = running[0]
+    wait_for_readers(master, jid, ready_timeout_s, poll_s)
     trigger = _request(
         master, f"/jobs/{jid}/stop", "POST", body={"targetDirectory": target_dir, "drain": False}
     )["request-id"]
@@ -85,5 +159,5 @@ def stop_with_savepoint(master: str, name: str, target_dir: str, timeout_s: floa
             if "location" not in operation:
                 raise SavepointError(f"the savepoint of job {jid} failed: {operation}")
             return operation["location"]
-        time.sleep(1.0)
+        time.sleep(poll_s)
     raise SavepointError(f"the savepoint of job {jid} did not complete within {timeout_s:.0f} s")

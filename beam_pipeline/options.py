@@ -207,6 +207,13 @@ class BeamlineOptions(PipelineOptions):
             "folder: 1-64 letters, digits, '_' or '-' (default: a new random one).",
         )
         parser.add_argument(
+            "--detach",
+            action="store_true",
+            help="With --flink_master=host:port of a cluster: submit the job, print its id "
+            "and exit; the job runs on until ./run_local.sh flink stop-job RUN_ID (or "
+            "Flink's cancel).",
+        )
+        parser.add_argument(
             "--expansion_service",
             default=None,
             help="host:port of a running Java expansion service; by default one is started "
@@ -239,6 +246,7 @@ class Config:
     run_id: str
     expansion_service: str | None
     kafka_consumer_group: str | None = None
+    detach: bool = False
 
     def consumer_group(self) -> str | None:
         """The read's consumer group: the flag's; ``beamline-<run_id>`` when the run
@@ -373,4 +381,5 @@ class Config:
             kafka_consumer_group=check_topic("--kafka_consumer_group", opts.kafka_consumer_group)
             if opts.kafka_consumer_group is not None
             else None,
+            detach=bool(opts.detach),
         )

@@ -65,13 +65,16 @@ class StopAndResume(_Fault):
     def inject(self, job: main_job.StreamingJob, feed: main_job.Feed) -> None:
         settings = StackSettings.from_env()
         target = (settings.home / "flink" / "state" / "savepoints").resolve().as_uri()
+        name = flink_cluster.job_name(feed.run_id)
+        due = time.monotonic()
+        jid = flink_cluster.wait_until_running(_MASTER, name, timeout_s=240)  # an early fault
+        flink_cluster.wait_for_readers(_MASTER, jid)
         started = time.monotonic()
-        location = flink_cluster.stop_with_savepoint(
-            _MASTER, flink_cluster.job_name(feed.run_id), target
-        )
+        location = flink_cluster.stop_with_savepoint(_MASTER, name, target)
         code = job.wait(180)
         print(
-            f"drill: stopped run {feed.run_id} with a savepoint in "
+            f"drill: waited {started - due:.1f} s for the job's readers to be in a "
+            f"checkpoint, then stopped run {feed.run_id} with a savepoint in "
             f"{time.monotonic() - started:.1f} s (driver exit {code}, "
             f"{feed.rows()['events']} event rows so far): {location}",
             flush=True,

@@ -68,6 +68,11 @@ def test_help_lists_beamline_and_beam_flags(capsys):
             ["--runner=DataflowRunner", "--output_dir=gs://b-1/x", "--dry_run=True"],
             "add --dataflow_job_file=PATH",
         ),
+        (["--kafka_max_records=5", "--detach"], "--detach submits to a Flink cluster"),
+        (
+            ["--runner=FlinkRunner", "--flink_job_server_jar=/x.jar", "--detach"],
+            "--detach submits to a Flink cluster",
+        ),
     ],
 )
 def test_bad_flags_are_one_clear_line(argv, message, capsys):
@@ -212,6 +217,8 @@ def test_a_flink_cluster_gets_the_stacks_workers_not_the_driver():
         runners.preset_flags("FlinkRunner", [*argv, "--job_name=mine"], False, job_name="x")
         == flags
     )
+    detached = runners.preset_flags("FlinkRunner", argv, False, detach=True)
+    assert sorted(detached) == sorted([*flags, "--attached_mode"])
     for local in ("[local]", "[auto]"):
         assert runners.flink_cluster_master([f"--flink_master={local}"]) is None
     assert runners.flink_cluster_master([]) is None

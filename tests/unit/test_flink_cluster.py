@@ -15,6 +15,25 @@ from beam_pipeline import flink_cluster
 pytestmark = pytest.mark.unit
 
 
+def _details(status: str, splits: int, received: int, now: int) -> dict:
+    return {
+        "now": now,
+        "vertices": [
+            {"name": "Source: Impulse", "status": status, "metrics": {}},
+            {
+                "name": "[3]Read/{ParDo(OutputSingleSource), ParDo(UnboundedSourceAsSDFWrapper)}",
+                "status": status,
+                "metrics": {"write-records": splits},
+            },
+            {
+                "name": "[4]Read/{ReadUnboundedSource, ToExternalKafkaRecord, ToRows}",
+                "status": status,
+                "metrics": {"read-records": received},
+            },
+        ],
+    }
+
+
 @pytest.fixture
 def cluster():
     jobs = {
@@ -23,6 +42,16 @@ def cluster():
         "c3": {"jid": "c3", "name": "beamline-other", "state": "RUNNING"},
     }
     patched, stops, polls = [], [], []
+    # The job's read, as the REST API shows it at each poll of /jobs/a1: starting,
+    # splits sent but not all received, all received (at now=2000), then running.
+    details = [
+        _details("CREATED", 0, 0, now=500),
+        _details("RUNNING", 3, 1, now=1000),
+        _details("RUNNING", 3, 3, now=2000),
+        _details("RUNNING", 3, 3, now=3000),
+        _details("RUNNING", 3, 3, now=4000),
+    ]
+    checkpoints = [1500, 1500, 2500]  # trigger time of the latest completed, per poll
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def _reply(self, body):
@@ -41,6 +70,13 @@ def cluster():
                     if done
                     else {"status": {"id": "IN_PROGRESS"}, "operation": None}
                 )
+                return
+            if self.path == "/jobs/a1":
+                self._reply(details.pop(0) if len(details) > 1 else details[0])
+                return
+            if self.path == "/jobs/a1/checkpoints":
+                trigger = checkpoints.pop(0) if len(checkpoints) > 1 else checkpoints[0]
+                self._reply({"latest": {"completed": {"trigger_timestamp": trigger}}})
                 return
             assert self.path == "/jobs/overview"
             self._reply({"jobs": list(jobs.values())})
@@ -63,12 +99,12 @@ def cluster():
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}", patched, stops
+    yield f"127.0.0.1:{server.server_address[1]}", patched, stops, details
     server.shutdown()
 
 
 def test_only_the_runs_unfinished_job_is_cancelled(cluster):
-    master, patched, _ = cluster
+    master, patched, _, _ = cluster
     assert flink_cluster.jobs_named(master, "beamline-r1") == {"a1": "RUNNING", "b2": "FINISHED"}
     assert flink_cluster.cancel_jobs(master, flink_cluster.job_name("r1")) == ["a1"]
     assert patched == ["a1"]
@@ -77,9 +113,34 @@ def test_only_the_runs_unfinished_job_is_cancelled(cluster):
 
 
 def test_a_stop_with_savepoint_returns_where_the_savepoint_is(cluster):
-    master, _, stops = cluster
-    location = flink_cluster.stop_with_savepoint(master, "beamline-r1", "file:///sp")
+    master, _, stops, details = cluster
+    location = flink_cluster.stop_with_savepoint(master, "beamline-r1", "file:///sp", poll_s=0.01)
     assert location == "file:/sp/1"
     assert stops == [{"targetDirectory": "file:///sp", "drain": False}]
+    # It waited for the readers and for a checkpoint after them (at 2500 > 2000).
+    assert details[0]["now"] == 4000
     with pytest.raises(flink_cluster.SavepointError, match="0 running jobs"):
         flink_cluster.stop_with_savepoint(master, "beamline-nothing", "file:///sp")
+
+
+def test_no_savepoint_is_taken_before_the_readers_reach_a_checkpoint(cluster):
+    master, _, stops, _ = cluster
+    since = []
+    jid = "a1"
+    assert not flink_cluster.read_is_checkpointed(master, jid, since)  # starting
+    assert not flink_cluster.read_is_checkpointed(master, jid, since)  # 1 of 3 splits
+    assert not flink_cluster.read_is_checkpointed(master, jid, since)  # checkpoint at 1500
+    assert since == [2000]
+    assert not flink_cluster.read_is_checkpointed(master, jid, since)  # still 1500
+    assert flink_cluster.read_is_checkpointed(master, jid, since)  # 2500 > 2000
+    assert stops == []
+
+
+def test_a_job_whose_read_never_starts_is_not_stopped(cluster):
+    master, _, stops, details = cluster
+    details[:] = [_details("RUNNING", 0, 0, now=1)]
+    with pytest.raises(flink_cluster.SavepointError, match="has not started reading Kafka"):
+        flink_cluster.stop_with_savepoint(
+            master, "beamline-r1", "file:///sp", ready_timeout_s=0.2, poll_s=0.01
+        )
+    assert stops == []
