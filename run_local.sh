@@ -70,6 +70,7 @@ stop_what_test_started() {
 
 cmd_test() {
   cmd_setup
+  flink_cluster_setup # the cluster's streaming test starts and stops the cluster itself
   kafka_running && KAFKA_WAS_UP=1
   pg_running && PG_WAS_UP=1
   trap stop_what_test_started EXIT

@@ -21,12 +21,15 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 
 import pytest
 
 import datasets
+from beam_pipeline import flink_cluster
 from beam_pipeline.preflight import committed_offsets
+from beam_pipeline.runners import FLINK_REST_PORT
 from beam_pipeline.settings import REPO_ROOT
 from tests.procnet import LOOPBACK, command, descendants, listening_sockets
 from tools import reconcile
@@ -66,6 +69,13 @@ def _listening_off_loopback(pid: int) -> list[str]:
     ]
 
 
+def _cluster_parallelism(master: str, run_id: str) -> int:
+    """The highest parallelism among the vertices of the run's job on the cluster."""
+    (jid,) = flink_cluster.jobs_named(master, flink_cluster.job_name(run_id))
+    with urllib.request.urlopen(f"http://{master}/jobs/{jid}", timeout=10) as response:
+        return max(v["parallelism"] for v in json.load(response)["vertices"])
+
+
 def _window_rows(pg, table, run_id):
     with pg.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM {table} WHERE run_id = %s", (run_id,))
@@ -78,22 +88,39 @@ def _late_panes(pg, table, run_id):
         return cur.fetchone()[0]
 
 
+@pytest.fixture(scope="session")
+def standalone_flink():
+    """The stack's Flink cluster (``./run_local.sh flink start``), stopped after the
+    session if this fixture started it."""
+    was_up = subprocess.run(
+        [str(REPO_ROOT / "run_local.sh"), "flink", "status"], capture_output=True, text=True
+    ).stdout.startswith("flink      running")
+    if not was_up:
+        subprocess.run([str(REPO_ROOT / "run_local.sh"), "flink", "start"], check=True)
+    yield f"127.0.0.1:{FLINK_REST_PORT}"
+    if not was_up:
+        subprocess.run([str(REPO_ROOT / "run_local.sh"), "flink", "stop"], check=True)
+
+
 @pytest.mark.parametrize(
-    ("runner", "name"),
+    ("runner", "name", "cluster"),
     [
         # The primary gate.  It used to stall at start in about one run of three
         # (nothing reached any sink); see beam_pipeline/runners.py for the cause.
-        pytest.param("FlinkRunner", "customer_events", marks=pytest.mark.flink),
-        ("PrismRunner", "customer_events"),
+        pytest.param("FlinkRunner", "customer_events", False, marks=pytest.mark.flink),
+        ("PrismRunner", "customer_events", False),
         # The same graph for another contract: the minimal events dataset.
-        pytest.param("FlinkRunner", "events", marks=pytest.mark.flink),
+        pytest.param("FlinkRunner", "events", False, marks=pytest.mark.flink),
         # keep_latest with bronze, hour-partitioned silver and gold averages.
-        pytest.param("FlinkRunner", "customers", marks=pytest.mark.flink),
+        pytest.param("FlinkRunner", "customers", False, marks=pytest.mark.flink),
+        # Submitted to the standalone cluster at parallelism 2, EXTERNAL workers.
+        pytest.param("FlinkRunner", "customer_events", True, marks=pytest.mark.cluster),
     ],
 )
 def test_windows_fire_while_the_producer_sends_and_the_run_balances(
-    runner, name, stack, fresh_topic, pg, tmp_path
+    runner, name, cluster, stack, fresh_topic, pg, tmp_path, request
 ):
+    master = request.getfixturevalue("standalone_flink") if cluster else None
     dataset = datasets.get(name)
     counts_table = dataset.tables.aggregate.name
     run_id = f"{runner[:5].lower()}{uuid.uuid4().hex[:6]}"
@@ -114,6 +141,7 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
             f"--allowed_lateness_s={LATENESS_S}",
             f"--kafka_max_delay_s={DELAY_S}",
             "--progress_every_s=5",
+            *([f"--flink_master={master}", "--parallelism=2"] if cluster else []),
         ],
         cwd=REPO_ROOT,
         stdout=log,
@@ -188,6 +216,7 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
         _poll(caught_up, 60, "the committed offsets to reach the feed's end", lambda: committed)
         late_panes = _late_panes(pg, counts_table, run_id)
         exposed = _listening_off_loopback(job.pid)
+        parallelism = _cluster_parallelism(master, run_id) if cluster else None
 
         stopping = time.monotonic()
         job.send_signal(signal.SIGINT)
@@ -215,6 +244,7 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
                 "late_lane": terms.late,
                 "late_panes": late_panes,
                 "listening_off_loopback": exposed,
+                "cluster_parallelism": parallelism,
             }
         )
     )
@@ -236,3 +266,9 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
     assert terms.late == batch.injected.late > 0
     # Out-of-order events arriving after their window's on-time pane: late firings.
     assert late_panes > 0
+    if cluster:
+        # The job ran on the cluster at parallelism 2, and the driver cancelled it there.
+        assert parallelism == 2
+        assert set(flink_cluster.jobs_named(master, flink_cluster.job_name(run_id)).values()) == {
+            "CANCELED"
+        }
