@@ -23,6 +23,10 @@ Drills (the Flink cluster: ``./run_local.sh flink start`` first):
   stop-job``), let the feed run on, resume the same run from the savepoint.
 - ``taskmanager-kill``: kill the TaskManager (SIGKILL) and start a new one; Flink
   restarts the job from its last checkpoint.
+- ``broker-restart``: stop the Kafka broker, start it 10 s later.
+- ``postgres-down``: stop PostgreSQL for 30 s.
+- ``poison-burst``: 10% of the feed poison (5% malformed, 5% invalid), not 4%.
+- ``schema-drift``: 5% of the feed from a drifted producer (``--drift``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import signal
 import subprocess
 import sys
 import time
+import typing
 
 import datasets
 from beam_pipeline import flink_cluster
@@ -50,10 +55,13 @@ _MASTER = f"127.0.0.1:{FLINK_REST_PORT}"
 class _Fault:
     """Due once ``at`` of the feed's time has passed and, unless ``early``, the run
     has rows in PostgreSQL (a fault before the job is up tests start-up, not the
-    fault)."""
+    fault).  ``stops_job``: the job stops reading for a while (its backlog is then
+    read behind the watermark: see ``reconcile.checks``)."""
 
     at: float
     early: bool
+    stops_job: typing.ClassVar[bool] = True
+    flags: typing.ClassVar[tuple[str, ...]] = ()  # the main job's flags it needs
 
     def due(self, feed: main_job.Feed) -> bool:
         return feed.fraction_sent() >= self.at and (self.early or feed.rows()["events"] > 0)
@@ -99,7 +107,72 @@ class KillTaskManager(_Fault):
         subprocess.run([str(REPO_ROOT / "run_local.sh"), "flink", "start-taskmanager"], check=True)
 
 
-DRILLS = {"stop-resume": StopAndResume, "taskmanager-kill": KillTaskManager}
+def _run_local(*args: str) -> None:
+    subprocess.run([str(REPO_ROOT / "run_local.sh"), *args], check=True)
+
+
+class _ServiceDown(_Fault):
+    """Stops one of the stack's services for ``down_s``, then starts it again."""
+
+    service: typing.ClassVar[str]
+    down_s: typing.ClassVar[float]
+
+    def inject(self, job: main_job.StreamingJob, feed: main_job.Feed) -> None:
+        _run_local("stop", self.service)
+        print(f"drill: {self.service} stopped for {self.down_s:.0f} s (run {feed.run_id})")
+        time.sleep(self.down_s)  # the fault itself: how long the service is away
+        _run_local("start", self.service)
+        print(f"drill: {self.service} started again", flush=True)
+
+
+class RestartBroker(_ServiceDown):
+    """The Kafka broker stopped (SIGTERM, as a restart would) and started 10 s later:
+    the job's reads and dead-letter writes, and the feed's producer, wait for it."""
+
+    service, down_s = "kafka", 10.0
+
+
+class PostgresDown(_ServiceDown):
+    """PostgreSQL stopped for 30 s: the JDBC writes fail, Flink restarts the job from
+    its last checkpoint until they succeed."""
+
+    service, down_s = "postgres", 30.0
+
+
+class _FeedFault(_Fault):
+    """A fault in the records themselves, set by the main job's ``flags``: the job
+    never stops, so the late lane stays exact."""
+
+    stops_job = False
+
+    def due(self, feed: main_job.Feed) -> bool:
+        return True
+
+    def inject(self, job: main_job.StreamingJob, feed: main_job.Feed) -> None:
+        print(f"drill: the feed carries {' '.join(self.flags)}", flush=True)
+
+
+class PoisonBurst(_FeedFault):
+    """10% of the feed is poison: 5% malformed, 5% breaking the contract."""
+
+    flags = ("--malformed=0.05", "--invalid=0.05")
+
+
+class SchemaDrift(_FeedFault):
+    """5% of the feed from a producer whose schema drifted: an unknown field, a
+    number sent as a string (refused by the contract: dead letters)."""
+
+    flags = ("--drift=0.05",)
+
+
+DRILLS = {
+    "stop-resume": StopAndResume,
+    "taskmanager-kill": KillTaskManager,
+    "broker-restart": RestartBroker,
+    "postgres-down": PostgresDown,
+    "poison-burst": PoisonBurst,
+    "schema-drift": SchemaDrift,
+}
 
 
 def tally(terms: reconcile.Terms, audit: reconcile.OffsetAudit) -> dict[str, int]:
@@ -147,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= known.at <= 1:
         parser.error(f"--at is a share of the feed, 0 to 1 (got {known.at})")
     fault = DRILLS[known.drill](known.at, known.early)
+    given = {f.split("=", 1)[0] for f in argv}
+    argv += [f for f in fault.flags if f.split("=", 1)[0] not in given]
     outcome = main_job.stream(argv, fault, parser)
     if outcome.report is None:
         return outcome.code or 1
@@ -169,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         run_id=run_id,
         runner=known.runner,
         events=known.events,
-        at=known.at,
+        at_share=known.at,
         early=known.early,
         passed=passed,
         **{k.replace(" ", "_").replace("-", "_"): v for k, v in counts.items()},

@@ -26,6 +26,8 @@ def ledger_path(settings: StackSettings) -> pathlib.Path:
 
 def record(settings: StackSettings, kind: str, **fields: typing.Any) -> dict:
     """Appends one line ``{"kind": kind, "at": <UTC time>, **fields}``; returns it."""
+    if {"kind", "at"} & fields.keys():
+        raise ValueError("a ledger line's kind and at are its own: name the field otherwise")
     line = {
         "kind": kind,
         "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
