@@ -206,6 +206,23 @@ def _malformed(kind: str, event: dict, nan_path: str | None) -> bytes:
     raise ValueError(f"unknown malformed kind {kind!r}")
 
 
+# Schema drift: an upstream producer that added a field, or changed a number to a string.
+DRIFT_KINDS = ("drift_unknown_field", "drift_number_as_string")
+DRIFT_FIELD = "added_upstream_v2"
+
+
+def _drifted(kind: str, event: dict, contract) -> dict:
+    """``event`` as a producer whose schema drifted would send it."""
+    path = _number_path(contract.fields)
+    if kind == "drift_number_as_string" and path is not None:
+        _set(event, path, "12.5")
+    elif kind in DRIFT_KINDS:  # a contract without a number: a new field instead
+        event[DRIFT_FIELD] = "a field the contract does not know"
+    else:
+        raise ValueError(f"unknown drift kind {kind!r}")
+    return event
+
+
 def derived_invalid(contract, avro: bool = False) -> dict:
     """Faults derived from a contract's constraints, for a dataset that names none.
 
@@ -346,6 +363,7 @@ def generate(
     late_ratio: float = 0.0,
     late_shift_ms: int = 0,
     dataset: Dataset | None = None,
+    drift_ratio: float = 0.0,
 ) -> Batch:
     """Generates one deterministic batch of a dataset's records with injected faults.
 
@@ -382,6 +400,10 @@ def generate(
         has been reading for that long); never duplicated, never out of order.
       late_shift_ms: how far behind a late event is; pick more than the window plus
         the allowed lateness plus the watermark's delay, and a margin.
+      drift_ratio: share of originals from a producer whose schema drifted (JSON
+        only), half with a field the contract does not know, half with a number
+        sent as a string (``DRIFT_KINDS``); the contract refuses both, so they are
+        counted as invalid.
       dataset: whose records (its record maker, key field and invalid kinds);
         default customer events.
       value_format: ``json``, ``avro`` (schemaless, the contract's schema) or
@@ -408,9 +430,15 @@ def generate(
     n_duplicates = _count(count, duplicate_ratio, "duplicate_ratio")
     n_late = _count(count, out_of_order_ratio, "out_of_order_ratio")
     n_beyond = _count(count, late_ratio, "late_ratio")
+    n_drift = _count(count, drift_ratio, "drift_ratio")
+    if n_drift and value_format != "json":
+        raise ValueError(
+            "drift_ratio is for JSON values: a drifted Avro producer writes with another "
+            "schema id (the malformed kind unknown_schema_id)"
+        )
     if n_beyond and late_shift_ms <= 0:
         raise ValueError(f"late_ratio needs a positive late_shift_ms, got {late_shift_ms}")
-    n_valid = count - n_malformed - n_invalid
+    n_valid = count - n_malformed - n_invalid - n_drift
     if n_valid < 0 or n_duplicates + n_late + n_beyond + (1 if n_late else 0) > n_valid:
         raise ValueError(
             f"{count} events cannot hold {n_malformed} malformed, {n_invalid} invalid, "
@@ -426,9 +454,10 @@ def generate(
     fake.seed_instance(seed)
     make = dataset.new_maker(rng, fake, users, start_ms)
 
-    faulty = rng.sample(range(count), n_malformed + n_invalid)
+    faulty = rng.sample(range(count), n_malformed + n_invalid + n_drift)
     malformed = sorted(faulty[:n_malformed])
-    invalid = sorted(faulty[n_malformed:])
+    invalid = sorted(faulty[n_malformed : n_malformed + n_invalid])
+    drift = sorted(faulty[n_malformed + n_invalid :])
     roles: dict[int, str] = {}
     roles.update(
         (i, f"malformed/{encoder.malformed_kinds[k % len(encoder.malformed_kinds)]}")
@@ -438,6 +467,7 @@ def generate(
         (i, f"invalid/{encoder.invalid_kinds[k % len(encoder.invalid_kinds)]}")
         for k, i in enumerate(invalid)
     )
+    roles.update((i, f"invalid/{DRIFT_KINDS[k % len(DRIFT_KINDS)]}") for k, i in enumerate(drift))
     valid = [i for i in range(count) if i not in roles]
     late = set(rng.sample(valid[1:], n_late))
     first_late = math.ceil(late_shift_ms * rate_per_s / 1000)
@@ -475,6 +505,8 @@ def generate(
         key = str(event[dataset.key_field]).encode()
         if role.startswith("malformed/"):
             value = encoder.malformed(role.split("/", 1)[1], event)
+        elif role.startswith("invalid/drift_"):
+            value = _encode(_drifted(role.split("/", 1)[1], event, dataset.contract))
         elif role.startswith("invalid/"):
             value = encoder.invalid(role.split("/", 1)[1], event)
         else:
@@ -499,7 +531,7 @@ def generate(
     injected = Injected(
         valid_unique=n_valid,
         malformed=n_malformed,
-        invalid=n_invalid,
+        invalid=n_invalid + n_drift,
         duplicates=n_duplicates,
         out_of_order=n_late,
         total=count + n_duplicates,
@@ -588,6 +620,7 @@ def batch_from_args(args, count: int, run_id: str, seed: int, start_ms: int) -> 
         late_ratio=getattr(args, "late", 0.0),
         late_shift_ms=round(getattr(args, "late_shift_s", 0) * 1000),
         dataset=datasets.get(getattr(args, "dataset", datasets.DEFAULT)),
+        drift_ratio=getattr(args, "drift", 0.0),
     )
 
 

@@ -59,6 +59,13 @@ def make_parser(settings: StackSettings) -> argparse.ArgumentParser:
     parser.add_argument("--invalid", type=float, default=0.02, help="share of invalid events")
     parser.add_argument("--duplicates", type=float, default=0.05, help="share of duplicates")
     parser.add_argument(
+        "--drift",
+        type=float,
+        default=0.0,
+        help="share of events from a producer whose schema drifted (an unknown field, a "
+        "number sent as a string): JSON only; the contract refuses them (dead letters)",
+    )
+    parser.add_argument(
         "--out_of_order",
         type=float,
         default=0.01,

@@ -1,13 +1,15 @@
 """The generator and each contract agree: what it labels valid passes the schema and
 becomes a row, what it labels invalid fails, what it labels malformed does not decode."""
 
+import json
+
 import jsonschema
 import pytest
 
 import datasets
 from schemas.records import KafkaRecord
 from schemas.values import event_time_ms
-from tools.event_producer import generate
+from tools.event_producer import _number_path, generate
 from transforms.decode import DecodeError, decoder_for
 from transforms.validate import compile_schema
 
@@ -73,3 +75,25 @@ def test_every_label_matches_what_decode_and_validate_decide(name, value_format)
     assert sum(1 for _, v in verdicts if v == "invalid") == batch.injected.invalid == 30
     kinds = {label.split("/")[1] for label in batch.labels if "/" in label}
     assert len(kinds) >= 6  # every format has at least four malformed and two invalid kinds
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_schema_drift_is_refused_by_the_contract_and_counted_invalid(name):
+    dataset = datasets.get(name)
+    fast = compile_schema(dataset.contract.json_schema())
+    decode = decoder_for(dataset.contract, "json")
+    batch = generate(400, "drift", 5, 1_795_300_000_000, drift_ratio=0.05, dataset=dataset)
+    drifted = [
+        decode(value)
+        for (_, value, _), label in zip(batch.messages, batch.labels, strict=True)
+        if label.startswith("invalid/drift_")
+    ]
+    assert len(drifted) == batch.injected.invalid == 20
+    assert not any(fast(event) for event in drifted)
+    extra = sum(1 for e in drifted if "added_upstream_v2" in e)
+    # Half have a new field; the other half a number sent as a string (or, for a
+    # contract without a number, a new field too).
+    assert extra == (10 if _number_path(dataset.contract.fields) else 20)
+    assert sum(1 for e in drifted if '"12.5"' in json.dumps(e)) == 20 - extra
+    with pytest.raises(ValueError, match="drift_ratio is for JSON"):
+        generate(10, "d", 5, 1_795_300_000_000, drift_ratio=0.5, value_format="avro")
