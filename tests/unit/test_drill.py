@@ -5,25 +5,14 @@ import time
 
 import pytest
 
+from tests.unit.test_reconcile import BALANCED
 from tools import drill, main_job
-from tools.reconcile import OffsetAudit, Terms
+from tools.reconcile import OffsetAudit
 
 pytestmark = pytest.mark.unit
 
-TERMS = Terms(
-    produced=100,
-    valid_unique=90,
-    postgres_events=90,
-    parquet_events=90,
-    duplicates=6,
-    dead_letters=4,
-    parquet_dead_letters=4,
-    kafka_dead_letters=4,
-    gold_total=90,
-    parquet_gold_total=90,
-    injected_duplicates=6,
-    injected_dead_letters=4,
-)
+# A balanced run (the reconciliation's tests): 90 landed, 6 duplicates, 4 dead letters, 2 late.
+TERMS = BALANCED
 EXACT = OffsetAudit(expected=100, found=100, missing=0, unexpected=0, repeated=0)
 
 
@@ -53,7 +42,7 @@ def test_a_feed_before_its_first_event_is_at_zero_and_ends_at_one():
 def test_summary_passes_a_run_that_lost_and_doubled_nothing():
     line = drill.summary("stop-resume", drill.tally(TERMS, EXACT), passed=True)
     assert line == (
-        "drill stop-resume: produced 100, landed 90, dead-lettered 4, duplicates 6, late 0, "
+        "drill stop-resume: produced 100, landed 90, dead-lettered 4, duplicates 6, late 2, "
         "lost 0, written twice 0 — PASS"
     )
 
