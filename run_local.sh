@@ -4,13 +4,14 @@
 #   ./run_local.sh [--events N] set up if needed, start the stack, run the main job + reconcile
 #   ./run_local.sh setup        install and prepare everything (idempotent, fast when done)
 #   ./run_local.sh start        start Kafka and PostgreSQL, create topics, migrate tables
-#   ./run_local.sh stop         stop them
+#                               (start kafka|postgres: that one only)
+#   ./run_local.sh stop         stop them (stop kafka|postgres: that one only)
 #   ./run_local.sh status       say what runs where
 #   ./run_local.sh test         set up, start, run the whole test suite, stop what it started
 #   ./run_local.sh flink setup|start|stop|status|stop-job RUN_ID
 #                               the standalone Flink cluster for --runner flink-cluster
 #   ./run_local.sh drill NAME [--at 0.4] [main-job flags]
-#                               a streaming run with a fault mid-feed (stop-resume, taskmanager-kill)
+#                               a streaming run with a fault mid-feed (see README, Reliability)
 #   ./run_local.sh bench [--runner direct] [--events N] [--seed S]
 #                               Beamline vs a hand-written consumer and in-memory loop (100,000)
 set -euo pipefail
@@ -39,6 +40,12 @@ cmd_setup() {
 
 cmd_start() {
   [ -x "$PY" ] || die "the stack is not set up: run ./run_local.sh setup"
+  case "${1:-}" in
+    kafka) kafka_start; return ;;
+    postgres) pg_start; return ;;
+    "") ;;
+    *) die "usage: ./run_local.sh start [kafka|postgres]" ;;
+  esac
   kafka_start
   pg_start
   cd "$ROOT"  # the operator's tools run from the checkout (they are not packaged)
@@ -47,8 +54,12 @@ cmd_start() {
 }
 
 cmd_stop() {
-  kafka_stop
-  pg_stop
+  case "${1:-}" in
+    kafka) kafka_stop ;;
+    postgres) pg_stop ;;
+    "") kafka_stop; pg_stop ;;
+    *) die "usage: ./run_local.sh stop [kafka|postgres]" ;;
+  esac
 }
 
 cmd_status() {
@@ -130,7 +141,7 @@ case "${1:-}" in
   bench) shift; cmd_bench "$@" ;;
   flink) shift; cmd_flink "$@" ;;
   drill) shift; cmd_drill "$@" ;;
-  -h | --help | help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h | --help | help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' ;;
   "" | -*) cmd_main "$@" ;;
   *) die "unknown command '$1': use setup, start, stop, status, test, bench, flink or drill (./run_local.sh --help)" ;;
 esac

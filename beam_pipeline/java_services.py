@@ -107,6 +107,9 @@ class JavaExpansionService:
         ``DOCKER`` environment of this image with every jar of the classpath as
         artifacts, and no loopback worker is started.  ``None``: this JVM is the
         Java worker (``EXTERNAL``), as on every local runner.
+      worker_heap: run each Java worker in a JVM of its own with this heap, ended
+        with its job (``ProcessWorkerPool.java``), instead of a thread of this JVM
+        that outlives it: for a service that outlives its jobs (the cluster's).
     """
 
     def __init__(
@@ -115,11 +118,13 @@ class JavaExpansionService:
         port: int = 0,
         heap: str = "2g",
         java_image: str | None = None,
+        worker_heap: str | None = None,
     ):
         self._log_dir = pathlib.Path(log_dir)
         self._port = port or _free_port()
         self._heap = heap
         self._java_image = java_image
+        self._worker_heap = worker_heap
         self._process: subprocess.Popen | None = None
         self.log_path = self._log_dir / f"expansion-service-{self._port}.log"
 
@@ -129,7 +134,9 @@ class JavaExpansionService:
 
     def command(self) -> list[str]:
         classpath = staged_classpath()
-        head = [_java(), f"-Xmx{self._heap}", "-cp", f"{classpath}/*", _MAIN_CLASS, str(self._port)]
+        pool = [f"-Dbeamline.workerHeap={self._worker_heap}"] if self._worker_heap else []
+        head = [_java(), f"-Xmx{self._heap}", *pool, "-cp", f"{classpath}/*", _MAIN_CLASS]
+        head.append(str(self._port))
         if self._java_image is not None:
             # Remote workers have none of this machine's jars: they get all of them.
             jars = ",".join(str(jar) for jar in sorted(classpath.glob("*.jar")))
@@ -210,8 +217,9 @@ class JavaExpansionService:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m beam_pipeline.java_services --port=N``: one expansion service (and
-    its loopback Java worker) that outlives the drivers using it, until SIGTERM.
-    The standalone Flink cluster's jobs run their Java stages in it."""
+    its Java worker pool) that outlives the drivers using it, until SIGTERM.  The
+    standalone Flink cluster's jobs run their Java stages in its workers, one JVM
+    per worker, each ended with its job."""
     import argparse
     import threading
 
@@ -225,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        service = JavaExpansionService(StackSettings.from_env().home / "logs", args.port).start()
+        service = JavaExpansionService(
+            StackSettings.from_env().home / "logs", args.port, heap="1g", worker_heap="2g"
+        ).start()
     except ExpansionServiceError as e:
         print(f"beamline: error: {e}", file=sys.stderr)
         return 1

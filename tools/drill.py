@@ -42,13 +42,12 @@ import typing
 
 import datasets
 from beam_pipeline import flink_cluster
-from beam_pipeline.runners import FLINK_REST_PORT
 from beam_pipeline.settings import REPO_ROOT, StackSettings
 from tools import ledger, main_job, reconcile
 
 __all__ = ["DRILLS", "main", "summary"]
 
-_MASTER = f"127.0.0.1:{FLINK_REST_PORT}"
+_MASTER = main_job.CLUSTER_MASTER
 
 
 @dataclasses.dataclass

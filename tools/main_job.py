@@ -30,11 +30,11 @@ import psycopg2
 from confluent_kafka import KafkaException
 
 import datasets
-from beam_pipeline import driver
+from beam_pipeline import driver, flink_cluster
 from beam_pipeline.options import DEFAULT_MAX_DELAY_S
 from beam_pipeline.preflight import committed_offsets
 from beam_pipeline.progress import rows_so_far
-from beam_pipeline.runners import RUNNER_PRESETS
+from beam_pipeline.runners import FLINK_REST_PORT, RUNNER_PRESETS
 from beam_pipeline.settings import REPO_ROOT, StackSettings
 from schemas.dataset import Dataset
 from tools import ledger, reconcile
@@ -122,6 +122,7 @@ def make_parser(settings: StackSettings) -> argparse.ArgumentParser:
 
 
 RUNNERS = RUNNER_PRESETS
+CLUSTER_MASTER = f"127.0.0.1:{FLINK_REST_PORT}"
 
 
 class StreamingJob:
@@ -210,6 +211,19 @@ def _stream(run: _Run, fault: Fault | None = None) -> StreamOutcome:
         ]
     )
     job.start()
+    if args.runner == "flink-cluster":
+        # A cluster job takes 60-100 s to read (staging, workers): the feed starts
+        # once its readers are up, so that a late event is late for the job too.
+        try:
+            name = flink_cluster.job_name(run_id)
+            jid = flink_cluster.wait_until_running(CLUSTER_MASTER, name, timeout_s=300)
+            flink_cluster.wait_for_readers(CLUSTER_MASTER, jid, timeout_s=300)
+        except (flink_cluster.SavepointError, OSError) as e:
+            _error(f"the cluster job did not start reading: {e}")
+            job.wait(180, interrupt=True)
+            return StreamOutcome(1, None)
+        start_ms = time.time_ns() // 1_000_000 + 5_000
+        batch = batch_from_args(args, args.events, run_id, seed, start_ms)
     feed = Feed(
         run_id,
         start_ms,

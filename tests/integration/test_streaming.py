@@ -76,6 +76,12 @@ def _cluster_parallelism(master: str, run_id: str) -> int:
         return max(v["parallelism"] for v in json.load(response)["vertices"])
 
 
+def _java_workers(stack) -> list[int]:
+    """The cluster's Java worker processes (``ProcessWorkerPool``'s children)."""
+    pool = int((stack.home / "flink" / "expansion-service.pid").read_text())
+    return [p for p in descendants(pool) if "ProcessWorkerPool$Worker" in command(p)]
+
+
 def _window_rows(pg, table, run_id):
     with pg.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM {table} WHERE run_id = %s", (run_id,))
@@ -157,6 +163,9 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
             "the job to start",
         )
         assert job.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+        if cluster:  # its start-up (staging, Java workers) ends when its readers are up
+            jid = flink_cluster.wait_until_running(master, flink_cluster.job_name(run_id))
+            flink_cluster.wait_for_readers(master, jid, timeout_s=240)
 
         batch = generate(
             EVENTS,
@@ -217,6 +226,7 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
         late_panes = _late_panes(pg, counts_table, run_id)
         exposed = _listening_off_loopback(job.pid)
         parallelism = _cluster_parallelism(master, run_id) if cluster else None
+        java_workers = len(_java_workers(stack)) if cluster else None
 
         stopping = time.monotonic()
         job.send_signal(signal.SIGINT)
@@ -245,6 +255,7 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
                 "late_panes": late_panes,
                 "listening_off_loopback": exposed,
                 "cluster_parallelism": parallelism,
+                "java_workers": java_workers,
             }
         )
     )
@@ -272,3 +283,12 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
         assert set(flink_cluster.jobs_named(master, flink_cluster.job_name(run_id)).values()) == {
             "CANCELED"
         }
+        # Its Java workers ran in JVMs of their own, and none outlives the job (Beam's
+        # thread-per-worker pool kept a cancelled job's Kafka readers polling forever).
+        assert java_workers > 0
+        _poll(
+            lambda: not _java_workers(stack),
+            60,
+            "the job's Java workers to exit",
+            lambda: _java_workers(stack),
+        )

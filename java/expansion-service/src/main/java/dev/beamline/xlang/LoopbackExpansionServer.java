@@ -53,7 +53,13 @@ public final class LoopbackExpansionServer {
             .addService(new ExpansionService(options, address))
             .addService(new StagedFilesOnly(stagedFiles(options)));
     if (options.as(ExpansionServiceOptions.class).getAlsoStartLoopbackWorker()) {
-      builder.addService(new ExternalWorkerService(options));
+      // -Dbeamline.workerHeap=<size>: each worker in a JVM of its own (a long-lived pool);
+      // otherwise Beam's pool, a thread of this JVM per worker (one run's service).
+      String workerHeap = System.getProperty("beamline.workerHeap");
+      builder.addService(
+          workerHeap == null
+              ? new ExternalWorkerService(options)
+              : new ProcessWorkerPool(options, workerHeap));
     }
     Server server = builder.build().start();
     System.out.println("Beamline expansion service listening on " + address);
