@@ -132,8 +132,8 @@ class RestartBroker(_ServiceDown):
 
 
 class PostgresDown(_ServiceDown):
-    """PostgreSQL stopped for 30 s: the JDBC writes fail, Flink restarts the job from
-    its last checkpoint until they succeed."""
+    """PostgreSQL stopped for 30 s: the JDBC writer retries its batches (and past its
+    attempts Flink restarts the job from its last checkpoint)."""
 
     service, down_s = "postgres", 30.0
 
