@@ -5,11 +5,16 @@ Prism, which it downloads from the network.  Integration tests talk to the
 Kafka broker and PostgreSQL server that ``./run_local.sh start`` runs.
 """
 
+import os
+
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 
 UNIT_RUNNER = "FnApiRunner"
+
+# The suite's runs are not measurements: none goes into the run ledger (tools/ledger.py).
+os.environ["BEAMLINE_LEDGER"] = "off"
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import pathlib
 import typing
 
@@ -24,8 +25,13 @@ def ledger_path(settings: StackSettings) -> pathlib.Path:
     return settings.home / LEDGER_NAME
 
 
+# BEAMLINE_LEDGER=off: runs record nothing (the test suite's runs are not measurements).
+LEDGER_SWITCH = "BEAMLINE_LEDGER"
+
+
 def record(settings: StackSettings, kind: str, **fields: typing.Any) -> dict:
-    """Appends one line ``{"kind": kind, "at": <UTC time>, **fields}``; returns it."""
+    """Appends one line ``{"kind": kind, "at": <UTC time>, **fields}``; returns it
+    (and appends nothing with ``BEAMLINE_LEDGER=off``)."""
     if {"kind", "at"} & fields.keys():
         raise ValueError("a ledger line's kind and at are its own: name the field otherwise")
     line = {
@@ -33,6 +39,8 @@ def record(settings: StackSettings, kind: str, **fields: typing.Any) -> dict:
         "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **fields,
     }
+    if os.environ.get(LEDGER_SWITCH) == "off":
+        return line
     path = ledger_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as out:

@@ -133,9 +133,10 @@ def test_the_readme_matrix_is_what_the_committed_lines_give():
     assert runner_matrix.generated_readme(readme, lines) == readme
 
 
-def test_a_ledger_line_keeps_its_kind_and_time(tmp_path):
+def test_a_ledger_line_keeps_its_kind_and_time(tmp_path, monkeypatch):
     from beam_pipeline.settings import StackSettings
 
+    monkeypatch.setenv("BEAMLINE_LEDGER", "on")  # the suite turns it off (conftest)
     settings = StackSettings.from_env({"BEAMLINE_HOME": str(tmp_path)})
     first = ledger.record(settings, "main", run_id="r1")
     ledger.record(settings, "drill", run_id="r2")
@@ -144,3 +145,6 @@ def test_a_ledger_line_keeps_its_kind_and_time(tmp_path):
     with pytest.raises(ValueError, match="kind and at"):
         ledger.record(settings, "drill", at=0.4)
     assert ledger.read(tmp_path / "none.jsonl") == []
+    monkeypatch.setenv("BEAMLINE_LEDGER", "off")
+    ledger.record(settings, "main", run_id="r3")
+    assert len(ledger.read(ledger.ledger_path(settings))) == 2
