@@ -20,6 +20,7 @@ __all__ = [
     "job_name",
     "jobs_named",
     "read_is_checkpointed",
+    "stop_job_with_savepoint",
     "stop_with_savepoint",
     "wait_for_readers",
     "wait_until_running",
@@ -148,6 +149,14 @@ def stop_with_savepoint(
         raise SavepointError(f"{len(running)} running jobs named {name} on {master}: need one")
     jid = running[0]
     wait_for_readers(master, jid, ready_timeout_s, poll_s)
+    return stop_job_with_savepoint(master, jid, target_dir, timeout_s, poll_s)
+
+
+def stop_job_with_savepoint(
+    master: str, jid: str, target_dir: str, timeout_s: float = 300.0, poll_s: float = 1.0
+) -> str:
+    """Stops job ``jid`` with a savepoint in ``target_dir`` now (the caller has waited
+    for its readers: ``wait_for_readers``); returns the savepoint's location."""
     trigger = _request(
         master, f"/jobs/{jid}/stop", "POST", body={"targetDirectory": target_dir, "drain": False}
     )["request-id"]

@@ -77,7 +77,7 @@ class StopAndResume(_Fault):
         jid = flink_cluster.wait_until_running(_MASTER, name, timeout_s=240)  # an early fault
         flink_cluster.wait_for_readers(_MASTER, jid)
         started = time.monotonic()
-        location = flink_cluster.stop_with_savepoint(_MASTER, name, target)
+        location = flink_cluster.stop_job_with_savepoint(_MASTER, jid, target)
         code = job.wait(180)
         print(
             f"drill: waited {started - due:.1f} s for the job's readers to be in a "
@@ -103,7 +103,7 @@ class KillTaskManager(_Fault):
         pid = int(pid_file.read_text())
         os.kill(pid, signal.SIGKILL)
         print(f"drill: killed the TaskManager (pid {pid}) of run {feed.run_id}", flush=True)
-        subprocess.run([str(REPO_ROOT / "run_local.sh"), "flink", "start-taskmanager"], check=True)
+        _run_local("flink", "start-taskmanager")
 
 
 def _run_local(*args: str) -> None:
