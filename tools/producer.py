@@ -5,22 +5,45 @@
 
 from __future__ import annotations
 
+import time
 import typing
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 __all__ = ["end_offsets", "produce"]
 
+# What a partition answers while its leadership is still moving: right after the
+# topic is created (the metadata already names a leader the broker has not yet
+# installed, seen in CI), or while a broker restarts.
+_LEADERSHIP_MOVING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
 
-def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
-    """The next offset to be written, per partition of ``topic``."""
+
+def end_offsets(bootstrap_servers: str, topic: str, timeout_s: float = 30.0) -> dict[int, int]:
+    """The next offset to be written, per partition of ``topic``.
+
+    Asks again while a partition's leadership is moving, for up to ``timeout_s``;
+    any other error, or the same one past the deadline, is raised.
+    """
     consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "beamline-offsets"})
+    deadline = time.monotonic() + timeout_s
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in sorted(partitions)
-        }
+        while True:
+            try:
+                partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+                return {
+                    p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                    for p in sorted(partitions)
+                }
+            except KafkaException as e:
+                if e.args[0].code() not in _LEADERSHIP_MOVING or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)  # back off before asking the broker again
     finally:
         consumer.close()
 

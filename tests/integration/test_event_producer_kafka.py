@@ -1,12 +1,15 @@
 """The customer-events producer against the real broker: timestamps and the report."""
 
 import json
+import uuid
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from tools import event_producer
 from tools.event_producer import generate
+from tools.producer import end_offsets
+from tools.stack import create_topics, delete_topics
 
 pytestmark = pytest.mark.integration
 
@@ -49,3 +52,15 @@ def test_main_sends_the_batch_with_event_time_timestamps(stack, fresh_topic, cap
     received = _read_all(stack.kafka_bootstrap_servers, fresh_topic, 44)
     got = sorted((m.key(), m.value(), m.timestamp()[1]) for m in received)
     assert got == sorted(batch.messages)  # same bytes, Kafka timestamp = event time
+
+
+def test_end_offsets_of_topics_just_created_are_zero_on_every_partition(stack):
+    # A read right after creation raced the partition's leadership in CI
+    # (NOT_LEADER_FOR_PARTITION); several fresh topics give the race its chance.
+    names = [f"it_offsets_{i}_{uuid.uuid4().hex[:6]}" for i in range(4)]
+    try:
+        for name in names:
+            create_topics(stack.kafka_bootstrap_servers, [name], partitions=3)
+            assert end_offsets(stack.kafka_bootstrap_servers, name) == {0: 0, 1: 0, 2: 0}
+    finally:
+        delete_topics(stack.kafka_bootstrap_servers, names)
