@@ -49,8 +49,12 @@ cmd_start() {
   kafka_start
   pg_start
   cd "$ROOT"  # the operator's tools run from the checkout (they are not packaged)
-  "$PY" -m tools.stack create-topics
-  "$PY" -m tools.stack migrate
+  # The local stack's administration uses the PLAINTEXT listener, whatever client
+  # settings the shell exports for the pipeline.
+  local admin=(env -u BEAMLINE_KAFKA_PROPERTIES -u BEAMLINE_KAFKA_BOOTSTRAP_SERVERS "$PY" -m tools.stack)
+  "${admin[@]}" create-topics
+  "${admin[@]}" scram-user
+  "${admin[@]}" migrate
 }
 
 cmd_stop() {

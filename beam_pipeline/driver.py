@@ -36,6 +36,7 @@ from beam_pipeline.java_services import (
     ExpansionServiceError,
     JavaExpansionService,
 )
+from beam_pipeline.kafka_security import ENV as KAFKA_PROPERTIES_ENV
 from beam_pipeline.options import BeamlineOptions, Config, ConfigError, runner_name
 from beam_pipeline.preflight import (
     ServiceUnavailable,
@@ -222,6 +223,7 @@ def _build_graph(
             expansion_service,
             config.kafka_bootstrap_servers,
             file_window_s=config.window_size_s,
+            kafka_producer_config=config.producer_config(),
         ),
     )
 
@@ -245,8 +247,16 @@ def _run_on_dataflow(config: Config, options: PipelineOptions, settings: StackSe
             "not on Dataflow; use --kafka_start_read_time_ms"
         )
         return 2
+    if config.kafka_security:
+        _error(
+            f"{KAFKA_PROPERTIES_ENV} names a file on this machine, which Dataflow's workers "
+            "cannot read: unset it (Kafka security on Dataflow is not supported yet)"
+        )
+        return 2
     dataset = datasets.get(config.dataset)
-    target = JdbcTarget(settings.jdbc_url, settings.pg_writer, password_env=DATAFLOW_PASSWORD_ENV)
+    target = JdbcTarget(
+        settings.remote_jdbc_url, settings.pg_writer, password_env=DATAFLOW_PASSWORD_ENV
+    )
     started = time.monotonic()
     with JavaExpansionService(settings.home / "logs", java_image=JAVA_SDK_IMAGE) as service:
         pipeline = beam.Pipeline(options=options)

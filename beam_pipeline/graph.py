@@ -334,6 +334,7 @@ def production_sinks(
     kafka_bootstrap_servers: str,
     dead_letter_topic: str = DEAD_LETTER_TOPIC,
     file_window_s: int = 60,
+    kafka_producer_config: typing.Mapping[str, str] | None = None,
 ) -> Sinks:
     """Parquet files under ``output_prefix/<table>/`` (the main table's in partition
     folders where the contract says, every record as read under
@@ -372,7 +373,10 @@ def production_sinks(
             "WriteDeadLettersParquet": parquet("dead_letters", DeadLetter),
             "WriteDeadLettersPostgres": _postgres(tables.DEAD_LETTERS, target, expansion_service),
             "WriteDeadLettersKafka": WriteDeadLettersToKafka(
-                kafka_bootstrap_servers, dead_letter_topic, expansion_service
+                kafka_bootstrap_servers,
+                dead_letter_topic,
+                expansion_service,
+                producer_config=kafka_producer_config,
             ),
         },
         duplicates={

@@ -22,6 +22,7 @@ from beam_pipeline.identifiers import (
     check_run_id,
     check_topic,
 )
+from beam_pipeline.kafka_security import KafkaSecurity, KafkaSecurityError
 from beam_pipeline.settings import StackSettings
 
 # How far behind the newest Kafka timestamp the watermark trails on a live topic.
@@ -247,6 +248,9 @@ class Config:
     expansion_service: str | None
     kafka_consumer_group: str | None = None
     detach: bool = False
+    # The Java Kafka clients' security settings: references into the file that
+    # BEAMLINE_KAFKA_PROPERTIES names, never its values (beam_pipeline.kafka_security).
+    kafka_security: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def consumer_group(self) -> str | None:
         """The read's consumer group: the flag's; ``beamline-<run_id>`` when the run
@@ -259,9 +263,14 @@ class Config:
         return f"beamline-{self.dataset}" if self.unbounded else None
 
     def consumer_config(self) -> dict[str, str]:
-        """The read's consumer settings beyond the defaults: its group, if it has one."""
+        """The read's consumer settings beyond the defaults: its group, if it has one,
+        and the security settings' references."""
         group = self.consumer_group()
-        return {"group.id": group} if group else {}
+        return {**self.kafka_security, **({"group.id": group} if group else {})}
+
+    def producer_config(self) -> dict[str, str]:
+        """The dead-letter producer's settings beyond the defaults: security only."""
+        return dict(self.kafka_security)
 
     @property
     def output_prefix(self) -> str:
@@ -357,6 +366,10 @@ class Config:
         check_topic("--kafka_topic", topic)
         if opts.expansion_service is not None:
             check_host_port("--expansion_service", opts.expansion_service)
+        try:
+            kafka_security = KafkaSecurity.from_env().java_config()
+        except KafkaSecurityError as e:
+            raise ConfigError(str(e)) from None
         return cls(
             runner=runner,
             dataset=opts.dataset,
@@ -378,6 +391,7 @@ class Config:
             output_dir=output_dir,
             run_id=check_run_id(opts.run_id) if opts.run_id is not None else uuid.uuid4().hex[:12],
             expansion_service=opts.expansion_service,
+            kafka_security=kafka_security,
             kafka_consumer_group=check_topic("--kafka_consumer_group", opts.kafka_consumer_group)
             if opts.kafka_consumer_group is not None
             else None,

@@ -14,6 +14,7 @@ import psycopg2
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from beam_pipeline.kafka_security import client_config
 from beam_pipeline.settings import StackSettings
 
 __all__ = [
@@ -35,7 +36,7 @@ def admin_client(bootstrap_servers: str) -> AdminClient:
     # librdkafka logs every refused connection to stderr; the checks below turn an
     # unreachable broker into one line of their own instead.
     return AdminClient(
-        {"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 5000, "log_level": 0}
+        client_config(bootstrap_servers, {"socket.timeout.ms": 5000, "log_level": 0})
     )
 
 
@@ -51,7 +52,11 @@ def check_kafka(bootstrap_servers: str, timeout_s: float = 5.0) -> None:
 
 
 def check_postgres(settings: StackSettings) -> None:
-    """Raises ServiceUnavailable unless PostgreSQL accepts Beamline's login."""
+    """Raises ServiceUnavailable unless PostgreSQL accepts Beamline's login (over
+    TLS as ``BEAMLINE_PG_SSLMODE`` says)."""
+    problem = settings.ssl_problem()
+    if problem:
+        raise ServiceUnavailable(problem)
     try:
         psycopg2.connect(connect_timeout=5, **settings.psycopg2_kwargs()).close()
     except psycopg2.OperationalError as e:

@@ -8,14 +8,29 @@ ROOT="${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 export BEAMLINE_HOME="${BEAMLINE_HOME:-$ROOT/.beamline}"
 export BEAMLINE_KAFKA_PORT="${BEAMLINE_KAFKA_PORT:-9092}"
 export BEAMLINE_KAFKA_CONTROLLER_PORT="${BEAMLINE_KAFKA_CONTROLLER_PORT:-9093}"
+export BEAMLINE_KAFKA_SASL_PORT="${BEAMLINE_KAFKA_SASL_PORT:-9094}"
 export BEAMLINE_PG_PORT="${BEAMLINE_PG_PORT:-55432}"
 export BEAMLINE_PG_USER="${BEAMLINE_PG_USER:-beamline}"
 export BEAMLINE_PG_WRITER="${BEAMLINE_PG_WRITER:-beamline_writer}"
 export BEAMLINE_PG_DB="${BEAMLINE_PG_DB:-beamline}"
 export BEAMLINE_KAFKA_PARTITIONS="${BEAMLINE_KAFKA_PARTITIONS:-3}"
+# Every PostgreSQL client checks the local server's certificate (README, "Credentials").
+export BEAMLINE_PG_SSLMODE="${BEAMLINE_PG_SSLMODE:-verify-full}"
+export BEAMLINE_PG_SSLROOTCERT="${BEAMLINE_PG_SSLROOTCERT-$BEAMLINE_HOME/secrets/pg-ca.pem}"
 
 VENV="$BEAMLINE_HOME/venv"
 PY="$VENV/bin/python"
+
+# self_signed_cert KEY CERT CN LOG: a key (0600) and a self-signed certificate for
+# 127.0.0.1 and localhost, valid 825 days; what openssl said goes to LOG.
+self_signed_cert() {
+  local key="$1" cert="$2" cn="$3" out="$4"
+  command -v openssl >/dev/null \
+    || die "openssl makes the local servers' TLS certificates and is not installed: apt-get install -y openssl"
+  (umask 077 && openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=$cn" \
+    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$key" -out "$cert" >"$out" 2>&1) \
+    || die "openssl could not make a certificate for $cn (see $out)"
+}
 
 log() { printf '[beamline] %s\n' "$*" >&2; }
 

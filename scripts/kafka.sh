@@ -1,11 +1,22 @@
 # A single KRaft Kafka node (broker and controller in one JVM) on 127.0.0.1, from
 # the Apache Kafka jars on Maven Central.  Sourced by run_local.sh.
+#
+# Two client listeners: PLAINTEXT on BEAMLINE_KAFKA_PORT, and SASL_SSL (SCRAM-SHA-512
+# over TLS, a self-signed certificate for 127.0.0.1) on BEAMLINE_KAFKA_SASL_PORT, for
+# user `beamline`, whose client settings setup writes to
+# .beamline/secrets/kafka-client.properties (README, "Kafka and PostgreSQL security").
 
 KAFKA_DIR="$BEAMLINE_HOME/kafka"
 KAFKA_LIBS="$KAFKA_DIR/libs"
 KAFKA_PID="$KAFKA_DIR/kafka.pid"
 KAFKA_PROPS="$KAFKA_DIR/server.properties"
 KAFKA_POM="$ROOT/java/kafka-broker/pom.xml"
+KAFKA_TLS="$KAFKA_DIR/tls"
+KAFKA_SECRETS="$BEAMLINE_HOME/secrets"
+KAFKA_CA="$KAFKA_SECRETS/kafka-ca.pem"
+KAFKA_PASSWORD_FILE="$KAFKA_SECRETS/kafka_password"
+KAFKA_CLIENT_PROPS="$KAFKA_SECRETS/kafka-client.properties"
+KAFKA_SASL_USER=beamline
 
 # java with the broker's classpath and logging; the storage tool and the broker share it.
 # An array, not a function, so that the PID of a background start is java's own.
@@ -20,6 +31,8 @@ kafka_setup() {
     mvn_copy_deps "$KAFKA_POM" "$KAFKA_LIBS"
     echo "$h" >"$KAFKA_DIR/libs.stamp"
   fi
+  kafka_tls_setup
+  kafka_client_properties
   kafka_write_properties
   if [ ! -s "$KAFKA_DIR/cluster.id" ]; then
     "${KAFKA_JAVA[@]}" kafka.tools.StorageTool random-uuid >"$KAFKA_DIR/cluster.id.tmp"
@@ -33,6 +46,41 @@ kafka_setup() {
   fi
 }
 
+# The broker's key and self-signed certificate (one PEM file, 0600), and the
+# certificate alone as the clients' CA; made once.
+kafka_tls_setup() {
+  [ -s "$KAFKA_TLS/broker.pem" ] && [ -s "$KAFKA_CA" ] && return 0
+  mkdir -p "$KAFKA_TLS" "$KAFKA_SECRETS"
+  chmod 700 "$KAFKA_TLS" "$KAFKA_SECRETS"
+  log "making the Kafka broker's TLS certificate (self-signed, 127.0.0.1)"
+  self_signed_cert "$KAFKA_TLS/key.pem" "$KAFKA_TLS/cert.pem" beamline-kafka "$KAFKA_DIR/logs/tls.log"
+  (umask 077 && cat "$KAFKA_TLS/key.pem" "$KAFKA_TLS/cert.pem" >"$KAFKA_TLS/broker.pem.tmp") \
+    && mv "$KAFKA_TLS/broker.pem.tmp" "$KAFKA_TLS/broker.pem" && rm -f "$KAFKA_TLS/key.pem"
+  cp "$KAFKA_TLS/cert.pem" "$KAFKA_CA.tmp" && mv "$KAFKA_CA.tmp" "$KAFKA_CA"
+}
+
+# The SCRAM user's password, generated once (0600); `tools.stack scram-user` gives it
+# to the broker at each start, reading it back from the client properties.
+kafka_password() {
+  if [ ! -s "$KAFKA_PASSWORD_FILE" ]; then
+    (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$KAFKA_PASSWORD_FILE")
+  fi
+  cat "$KAFKA_PASSWORD_FILE"
+}
+
+# The client settings for the SASL_SSL listener, as BEAMLINE_KAFKA_PROPERTIES takes them.
+kafka_client_properties() {
+  (umask 077 && cat >"$KAFKA_CLIENT_PROPS.tmp" <<PROPS
+# Beamline's local broker, SASL_SSL listener 127.0.0.1:$BEAMLINE_KAFKA_SASL_PORT (made by ./run_local.sh setup)
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$KAFKA_SASL_USER" password="$(kafka_password)";
+ssl.truststore.type=PEM
+ssl.truststore.location=$KAFKA_CA
+PROPS
+  ) && mv "$KAFKA_CLIENT_PROPS.tmp" "$KAFKA_CLIENT_PROPS"
+}
+
 kafka_write_properties() {
   # --standalone records the controller address at format time: a changed
   # controller port needs a fresh data folder.
@@ -40,11 +88,15 @@ kafka_write_properties() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$BEAMLINE_KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$BEAMLINE_KAFKA_PORT,CONTROLLER://127.0.0.1:$BEAMLINE_KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$BEAMLINE_KAFKA_PORT,CONTROLLER://127.0.0.1:$BEAMLINE_KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$BEAMLINE_KAFKA_PORT,SASL_SSL://127.0.0.1:$BEAMLINE_KAFKA_SASL_PORT,CONTROLLER://127.0.0.1:$BEAMLINE_KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$BEAMLINE_KAFKA_PORT,SASL_SSL://127.0.0.1:$BEAMLINE_KAFKA_SASL_PORT,CONTROLLER://127.0.0.1:$BEAMLINE_KAFKA_CONTROLLER_PORT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PEM
+ssl.keystore.location=$KAFKA_TLS/broker.pem
 log.dirs=$KAFKA_DIR/data
 num.partitions=$BEAMLINE_KAFKA_PARTITIONS
 offsets.topic.replication.factor=1
@@ -75,8 +127,8 @@ kafka_start() {
   fi
   [ -f "$KAFKA_DIR/data/meta.properties" ] || die "Kafka is not set up: run ./run_local.sh setup"
   local p
-  for p in "$BEAMLINE_KAFKA_PORT" "$BEAMLINE_KAFKA_CONTROLLER_PORT"; do
-    port_open "$p" && die "port $p is busy (another Kafka?): stop what uses it, or set BEAMLINE_KAFKA_PORT / BEAMLINE_KAFKA_CONTROLLER_PORT"
+  for p in "$BEAMLINE_KAFKA_PORT" "$BEAMLINE_KAFKA_SASL_PORT" "$BEAMLINE_KAFKA_CONTROLLER_PORT"; do
+    port_open "$p" && die "port $p is busy (another Kafka?): stop what uses it, or set BEAMLINE_KAFKA_PORT / BEAMLINE_KAFKA_SASL_PORT / BEAMLINE_KAFKA_CONTROLLER_PORT"
   done
   log "starting Kafka on 127.0.0.1:$BEAMLINE_KAFKA_PORT"
   # Only lines written by this start count as readiness.
@@ -104,7 +156,7 @@ kafka_stop() { stop_pid "$KAFKA_PID" "kafka.Kafka $KAFKA_PROPS" "Kafka"; }
 
 kafka_status() {
   if kafka_running; then
-    echo "kafka      running  pid $(cat "$KAFKA_PID")  127.0.0.1:$BEAMLINE_KAFKA_PORT (controller $BEAMLINE_KAFKA_CONTROLLER_PORT)"
+    echo "kafka      running  pid $(cat "$KAFKA_PID")  127.0.0.1:$BEAMLINE_KAFKA_PORT, SASL_SSL $BEAMLINE_KAFKA_SASL_PORT (controller $BEAMLINE_KAFKA_CONTROLLER_PORT)"
   else
     echo "kafka      stopped"
   fi

@@ -9,6 +9,7 @@ PG_SOCK="$PG_DIR/run"
 PG_LOG="$BEAMLINE_HOME/logs/postgres.log"
 PG_PASSWORD_FILE="$BEAMLINE_HOME/secrets/pg_password"
 PG_WRITER_PASSWORD_FILE="$BEAMLINE_HOME/secrets/pg_writer_password"
+PG_CA="$BEAMLINE_HOME/secrets/pg-ca.pem"
 
 pg_bin() {
   local d
@@ -78,8 +79,44 @@ shared_buffers = 256MB
 fsync = on
 CONF
   fi
+  pg_tls_setup
   owner_password >/dev/null
   writer_password >/dev/null
+}
+
+# TLS on every TCP connection: the server's key and self-signed certificate (made
+# once, owned by the server's user), its certificate as the clients' CA, and a
+# pg_hba.conf of Beamline's own that lets TCP logins in over TLS only.  A running
+# server reloads them.
+pg_tls_setup() {
+  if [ ! -s "$PG_DATA/server.crt" ]; then
+    log "making PostgreSQL's TLS certificate (self-signed, 127.0.0.1)"
+    local tmp; tmp=$(mktemp -d)
+    self_signed_cert "$tmp/server.key" "$tmp/server.crt" beamline-postgres "$BEAMLINE_HOME/logs/pg_tls.log"
+    install -m 600 -o "$(stat -c %u "$PG_DATA")" -g "$(stat -c %g "$PG_DATA")" \
+      "$tmp/server.key" "$tmp/server.crt" "$PG_DATA/"
+    rm -rf "$tmp"
+  fi
+  mkdir -p "$(dirname "$PG_CA")" && chmod 700 "$(dirname "$PG_CA")"
+  cp "$PG_DATA/server.crt" "$PG_CA.tmp" && mv "$PG_CA.tmp" "$PG_CA"
+  as_pg_owner tee "$PG_DATA/beamline_tls.conf" >/dev/null <<CONF
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+ssl_min_protocol_version = 'TLSv1.2'
+CONF
+  grep -q "^include_if_exists = 'beamline_tls.conf'" "$PG_DATA/postgresql.conf" \
+    || echo "include_if_exists = 'beamline_tls.conf'" | as_pg_owner tee -a "$PG_DATA/postgresql.conf" >/dev/null
+  as_pg_owner tee "$PG_DATA/pg_hba.conf" >/dev/null <<HBA
+# Beamline's local cluster (written by ./run_local.sh setup): the superuser over the
+# socket as its own OS user; every TCP login with a password, over TLS only.
+local   all   all                  peer
+hostssl all   all   127.0.0.1/32   scram-sha-256
+HBA
+  if pg_running; then
+    as_pg_owner "$(pg_bin)/pg_ctl" -D "$PG_DATA" reload >/dev/null \
+      || die "PostgreSQL did not reload its TLS settings (see $PG_LOG)"
+  fi
 }
 
 pg_running() { [ -f "$PG_DATA/postmaster.pid" ] && as_pg_owner "$(pg_bin)/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; }

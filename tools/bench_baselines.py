@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 from confluent_kafka import Consumer, TopicPartition
 from jsonschema import Draft7Validator
 
+from beam_pipeline.kafka_security import client_config
 from datasets.customer_events import (
     CONTRACT,
     DATASET,
@@ -308,14 +309,16 @@ def consume_records(
         or the broker reported an error.
     """
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": f"beamline-bench-{topic}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": False,
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            "log_level": 0,
-        }
+        client_config(
+            bootstrap_servers,
+            {
+                "group.id": f"beamline-bench-{topic}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+                "fetch.max.bytes": 64 * 1024 * 1024,
+                "log_level": 0,
+            },
+        )
     )
     remaining = {p: end for p, (start, end) in ranges.items() if end > start}
     read = 0

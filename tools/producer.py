@@ -10,6 +10,8 @@ import typing
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from beam_pipeline.kafka_security import client_config
+
 __all__ = ["end_offsets", "produce"]
 
 # What a partition answers while its leadership is still moving: right after the
@@ -30,7 +32,7 @@ def end_offsets(bootstrap_servers: str, topic: str, timeout_s: float = 30.0) -> 
     Asks again while a partition's leadership is moving, for up to ``timeout_s``;
     any other error, or the same one past the deadline, is raised.
     """
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "beamline-offsets"})
+    consumer = Consumer(client_config(bootstrap_servers, {"group.id": "beamline-offsets"}))
     deadline = time.monotonic() + timeout_s
     try:
         while True:
@@ -63,14 +65,16 @@ def produce(
     idempotent, so a retried send cannot write a message twice.
     """
     producer = Producer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "enable.idempotence": True,
-            "linger.ms": 5,
-            # librdkafka logs transient retries (coordinator loading) as warnings;
-            # delivery failures are reported below through the callbacks.
-            "log_level": 3,
-        }
+        client_config(
+            bootstrap_servers,
+            {
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                # librdkafka logs transient retries (coordinator loading) as warnings;
+                # delivery failures are reported below through the callbacks.
+                "log_level": 3,
+            },
+        )
     )
     errors: list[str] = []
     delivered: list[tuple[bytes, int, int]] = []

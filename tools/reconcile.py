@@ -70,6 +70,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 import datasets
 from beam_pipeline.graph import DEAD_LETTER_TOPIC
 from beam_pipeline.identifiers import run_id_argument
+from beam_pipeline.kafka_security import client_config
 from beam_pipeline.progress import scalar
 from beam_pipeline.settings import StackSettings
 from schemas import tables
@@ -412,12 +413,14 @@ def count_dead_letter_messages(
     writes a message again), so the term counts distinct source coordinates.
     """
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": "beamline-reconcile",
-            "enable.auto.commit": False,
-            "log_level": 0,
-        }
+        client_config(
+            bootstrap_servers,
+            {
+                "group.id": "beamline-reconcile",
+                "enable.auto.commit": False,
+                "log_level": 0,
+            },
+        )
     )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions

@@ -1,7 +1,9 @@
 """Checks and administration of the local stack, outside the Beam graph.
 
 ``python -m tools.stack create-topics`` creates the project's topics
-(idempotent); ``check`` verifies that Kafka and PostgreSQL answer.  Each failure
+(idempotent); ``scram-user`` gives the local broker the SASL user of
+``.beamline/secrets/kafka-client.properties``; ``migrate`` brings the tables up to
+the contracts; ``check`` verifies that Kafka and PostgreSQL answer.  Each failure
 is one line saying what to do.
 """
 
@@ -9,13 +11,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import pathlib
 import sys
 import time
 
 import psycopg2
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    NewTopic,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 from psycopg2 import sql
 
+from beam_pipeline.kafka_security import KafkaSecurity, KafkaSecurityError
 from beam_pipeline.preflight import (
     ServiceUnavailable,
     admin_client,
@@ -35,6 +45,7 @@ __all__ = [
     "commit_offsets",
     "create_topics",
     "delete_topics",
+    "ensure_scram_user",
     "migrate",
 ]
 
@@ -71,6 +82,24 @@ def create_topics(bootstrap_servers: str, topics=None, partitions: int = 3) -> l
         future.result(timeout=30)
     _wait_for_leaders(admin, missing, partitions)
     return missing
+
+
+def ensure_scram_user(bootstrap_servers: str, client_properties: pathlib.Path) -> str:
+    """Gives the broker the SCRAM-SHA-512 credential of the user in ``client_properties``
+    (an upsert: the same password again changes nothing a client sees); returns the
+    user's name."""
+    user, password = KafkaSecurity.load(client_properties).credentials()
+    admin = admin_client(bootstrap_servers)
+    futures = admin.alter_user_scram_credentials(
+        [
+            UserScramCredentialUpsertion(
+                user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), password.encode()
+            )
+        ]
+    )
+    for future in futures.values():
+        future.result(timeout=30)
+    return user
 
 
 def _wait_for_leaders(admin: AdminClient, topics, partitions: int, timeout_s: float = 30) -> None:
@@ -186,7 +215,7 @@ def _create_views(connection, views: dict[str, str]) -> list[str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.stack")
-    parser.add_argument("command", choices=["create-topics", "check", "migrate"])
+    parser.add_argument("command", choices=["create-topics", "check", "migrate", "scram-user"])
     args = parser.parse_args(argv)
     settings = StackSettings.from_env()
     try:
@@ -199,6 +228,11 @@ def main(argv=None) -> int:
                 f"[beamline] topics created: {', '.join(created) if created else 'none needed'}",
                 file=sys.stderr,
             )
+        elif args.command == "scram-user":
+            user = ensure_scram_user(
+                settings.kafka_bootstrap_servers, settings.kafka_client_properties
+            )
+            print(f"[beamline] Kafka SCRAM user {user} set", file=sys.stderr)
         elif args.command == "migrate":
             check_postgres(settings)
             applied = migrate(settings)
@@ -208,7 +242,7 @@ def main(argv=None) -> int:
             )
         else:
             check_postgres(settings)
-    except (ServiceUnavailable, NonAdditiveChange) as e:
+    except (ServiceUnavailable, NonAdditiveChange, KafkaSecurityError) as e:
         print(f"beamline: error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -291,9 +291,17 @@ def dead_letter_message(letter: DeadLetter) -> KafkaMessage:
 class WriteDeadLettersToKafka(beam.PTransform):
     """``DeadLetter`` rows → the dead-letter topic, replayable: raw bytes plus headers."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, expansion_service: str):
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        expansion_service: str,
+        producer_config: typing.Optional[typing.Mapping[str, str]] = None,
+    ):
         super().__init__()
-        self._write = WriteToKafkaWithHeaders(bootstrap_servers, topic, expansion_service)
+        self._write = WriteToKafkaWithHeaders(
+            bootstrap_servers, topic, expansion_service, producer_config
+        )
 
     def expand(self, letters):
         return (

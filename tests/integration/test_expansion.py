@@ -27,17 +27,36 @@ from apache_beam.runners.portability import artifact_service
 from beam_pipeline.driver import jdbc_target
 from beam_pipeline.graph import GraphParams, build_graph, production_sinks
 from beam_pipeline.java_services import JavaExpansionService, staged_classpath
+from beam_pipeline.kafka_security import KafkaSecurity
 from datasets.customer_events import DATASET
 from tests.payloads import readable
 from tests.procnet import LOOPBACK, listening_sockets
+from transforms.kafka_io import ReadKafkaRecords
 
 pytestmark = pytest.mark.integration
 
 
+KAFKA_PASSWORD = "kafka-secret-3f9a1c"
+
+
+def _kafka_security(tmp_path):
+    """Client settings with a SASL password, as BEAMLINE_KAFKA_PROPERTIES names them."""
+    path = tmp_path / "kafka-client.properties"
+    path.write_text(
+        "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="beamline" password="{KAFKA_PASSWORD}";\n'
+    )
+    path.chmod(0o600)
+    return KafkaSecurity.load(path).java_config()
+
+
 def _production_graph(stack, tmp_path):
-    """The graph with the production sinks, expanded by a service started for it:
-    the pipeline proto, and the (stopped) service, whose log the caller may read."""
+    """The graph with the Kafka read and the production sinks, Kafka with SASL
+    settings, expanded by a service started for it: the pipeline proto, and the
+    (stopped) service, whose log the caller may read."""
     service = JavaExpansionService(tmp_path / "logs").start()
+    kafka_security = _kafka_security(tmp_path)
     try:
         sinks = production_sinks(
             DATASET,
@@ -45,9 +64,18 @@ def _production_graph(stack, tmp_path):
             jdbc_target(stack),
             service.address,
             stack.kafka_bootstrap_servers,
+            kafka_producer_config=kafka_security,
+        )
+        read = ReadKafkaRecords(
+            stack.kafka_bootstrap_servers,
+            ["t"],
+            service.address,
+            consumer_config={"group.id": "g", **kafka_security},
+            commit_offsets=True,
+            max_delay_s=5,
         )
         pipeline = beam.Pipeline(runner="FnApiRunner")
-        build_graph(pipeline, DATASET, beam.Create([]), GraphParams(run_id="x"), sinks)
+        build_graph(pipeline, DATASET, read, GraphParams(run_id="x"), sinks)
         return pipeline.to_runner_api(), service
     finally:
         service.stop()
@@ -68,11 +96,16 @@ def test_each_cross_language_transform_fetches_at_most_one_artifact(stack, tmp_p
     assert max(fetched) == 1, fetched
 
 
-def test_the_password_is_in_no_expanded_transform_and_no_log(stack, tmp_path):
+def test_no_password_is_in_an_expanded_transform_or_the_log(stack, tmp_path):
     # WriteToJdbc put it in clear into its payload: in the expansion request, in the
     # pipeline every runner receives, in the service's debug log.  The JDBC writer's
-    # payload names the file instead, which the worker reads when it connects.
-    passwords = (stack.pg_password().encode(), stack.writer_password().encode())
+    # payload names the file instead, which the worker reads when it connects; the
+    # Kafka clients get references that Kafka's FileConfigProvider resolves.
+    passwords = (
+        stack.pg_password().encode(),
+        stack.writer_password().encode(),
+        KAFKA_PASSWORD.encode(),
+    )
     graph, service = _production_graph(stack, tmp_path)
     proto = graph.SerializeToString()
     writers = [
@@ -87,6 +120,7 @@ def test_the_password_is_in_no_expanded_transform_and_no_log(stack, tmp_path):
     log = service.log_path.read_bytes()
     proto = readable(proto)  # Java DoFns are Snappy streams: a plain search misses strings
     assert b"jdbc:postgresql://" in proto
+    assert b"${beamline:" + str(tmp_path).encode() in proto  # the read's and the write's
     assert not [p for p in passwords if p in proto or p in log]
 
 

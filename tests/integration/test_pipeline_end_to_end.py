@@ -15,6 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from beam_pipeline import driver
 from beam_pipeline.graph import DEAD_LETTER_TOPIC
+from beam_pipeline.kafka_security import client_config
 from datasets.customer_events import DATASET
 from tools import main_job, reconcile
 from tools.event_producer import generate
@@ -59,12 +60,14 @@ def _regenerate(report):
 def _dead_letter_messages(bootstrap_servers, run_id):
     """(partition, offset, stage, reason, value) of the run's messages on the dead-letter topic."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": f"it-dlq-{run_id}",
-            "enable.auto.commit": False,
-            "log_level": 0,
-        }
+        client_config(
+            bootstrap_servers,
+            {
+                "group.id": f"it-dlq-{run_id}",
+                "enable.auto.commit": False,
+                "log_level": 0,
+            },
+        )
     )
     topic = DEAD_LETTER_TOPIC
     try:
