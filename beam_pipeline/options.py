@@ -76,6 +76,10 @@ def _partition_counts(
     return {p: stop[p] - start[p] for p in sorted(stop)}
 
 
+# How long dedup remembers an id by default, in event time.
+DEFAULT_DEDUP_TTL_S = 3600
+
+
 class BeamlineOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
@@ -156,9 +160,10 @@ class BeamlineOptions(PipelineOptions):
         parser.add_argument(
             "--dedup_ttl_s",
             type=int,
-            default=3600,
+            default=None,
             help="Drop later copies of an id seen up to this many seconds of event time "
-            "after the first (default: %(default)s).",
+            f"after the first (default: {DEFAULT_DEDUP_TTL_S}, or window + allowed lateness "
+            "when longer; an unbounded run refuses less).",
         )
         parser.add_argument(
             "--window_size_s",
@@ -357,6 +362,16 @@ class Config:
                 "--kafka_max_read_time_s or --kafka_stop_offsets, or use a streaming runner "
                 "(--runner=PrismRunner)"
             )
+        # An id forgotten only once its window has closed: a copy arriving after its
+        # TTL is then late (README, "Dedup after its TTL"), never counted twice.
+        horizon_s = window_size_s + allowed_lateness_s
+        dedup_ttl_s = opts.dedup_ttl_s or max(DEFAULT_DEDUP_TTL_S, horizon_s)
+        if not bounded and dedup_ttl_s < horizon_s:
+            raise ConfigError(
+                f"--dedup_ttl_s ({dedup_ttl_s}) must be at least --window_size_s + "
+                f"--allowed_lateness_s ({horizon_s}): a copy arriving "
+                "after its id was forgotten would land in an open window and be counted twice"
+            )
         output_dir = check_output_location(opts.output_dir)
         if runner == "DataflowRunner" and not output_dir.startswith("gs://"):
             raise ConfigError(
@@ -384,7 +399,7 @@ class Config:
             kafka_max_delay_s=opts.kafka_max_delay_s,
             duration_s=opts.duration_s,
             progress_every_s=opts.progress_every_s,
-            dedup_ttl_s=opts.dedup_ttl_s,
+            dedup_ttl_s=dedup_ttl_s,
             window_size_s=window_size_s,
             window_period_s=opts.window_period_s,
             allowed_lateness_s=allowed_lateness_s,

@@ -27,6 +27,10 @@ def test_help_lists_beamline_and_beam_flags(capsys):
         (["--kafka_max_records=5", "--value_format=xml"], "invalid choice: 'xml'"),
         (["--kafka_max_records=five"], "argument --kafka_max_records: invalid int value"),
         (["--kafka_max_records=5", "--dedup_ttl_s=-1"], "--dedup_ttl_s must be a positive"),
+        (
+            ["--runner=PrismRunner", "--dedup_ttl_s=30", "--window_size_s=60"],
+            "--dedup_ttl_s (30) must be at least --window_size_s + --allowed_lateness_s (",
+        ),
         (["--kafka_start_offsets=0:5"], "'0:5' is not a partition=offset pair"),
         (["--kafka_start_offsets=0=5,0=6"], "'0=6' is not a partition=offset pair"),
         (["--kafka_stop_offsets=0=9"], "needs --kafka_start_offsets for the same partitions"),
@@ -342,3 +346,12 @@ def test_a_failed_rerun_puts_the_earlier_files_back(tmp_path):
 
 def test_nothing_to_set_aside_on_a_first_run(tmp_path):
     assert driver.set_aside_earlier_parquet(tmp_path / "new-run", OUTPUTS) is None
+
+
+def test_the_default_dedup_ttl_outlasts_the_datasets_windows():
+    def ttl(*argv):
+        return Config.from_options(PipelineOptions(["--runner=FlinkRunner", *argv])).dedup_ttl_s
+
+    assert ttl() == 3600  # customer events: windows of 60 s
+    assert ttl("--dataset=customers") == 4200  # an hour's window + 10 minutes' lateness
+    assert ttl("--dataset=customers", "--dedup_ttl_s=5000") == 5000

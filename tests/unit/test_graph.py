@@ -239,6 +239,50 @@ def test_a_late_event_is_kept_counted_nowhere_and_dead_lettered_late(stream_pipe
         )
 
 
+def test_a_copy_after_the_dedup_ttl_is_late_never_counted_twice(stream_pipeline):
+    # The rule for a copy that arrives after its id was forgotten (README, "Dedup
+    # after its TTL"): with the TTL covering window + allowed lateness (the job
+    # refuses less), the copy's window has closed before its id's state expires, so
+    # the copy is in the late lane: a `late` dead letter with its coordinates, kept
+    # in the events output (a second Parquet row the reconciliation flags), never in
+    # a window count, not a duplicate.  Hand-computed: the original at 10 s (offset
+    # 0) counts 1 in [0, 60); its state expires at 10 + 120 s; the watermark passes
+    # 200 s; the same bytes again (offset 1) are late.
+    batch = generate(1, "g3", 9, START_MS, rate_per_s=1.0)
+    key, value = batch.messages[0][0], _retime(batch.messages[0][1], 10)
+    original, copy = (
+        KafkaRecord("customer_events", 0, i, START_MS + 10_000, key, value) for i in (0, 1)
+    )
+    stream = (
+        TestStream()
+        .advance_watermark_to(START_MS / 1000)
+        .add_elements([TimestampedValue(original, START_MS / 1000 + 10)])
+        .advance_watermark_to(START_MS / 1000 + 200)
+        .add_elements([TimestampedValue(copy, START_MS / 1000 + 10)])
+        .advance_watermark_to_infinity()
+    )
+    params = GraphParams("g3", dedup_ttl_s=120, window_size_s=60, allowed_lateness_s=0)
+    with stream_pipeline as p:
+        out = build_graph(p, DATASET, stream, params)
+        assert_that(
+            out.events | "Offsets" >> beam.Map(lambda e: e.kafka_offset),
+            equal_to([0, 1]),
+            label="CheckEvents",
+        )
+        assert_that(
+            out.counts
+            | "Totals" >> beam.Map(lambda c: (c.window_start_ms - START_MS, c.event_count)),
+            equal_to([(0, 1)]),
+            label="CheckCounts",
+        )
+        assert_that(
+            out.dead_letters | "Late" >> beam.Map(lambda d: (d.stage, d.kafka_offset)),
+            equal_to([("late", 1)]),
+            label="CheckLateLane",
+        )
+        assert_that(out.duplicates, equal_to([]), label="CheckNoDuplicate")
+
+
 def _retime(value: bytes, seconds: int) -> bytes:
     event = json.loads(value)
     moment = datetime.datetime.fromtimestamp(START_MS / 1000 + seconds, tz=datetime.timezone.utc)
