@@ -235,6 +235,7 @@ def _stream(run: _Run, fault: Fault | None = None) -> StreamOutcome:
     interrupted = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
     pending = fault
+    fault_failed = False
     # A job that stopped reading for a while reads its backlog behind the watermark.
     late_exact = fault is None or not fault.stops_job
     try:
@@ -266,7 +267,13 @@ def _stream(run: _Run, fault: Fault | None = None) -> StreamOutcome:
         while job.running() and not interrupted.is_set():
             time.sleep(2)  # the job prints progress; here we only watch for the end
             if pending is not None and pending.due(feed):
-                pending.inject(job, feed)
+                try:
+                    pending.inject(job, feed)
+                except (flink_cluster.SavepointError, OSError, subprocess.CalledProcessError) as e:
+                    # The run goes on to its reconciliation, but the drill fails: its
+                    # fault was not what it says it measured.
+                    _error(f"the drill's fault failed: {e}")
+                    fault_failed = True
                 pending, sent_at = None, None
                 continue
             if reports and pending is None:
@@ -311,6 +318,8 @@ def _stream(run: _Run, fault: Fault | None = None) -> StreamOutcome:
         _record(settings, args, run_id, terms, results, extra)
     if pending is not None:
         _error("the drill's fault was never injected (the job ended or was stopped first)")
+        code = code or 1
+    if fault_failed:
         code = code or 1
     if code == 0 and not all(c.passed for c in results):
         code = 1

@@ -85,6 +85,7 @@ __all__ = [
     "checks",
     "gather",
     "main",
+    "parquet_rows",
     "render",
 ]
 
@@ -325,9 +326,15 @@ def _exact(audit: OffsetAudit) -> bool:
     )
 
 
-def _parquet(folder: pathlib.Path) -> int:
-    """Rows of the Parquet files in ``folder``; 0 if none."""
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(folder.rglob("*.parquet")))
+def parquet_rows(folder: pathlib.Path) -> int:
+    """Rows of the Parquet files in ``folder``; 0 if none.  Files under a hidden
+    folder (Beam's ``.temp-beam-…`` while a write is in flight) are not outputs."""
+    files = (
+        f
+        for f in sorted(folder.rglob("*.parquet"))
+        if not any(part.startswith(".") for part in f.relative_to(folder).parts)
+    )
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
 
 
 def _final_panes(counts: list[dict], keys: typing.Sequence[str]) -> dict[tuple, dict]:
@@ -544,7 +551,7 @@ def gather(
         parquet_events=len(parquet_events),
         duplicates=duplicates,
         dead_letters=dead_letters,
-        parquet_dead_letters=_parquet(run_dir / "dead_letters"),
+        parquet_dead_letters=parquet_rows(run_dir / "dead_letters"),
         kafka_dead_letters=count_dead_letter_messages(
             settings.kafka_bootstrap_servers, DEAD_LETTER_TOPIC, run_id, dataset.name
         ),
@@ -565,7 +572,7 @@ def gather(
         parquet_raw=len(raw_coordinates),
         child_items=child_items,
         postgres_children=postgres_children,
-        parquet_children=sum(_parquet(run_dir / t.name) for t in dataset.tables.children),
+        parquet_children=sum(parquet_rows(run_dir / t.name) for t in dataset.tables.children),
     )
     before, after = report["offsets_before"], report["offsets_after"]
     ranges = {int(p): (int(before.get(p, 0)), int(end)) for p, end in after.items()}

@@ -3,11 +3,13 @@
 import dataclasses
 import json
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import datasets
 from datasets.customer_events import DATASET
-from tools.reconcile import Terms, audit_offsets, checks, render, window_balance
+from tools.reconcile import Terms, audit_offsets, checks, parquet_rows, render, window_balance
 
 pytestmark = pytest.mark.unit
 
@@ -252,3 +254,13 @@ def test_the_table_shows_only_the_terms_of_outputs_the_dataset_has():
     # The JSON line keeps every term, whatever the dataset.
     for text in rendered.values():
         assert set(json.loads(text.splitlines()[-1])["terms"]) == set(dataclasses.asdict(BALANCED))
+
+
+def test_parquet_rows_skip_files_a_write_has_in_flight(tmp_path):
+    table = pa.table({"x": [1, 2, 3]})
+    (tmp_path / "hour=1").mkdir()
+    pq.write_table(table, tmp_path / "hour=1" / "part-0.parquet")
+    (tmp_path / ".temp-beam-1234").mkdir()
+    pq.write_table(table, tmp_path / ".temp-beam-1234" / "part-1.parquet")
+    assert parquet_rows(tmp_path) == 3
+    assert parquet_rows(tmp_path / "absent") == 0
