@@ -144,3 +144,25 @@ def test_a_job_whose_read_never_starts_is_not_stopped(cluster):
             master, "beamline-r1", "file:///sp", ready_timeout_s=0.2, poll_s=0.01
         )
     assert stops == []
+
+
+def test_a_failed_savepoint_is_one_line_with_its_root_cause(monkeypatch):
+    trace = (
+        "java.util.concurrent.CompletionException: wrapped\n\tat a.b(C.java:1)\n"
+        "Caused by: org.apache.flink.runtime.checkpoint.CheckpointException: Checkpoint "
+        "Coordinator is suspending.\n\tat d.e(F.java:2)\n"
+    )
+    answers = {
+        "/jobs/a1/stop": {"request-id": "t1"},
+        "/jobs/a1/savepoints/t1": {
+            "status": {"id": "COMPLETED"},
+            "operation": {"failure-cause": {"stack-trace": trace}},
+        },
+    }
+    monkeypatch.setattr(flink_cluster, "_request", lambda master, path, *a, **k: answers[path])
+    with pytest.raises(flink_cluster.SavepointError) as raised:
+        flink_cluster.stop_job_with_savepoint("m:1", "a1", "file:///sp", poll_s=0.01)
+    assert str(raised.value) == (
+        "the savepoint of job a1 failed: Caused by: org.apache.flink.runtime.checkpoint."
+        "CheckpointException: Checkpoint Coordinator is suspending."
+    )
