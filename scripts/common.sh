@@ -14,7 +14,7 @@ export BEAMLINE_PG_USER="${BEAMLINE_PG_USER:-beamline}"
 export BEAMLINE_PG_WRITER="${BEAMLINE_PG_WRITER:-beamline_writer}"
 export BEAMLINE_PG_DB="${BEAMLINE_PG_DB:-beamline}"
 export BEAMLINE_KAFKA_PARTITIONS="${BEAMLINE_KAFKA_PARTITIONS:-3}"
-# Every PostgreSQL client checks the local server's certificate (README, "Credentials").
+# Every PostgreSQL client checks the local server's certificate (README, "Transport security").
 export BEAMLINE_PG_SSLMODE="${BEAMLINE_PG_SSLMODE:-verify-full}"
 export BEAMLINE_PG_SSLROOTCERT="${BEAMLINE_PG_SSLROOTCERT-$BEAMLINE_HOME/secrets/pg-ca.pem}"
 

@@ -85,7 +85,6 @@ __all__ = [
     "checks",
     "gather",
     "main",
-    "parquet_rows",
     "render",
 ]
 
@@ -326,7 +325,7 @@ def _exact(audit: OffsetAudit) -> bool:
     )
 
 
-def parquet_rows(folder: pathlib.Path) -> int:
+def _parquet(folder: pathlib.Path) -> int:
     """Rows of the Parquet files in ``folder``; 0 if none.  Files under a hidden
     folder (Beam's ``.temp-beam-…`` while a write is in flight) are not outputs."""
     files = (
@@ -551,7 +550,7 @@ def gather(
         parquet_events=len(parquet_events),
         duplicates=duplicates,
         dead_letters=dead_letters,
-        parquet_dead_letters=parquet_rows(run_dir / "dead_letters"),
+        parquet_dead_letters=_parquet(run_dir / "dead_letters"),
         kafka_dead_letters=count_dead_letter_messages(
             settings.kafka_bootstrap_servers, DEAD_LETTER_TOPIC, run_id, dataset.name
         ),
@@ -572,7 +571,7 @@ def gather(
         parquet_raw=len(raw_coordinates),
         child_items=child_items,
         postgres_children=postgres_children,
-        parquet_children=sum(parquet_rows(run_dir / t.name) for t in dataset.tables.children),
+        parquet_children=sum(_parquet(run_dir / t.name) for t in dataset.tables.children),
     )
     before, after = report["offsets_before"], report["offsets_after"]
     ranges = {int(p): (int(before.get(p, 0)), int(end)) for p, end in after.items()}

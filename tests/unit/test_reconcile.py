@@ -9,7 +9,7 @@ import pytest
 
 import datasets
 from datasets.customer_events import DATASET
-from tools.reconcile import Terms, audit_offsets, checks, parquet_rows, render, window_balance
+from tools.reconcile import Terms, _parquet, audit_offsets, checks, render, window_balance
 
 pytestmark = pytest.mark.unit
 
@@ -262,5 +262,5 @@ def test_parquet_rows_skip_files_a_write_has_in_flight(tmp_path):
     pq.write_table(table, tmp_path / "hour=1" / "part-0.parquet")
     (tmp_path / ".temp-beam-1234").mkdir()
     pq.write_table(table, tmp_path / ".temp-beam-1234" / "part-1.parquet")
-    assert parquet_rows(tmp_path) == 3
-    assert parquet_rows(tmp_path / "absent") == 0
+    assert _parquet(tmp_path) == 3
+    assert _parquet(tmp_path / "absent") == 0
