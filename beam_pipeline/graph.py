@@ -3,7 +3,7 @@
     source (KafkaRecord rows: bytes + coordinates) ── raw records (bronze), if kept
       → Decode ──────────────┐
       → Validate ────────────┤
-      → Normalise ───────────┤  dead letters (stage, reason, raw bytes, coordinates)
+      → Normalise ───────────┤  dead letters (stage, reason, raw bytes, key, coordinates)
       → ConformToSinks ──────┘
       → Deduplicate ──────────── duplicate log (each dropped copy + the kept copy's offset)
       → events ───────────────── the main table's sinks
@@ -19,7 +19,9 @@ and the sinks as arguments and returns the outputs, so tests run it on ``Create`
 the production sinks.  Every record the source yields ends up in exactly one of:
 the events output, the dead letters, or the duplicate log; a late record is in the
 events output *and* in the dead letters with stage ``late`` (it is valid, but in no
-window count).
+window count).  From ``Normalise`` to the window count each row travels with its
+``KafkaRecord`` as read, so a dead letter made there (``sink``, ``late``) keeps the
+raw bytes and the key; the sinks receive the rows alone.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from schemas.records import (
     Duplicate,
     KafkaRecord,
     StageCount,
-    row_dead_letter,
+    dead_letter,
 )
 from transforms.aggregate import LATE_TAG, CountPerWindow, LateArrival
 from transforms.conform import ConformToSinks
@@ -138,16 +140,18 @@ def late_dead_letter(
 ) -> DeadLetter:
     """The late lane's dead letter: a valid event that arrived after its window closed.
 
-    ``time_column`` is the main row's event-time column (the contract's: customer
-    events' ``event_time_ms``, customers' ``updated_at_ms``)."""
-    row = arrival.element
+    ``arrival.element`` is the ``(KafkaRecord, row)`` pair: the dead letter keeps the
+    record's raw bytes and key.  ``time_column`` is the main row's event-time column
+    (the contract's: customer events' ``event_time_ms``, customers'
+    ``updated_at_ms``)."""
+    record, row = arrival.element
     detail = (
         f"event time {_iso(getattr(row, time_column))} is in window "
         f"[{_iso(arrival.window_start_ms)}, {_iso(arrival.window_end_ms)}), which closed "
         f"when the watermark passed {_iso(arrival.closed_at_ms)} (allowed lateness "
         f"{allowed_lateness_s} s); the event is in the events table but in no window count"
     )
-    return row_dead_letter(row, LATE_STAGE, LATE_REASON, detail, run_id)
+    return dead_letter(record, LATE_STAGE, LATE_REASON, detail, run_id)
 
 
 def to_stage_count(
@@ -169,6 +173,11 @@ def _of_dataset(row, dataset: str):
     return row._replace(dataset=dataset)
 
 
+def _row(pair: tuple[KafkaRecord, typing.Any]):
+    """A ``(KafkaRecord, row)`` pair's row."""
+    return pair[1]
+
+
 def _stage_key(letter: DeadLetter) -> str:
     return LATE_STAGE if letter.stage == LATE_STAGE else f"dead_letter:{letter.stage}"
 
@@ -186,7 +195,7 @@ def _count_stages(
     by_stage = (
         records | "ReadAtKafkaTime" >> beam.Map(at(lambda _: "read", lambda r: r.timestamp_ms)),
         valid
-        | "ValidAtKafkaTime" >> beam.Map(at(lambda _: "valid", lambda r: r.kafka_timestamp_ms)),
+        | "ValidAtKafkaTime" >> beam.Map(at(lambda _: "valid", lambda pair: pair[0].timestamp_ms)),
         duplicates
         | "DuplicateAtKafkaTime"
         >> beam.Map(at(lambda _: "duplicate", lambda d: d.kafka_timestamp_ms)),
@@ -255,7 +264,7 @@ def build_graph(
         may_hold_nul=json_may_hold_nul if params.value_format == "json" else None,
     )
     conformed = normalised.rows | "ConformToSinks" >> ConformToSinks(
-        dataset.tables.main, functools.partial(row_dead_letter, run_id=run_id)
+        dataset.tables.main, functools.partial(dead_letter, run_id=run_id)
     )
     deduplicated = conformed.rows | "Deduplicate" >> DeduplicateById(
         contract.id_column(),
@@ -264,15 +273,16 @@ def build_graph(
         order_by=contract.order_column(),
         expire=not params.batch,
     )
-    events = deduplicated.unique
-    aggregated = events | "CountPerWindow" >> CountPerWindow(
-        dataset.group_key,
+    events = deduplicated.unique | "DropRecords" >> beam.Map(_row).with_output_types(row_type)
+    group_key, measures = dataset.group_key, dataset.measures
+    aggregated = deduplicated.unique | "CountPerWindow" >> CountPerWindow(
+        lambda pair: group_key(pair[1]),
         params.window_size_s,
         functools.partial(dataset.to_pane_row, run_id=run_id),
         pane_row_type,
         allowed_lateness_s=params.allowed_lateness_s,
         window_period_s=params.window_period_s,
-        sums=dataset.measures,
+        sums=None if measures is None else lambda pair: measures(pair[1]),
     )
     counts = aggregated.counts | "AsCounts" >> beam.Map(lambda c: c).with_output_types(
         pane_row_type

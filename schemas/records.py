@@ -20,7 +20,6 @@ __all__ = [
     "PIPELINE_VERSION",
     "StageCount",
     "dead_letter",
-    "row_dead_letter",
     "preview",
 ]
 
@@ -132,28 +131,4 @@ def dead_letter(
         kafka_key=record.key,
         run_id=run_id,
         pipeline_version=PIPELINE_VERSION,
-    )
-
-
-def row_dead_letter(row, stage: str, reason: str, detail: str, run_id: str) -> DeadLetter:
-    """The dead letter of a typed row that passed decoding: a later stage refused it.
-
-    The row carries its Kafka coordinates (``kafka_topic``, ``kafka_partition``,
-    ``kafka_offset``, ``kafka_timestamp_ms``) and its ``payload`` as canonical JSON,
-    which becomes the dead letter's payload; the Kafka key is not kept by rows.
-    """
-    payload = row.payload.encode("utf-8", errors="backslashreplace")
-    return dead_letter(
-        KafkaRecord(
-            row.kafka_topic,
-            row.kafka_partition,
-            row.kafka_offset,
-            row.kafka_timestamp_ms,
-            None,
-            payload,
-        ),
-        stage,
-        reason,
-        detail,
-        run_id,
     )

@@ -59,7 +59,7 @@ from datasets.customer_events import (
     to_customer_event,
 )
 from schemas import tables
-from schemas.records import DeadLetter, Duplicate, KafkaRecord, dead_letter, row_dead_letter
+from schemas.records import DeadLetter, Duplicate, KafkaRecord, dead_letter
 from transforms import conform, decode, normalise, validate
 from transforms.sinks import arrow_schema
 
@@ -229,10 +229,7 @@ class RecordStep:
         found = conform.violations(DATASET.tables.main, row, self._rules)
         if found:
             detail = "; ".join(v.detail for v in found)
-            self.outcome.dead_letters.append(
-                row_dead_letter(row, conform.STAGE, found[0].reason, detail, run_id)
-            )
-            return None
+            return self._reject(record, conform.STAGE, found[0].reason, detail)
         # 5. keep the first copy of each id (DeduplicateById, drop_later_copies)
         event_id = str(getattr(row, self._id))
         kept = self._kept.get(event_id)

@@ -5,7 +5,8 @@ whole batch, the bundle is retried, and the same row fails it again — a job th
 restarts forever.  ``ConformToSinks`` checks each row against the columns that
 ``schemas.ddl`` derives for its table, and sends a row that would violate one to the
 dead-letter output (stage ``sink``) instead, so the Parquet files, the table and the
-window counts downstream all receive the same set of rows.
+window counts downstream all receive the same set of rows.  Rows arrive as
+``(KafkaRecord, row)`` pairs, so the dead letter keeps the raw bytes and the key.
 
 What is refused, per PostgreSQL column type:
 
@@ -38,7 +39,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from schemas import ddl
-from schemas.records import DEAD_LETTER_TAG
+from schemas.records import DEAD_LETTER_TAG, KafkaRecord
 from transforms.normalise import find_nul
 
 __all__ = ["ConformToSinks", "KEY_TEXT_BYTES", "STAGE", "TEXT_BYTES", "Violation", "violations"]
@@ -157,6 +158,7 @@ def violations(table, row, rules: list[_Rule] | None = None) -> list[Violation]:
     return [problem for problem in checked if problem]
 
 
+# (record as read, stage, reason, detail) → its dead letter.
 ToDeadLetter = typing.Callable[[typing.Any, str, str, str], typing.Any]
 
 
@@ -168,32 +170,34 @@ class _ConformFn(beam.DoFn):
         self._conformed = Metrics.counter(self.__class__, "conformed")
         self._refused = Metrics.counter(self.__class__, "sink_refused")
 
-    def process(self, row):
+    def process(self, element):
+        record, row = element
         try:
             found = violations(self._table, row, self._rules)
         except Exception as e:  # noqa: BLE001 - a row the check cannot judge is refused
             found = [Violation("*", "conform_error", f"{type(e).__name__}: {e}")]
         if not found:
             self._conformed.inc()
-            yield row
+            yield element
             return
         self._refused.inc()
         detail = "; ".join(v.detail for v in found)
         yield beam.pvalue.TaggedOutput(
-            DEAD_LETTER_TAG, self._to_dead_letter(row, STAGE, found[0].reason, detail)
+            DEAD_LETTER_TAG, self._to_dead_letter(record, STAGE, found[0].reason, detail)
         )
 
 
 class ConformToSinks(beam.PTransform):
     """Rows that every sink of ``table`` accepts; the others as dead letters.
 
-    Returns a ``DoOutputsTuple``: ``rows`` (the same type, timestamps kept) and
-    ``[DEAD_LETTER_TAG]``: ``to_dead_letter(row, "sink", reason, detail)`` per
+    Input: ``(KafkaRecord, row)`` pairs (``NormaliseEvents``' output).  Returns a
+    ``DoOutputsTuple``: ``rows``, the accepted pairs (timestamps kept), and
+    ``[DEAD_LETTER_TAG]``: ``to_dead_letter(record, "sink", reason, detail)`` per
     refused row, its reason that of the first violated column.
 
     Args:
       table: the ``schemas.contract.Table`` the rows are written to.
-      to_dead_letter: builds the dead letter of a refused row.
+      to_dead_letter: builds the dead letter of a refused row from its record as read.
     """
 
     def __init__(self, table, to_dead_letter: ToDeadLetter):
@@ -204,4 +208,6 @@ class ConformToSinks(beam.PTransform):
     def expand(self, rows):
         return rows | "Conform" >> beam.ParDo(
             _ConformFn(self._table, self._to_dead_letter)
-        ).with_output_types(self._table.row_type).with_outputs(DEAD_LETTER_TAG, main="rows")
+        ).with_output_types(tuple[KafkaRecord, self._table.row_type]).with_outputs(
+            DEAD_LETTER_TAG, main="rows"
+        )

@@ -29,7 +29,7 @@ DUPLICATES_TAG = "duplicates"
 
 
 class _OneCopyPerIdFn(beam.DoFn):
-    """``(id, row)`` → the row if it is kept, else a ``Duplicate`` (tagged).
+    """``(id, (record, row))`` → the pair if it is kept, else a ``Duplicate`` (tagged).
 
     Without ``order_by`` the first copy is kept and every later one is logged.  With
     it, a copy newer by ``order_by`` than the kept one is emitted and the copy it
@@ -63,14 +63,14 @@ class _OneCopyPerIdFn(beam.DoFn):
         kept=beam.DoFn.StateParam(KEPT),
         expiry=beam.DoFn.TimerParam(EXPIRY),
     ):
-        event_id, row = element
+        event_id, (record, row) = element
         order = getattr(row, self._order_by) if self._order_by else None
-        this = (row.kafka_partition, row.kafka_offset, row.kafka_timestamp_ms, order)
+        this = (record.partition, record.offset, record.timestamp_ms, order)
         previous = kept.read()
         if previous is not None and (self._order_by is None or order <= previous[3]):
             self._duplicates.inc()
             yield beam.pvalue.TaggedOutput(
-                DUPLICATES_TAG, self._logged(event_id, row.kafka_topic, this, previous)
+                DUPLICATES_TAG, self._logged(event_id, record.topic, this, previous)
             )
             return
         if previous is None:
@@ -78,12 +78,12 @@ class _OneCopyPerIdFn(beam.DoFn):
         else:
             self._superseded.inc()
             yield beam.pvalue.TaggedOutput(
-                DUPLICATES_TAG, self._logged(event_id, row.kafka_topic, previous, this)
+                DUPLICATES_TAG, self._logged(event_id, record.topic, previous, this)
             )
         kept.write(this)
         if self._expire:
             expiry.set(timestamp + self._ttl)
-        yield row
+        yield element[1]
 
     def _logged(self, event_id: str, topic: str, dropped: tuple, kept: tuple) -> Duplicate:
         """The log row of copy ``dropped`` given ``kept``: both ``(partition, offset,
@@ -118,9 +118,9 @@ class DeduplicateById(beam.PTransform):
       on the id (guarded on the field) ends with the latest, while append-only
       outputs such as Parquet files hold every version emitted.
 
-    Input: rows with event-time timestamps that carry the id field and their Kafka
-    coordinates (``kafka_topic``, ``kafka_partition``, ``kafka_offset``,
-    ``kafka_timestamp_ms``).  Main output (``unique``): the kept rows.
+    Input: ``(KafkaRecord, row)`` pairs with event-time timestamps, the row carrying
+    the id field; the record's coordinates name each copy.  Main output
+    (``unique``): the kept pairs.
     ``[DUPLICATES_TAG]``: one ``Duplicate`` per logged copy.  State per id expires
     ``ttl_s`` of event time after the last kept copy (an event-time timer).
 
@@ -160,7 +160,7 @@ class DeduplicateById(beam.PTransform):
         return (
             pairs
             | "KeyById"
-            >> beam.Map(lambda row: (str(getattr(row, id_field)), row)).with_output_types(
+            >> beam.Map(lambda pair: (str(getattr(pair[1], id_field)), pair)).with_output_types(
                 tuple[str, typing.Any]
             )
             | "DropLaterCopies" >> beam.ParDo(fn).with_outputs(DUPLICATES_TAG, main="unique")

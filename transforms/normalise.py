@@ -11,8 +11,11 @@ dead letter with stage ``normalise`` (reason code in brackets):
 - any other exception while building the row [``normalise_error``], with its
   type in the detail.
 
-The output element's timestamp is the event time, whatever timestamp the record
-was read with: windows and dedup expiry follow the event, not the transport.
+The output is the pair ``(KafkaRecord, row)``: the record as read travels beside its
+row, so a later stage that refuses the row (the sinks' check, the late lane) makes
+its dead letter from the raw bytes and the Kafka key, not from the normalised row.
+Its timestamp is the event time, whatever timestamp the record was read with:
+windows and dedup expiry follow the event, not the transport.
 """
 
 from __future__ import annotations
@@ -74,9 +77,10 @@ ToRow = typing.Callable[[KafkaRecord, dict, int, str], typing.Any]
 
 
 class NormaliseEventsFn(beam.DoFn):
-    """``(KafkaRecord, dict)`` → ``to_row(record, event, event_time_ms, run_id)`` at event time.
+    """``(KafkaRecord, dict)`` → ``(record, to_row(record, event, event_time_ms, run_id))``
+    at event time.
 
-    Every input yields exactly one output: a timestamped row, or a ``DeadLetter``
+    Every input yields exactly one output: a timestamped pair, or a ``DeadLetter``
     (stage ``normalise``) on ``DEAD_LETTER_TAG``.  Never raises for a bad event.
     """
 
@@ -109,7 +113,7 @@ class NormaliseEventsFn(beam.DoFn):
             reason, detail = "normalise_error", f"{type(e).__name__}: {e}"
         else:
             self._normalised.inc()
-            yield TimestampedValue(row, at_ms / 1000)
+            yield TimestampedValue((record, row), at_ms / 1000)
             return
         self._rejected.inc()
         yield beam.pvalue.TaggedOutput(
@@ -118,9 +122,10 @@ class NormaliseEventsFn(beam.DoFn):
 
 
 class NormaliseEvents(beam.PTransform):
-    """Valid ``(KafkaRecord, dict)`` pairs → typed rows timestamped at event time.
+    """Valid ``(KafkaRecord, dict)`` pairs → ``(KafkaRecord, row)`` pairs timestamped at
+    event time (the row typed; the record as read, for later stages' dead letters).
 
-    Returns a ``DoOutputsTuple``: ``rows`` holds the rows, ``[DEAD_LETTER_TAG]``
+    Returns a ``DoOutputsTuple``: ``rows`` holds the pairs, ``[DEAD_LETTER_TAG]``
     the ``DeadLetter`` rows with stage ``normalise``.
 
     Args:
@@ -148,5 +153,5 @@ class NormaliseEvents(beam.PTransform):
 
     def expand(self, valid):
         return valid | "Normalise" >> beam.ParDo(self._fn).with_output_types(
-            self._row_type
+            tuple[KafkaRecord, self._row_type]
         ).with_outputs(DEAD_LETTER_TAG, main="rows")

@@ -7,7 +7,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from schemas.contract import Table
-from schemas.records import DEAD_LETTER_TAG, row_dead_letter
+from schemas.records import DEAD_LETTER_TAG, KafkaRecord, dead_letter
 from transforms.conform import KEY_TEXT_BYTES, ConformToSinks, violations
 
 pytestmark = pytest.mark.unit
@@ -70,13 +70,23 @@ def test_a_row_within_every_limit_passes():
     assert violations(TABLE, edge) == []
 
 
+def _raw(row) -> bytes:
+    """The bytes the row was read from: here not its payload, as a real record's
+    raw JSON is not the normalised payload either."""
+    return b"raw:" + row.payload.encode("utf-8", errors="surrogatepass")
+
+
 def _conformed(p, rows):
+    pairs = [
+        (KafkaRecord(r.kafka_topic, r.kafka_partition, r.kafka_offset, 0, b"key", _raw(r)), r)
+        for r in rows
+    ]
     return (
         p
-        | beam.Create(rows)
+        | beam.Create(pairs)
         | ConformToSinks(
             TABLE,
-            lambda row, stage, reason, detail: row_dead_letter(row, stage, reason, detail, "r"),
+            lambda record, stage, reason, detail: dead_letter(record, stage, reason, detail, "r"),
         )
     )
 
@@ -86,12 +96,15 @@ def test_refused_rows_leave_as_dead_letters_with_their_coordinates(pipeline):
     with pipeline as p:
         out = _conformed(p, rows)
         assert_that(
-            out.rows | "Ids" >> beam.Map(lambda r: r.event_id), equal_to(["e1"]), label="Ok"
+            out.rows | "Ids" >> beam.Map(lambda pair: pair[1].event_id),
+            equal_to(["e1"]),
+            label="Ok",
         )
+        # The dead letter keeps the record as read: its raw bytes and its key.
         assert_that(
             out[DEAD_LETTER_TAG]
-            | beam.Map(lambda d: (d.stage, d.reason, d.kafka_offset, d.payload)),
-            equal_to([("sink", "nul_character", 5, b'{"a":"b"}')]),
+            | beam.Map(lambda d: (d.stage, d.reason, d.kafka_offset, d.payload, d.kafka_key)),
+            equal_to([("sink", "nul_character", 5, b'raw:{"a":"b"}', b"key")]),
             label="Refused",
         )
 
@@ -108,7 +121,9 @@ def test_a_row_the_check_cannot_judge_is_a_dead_letter_not_a_failed_bundle(pipel
     with pipeline as p:
         out = _conformed(p, rows)
         assert_that(
-            out.rows | "Ids" >> beam.Map(lambda r: r.event_id), equal_to(["e1"]), label="Ok"
+            out.rows | "Ids" >> beam.Map(lambda pair: pair[1].event_id),
+            equal_to(["e1"]),
+            label="Ok",
         )
         assert_that(
             out[DEAD_LETTER_TAG] | beam.Map(lambda d: (d.reason, d.kafka_offset, d.detail)),

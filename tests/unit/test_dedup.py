@@ -8,7 +8,7 @@ from apache_beam.testing import test_stream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
-from schemas.records import Duplicate
+from schemas.records import Duplicate, KafkaRecord
 from transforms.dedup import DUPLICATES_TAG, DeduplicateById
 
 pytestmark = pytest.mark.unit
@@ -16,17 +16,13 @@ pytestmark = pytest.mark.unit
 
 class Row(typing.NamedTuple):
     event_id: str
-    kafka_topic: str
-    kafka_partition: int
-    kafka_offset: int
-    kafka_timestamp_ms: int
     updated_at: str = ""
 
 
 def _pair(event_id, partition, offset, ts_s, updated_at=""):
-    return TimestampedValue(
-        Row(event_id, "events", partition, offset, ts_s * 1000, updated_at), ts_s
-    )
+    """A (record as read, row) pair as NormaliseEvents emits it, at ``ts_s``."""
+    record = KafkaRecord("events", partition, offset, ts_s * 1000, b"k", b"v")
+    return TimestampedValue((record, Row(event_id, updated_at)), ts_s)
 
 
 def test_keeps_one_copy_per_id_and_logs_the_others(pipeline):
@@ -40,7 +36,7 @@ def test_keeps_one_copy_per_id_and_logs_the_others(pipeline):
     with pipeline as p:
         out = p | beam.Create(elements) | DeduplicateById("event_id", ttl_s=600, run_id="r")
         assert_that(
-            out.unique | "Ids" >> beam.Map(lambda row: row.event_id),
+            out.unique | "Ids" >> beam.Map(lambda pair: pair[1].event_id),
             equal_to(["a", "b"]),
             label="CheckUnique",
         )
@@ -84,7 +80,7 @@ def test_a_copy_after_the_ttl_is_kept_again(stream_pipeline):
     with stream_pipeline as p:
         out = p | stream | DeduplicateById("event_id", ttl_s=60, run_id="r")
         assert_that(
-            out.unique | "Offsets" >> beam.Map(lambda row: row.kafka_offset),
+            out.unique | "Offsets" >> beam.Map(lambda pair: pair[0].offset),
             equal_to([0, 2]),
             label="CheckKept",
         )
@@ -102,7 +98,7 @@ def test_without_expiry_an_id_is_remembered_for_the_whole_run(stream_pipeline):
     with stream_pipeline as p:
         out = p | stream | DeduplicateById("event_id", ttl_s=60, run_id="r", expire=False)
         assert_that(
-            out.unique | "Offsets" >> beam.Map(lambda row: row.kafka_offset),
+            out.unique | "Offsets" >> beam.Map(lambda pair: pair[0].offset),
             equal_to([0]),
             label="CheckKept",
         )
@@ -137,7 +133,7 @@ def test_keep_latest_keeps_the_newest_version_and_logs_the_others(stream_pipelin
     with stream_pipeline as p:
         out = p | stream | DeduplicateById("event_id", 600, "r", order_by="updated_at")
         assert_that(
-            out.unique | "Offsets" >> beam.Map(lambda row: row.kafka_offset),
+            out.unique | "Offsets" >> beam.Map(lambda pair: pair[0].offset),
             equal_to([0, 2]),
             label="CheckEmitted",
         )

@@ -150,6 +150,14 @@ def test_every_record_lands_in_exactly_one_output(pipeline, name):
             equal_to(list(stages.elements())),
             label="CheckDeadLetterStages",
         )
+        # Each dead letter carries its record's raw bytes and key, as read.
+        as_read = {r.offset: (r.value, r.key) for r in records}
+        assert_that(
+            out.dead_letters
+            | "AsRead" >> beam.Map(lambda d: (d.payload, d.kafka_key) == as_read[d.kafka_offset]),
+            equal_to([True] * sum(stages.values())),
+            label="CheckDeadLetterBytes",
+        )
         assert_that(
             out.duplicates | "DupCount" >> beam.combiners.Count.Globally(),
             equal_to([labels.count("duplicate")]),
@@ -228,6 +236,12 @@ def test_a_late_event_is_kept_counted_nowhere_and_dead_lettered_late(stream_pipe
             out.dead_letters | "Late" >> beam.Map(lambda d: (d.stage, d.reason, d.kafka_offset)),
             equal_to([("late", "after_window_closed", 3)]),
             label="CheckLateLane",
+        )
+        # The late dead letter keeps the record as read (not the normalised row).
+        assert_that(
+            out.dead_letters | "LateBytes" >> beam.Map(lambda d: (d.payload, d.kafka_key)),
+            equal_to([(records[3].value, records[3].key)]),
+            label="CheckLateBytes",
         )
         assert_that(
             out.stage_counts

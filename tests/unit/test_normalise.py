@@ -69,12 +69,14 @@ def _fn():
     return NormaliseEventsFn(to_customer_event, "timestamp", "r1")
 
 
-def test_a_valid_event_becomes_a_row_at_its_event_time():
+def test_a_valid_event_becomes_a_row_at_its_event_time_beside_its_record():
     event = _event()
-    (out,) = _fn().process((_record(), event))
+    record = _record()
+    (out,) = _fn().process((record, event))
     assert isinstance(out, TimestampedValue)
     assert out.timestamp.micros == event_time_ms(event["timestamp"]) * 1000
-    row = out.value
+    kept, row = out.value
+    assert kept is record  # the raw bytes and key travel on, for later dead letters
     assert isinstance(row, CustomerEventsRow)
     assert (row.event_id, row.user_id, row.event_type) == (
         event["event_id"],
@@ -139,7 +141,7 @@ def test_the_scan_lets_a_clean_event_through_as_a_row():
     record = KafkaRecord("customer_events", 1, 9, 1, b"u-1", raw)
     fn = NormaliseEventsFn(to_customer_event, "timestamp", "r1", json_may_hold_nul)
     (out,) = fn.process((record, decode_json_object(raw)))
-    assert isinstance(out.value, CustomerEventsRow)
+    assert isinstance(out.value[1], CustomerEventsRow)
 
 
 def test_building_a_row_leaves_the_decoded_event_unchanged():
@@ -164,7 +166,9 @@ def test_composite_splits_rows_and_dead_letters_with_event_timestamps(pipeline):
         assert_that(
             out.rows
             | "Stamp"
-            >> beam.Map(lambda row, ts=beam.DoFn.TimestampParam: (row.kafka_offset, ts.micros)),
+            >> beam.Map(
+                lambda pair, ts=beam.DoFn.TimestampParam: (pair[1].kafka_offset, ts.micros)
+            ),
             equal_to([(1, event_time_ms(good["timestamp"]) * 1000)]),
             label="CheckRows",
         )

@@ -13,6 +13,7 @@ import objsize.traverse
 import pytest
 from apache_beam.runners.worker import statecache
 
+from schemas.records import KafkaRecord
 from transforms import state_weight
 from transforms.dedup import DeduplicateById
 
@@ -80,7 +81,17 @@ def test_a_keyed_step_never_rebuilds_the_module_globals_set(pipeline, monkeypatc
         _ = (
             p
             | beam.Create(rows)
-            | beam.Map(lambda r: beam.window.TimestampedValue(r, r.kafka_timestamp_ms / 1000))
+            | beam.Map(
+                lambda r: beam.window.TimestampedValue(
+                    (
+                        KafkaRecord(
+                            r.kafka_topic, 0, r.kafka_offset, r.kafka_timestamp_ms, None, b""
+                        ),
+                        r,
+                    ),
+                    r.kafka_timestamp_ms / 1000,
+                )
+            )
             | DeduplicateById("event_id", 3600, "r1")
         )
     assert state_weight.installed()
