@@ -51,6 +51,7 @@ from beam_pipeline.runners import (
     PYTHON_WORKERS_PORT,
     RunnerSetupError,
     flink_cluster_master,
+    preload_loopback,
     preset_flags,
     runner_flag,
 )
@@ -323,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             job_name=flink_cluster.job_name(config.run_id),
             detach=config.detach,
         )
+        preload_loopback(config.runner, argv, os.environ)
         if config.detach and not (
             config.runner == "FlinkRunner" and flink_cluster_master(argv) is not None
         ):

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import typing
 
 from beam_pipeline.settings import REPO_ROOT
 
@@ -54,6 +55,8 @@ __all__ = [
     "RunnerSetupError",
     "flink_cluster_master",
     "flink_job_server_jar",
+    "loopback_preload",
+    "preload_loopback",
     "preset_flags",
     "runner_flag",
 ]
@@ -74,6 +77,30 @@ def flink_job_server_jar() -> pathlib.Path:
     )
     name = f"beamline-flink-job-server-{FLINK_JOB_SERVER_VERSION}"
     return cache / name / f"{name}.jar"
+
+
+def loopback_preload() -> pathlib.Path:
+    """``native/loopback_bind.c`` as ``./run_local.sh setup`` built it, beside the jar."""
+    return flink_job_server_jar().parent / "libbeamline_loopback.so"
+
+
+def preload_loopback(runner: str, argv: list[str], env: typing.MutableMapping[str, str]) -> None:
+    """Puts ``loopback_preload()`` first in ``env``'s ``LD_PRELOAD`` when this process
+    will start Beam's Flink job server (embedded Flink, or the one that submits to a
+    cluster), which inherits ``env``: Beam Java's servers in it (FnAPI, and a
+    cluster submission's job and artifact services) bind every interface otherwise
+    (``ServerFactory`` builds them with ``forPort``).  A cluster's TaskManager gets
+    it from ``run_local.sh``."""
+    if runner != "FlinkRunner":
+        return
+    lib = loopback_preload()
+    if not lib.is_file():
+        raise RunnerSetupError(
+            f"the loopback library for Flink's job server is not built at {lib}: "
+            "run ./run_local.sh setup"
+        )
+    preloaded = [p for p in env.get("LD_PRELOAD", "").split(":") if p and p != str(lib)]
+    env["LD_PRELOAD"] = ":".join([str(lib), *preloaded])
 
 
 # Options of Beam's Flink job server (FlinkPipelineOptions, Beam 2.62) that Python

@@ -99,7 +99,7 @@ flink_java() {
   dynamic=$(sed -n 2p <<<"$params")
   [ -n "$jvm" ] || die "Flink could not size the $name's memory from $FLINK_CONF/flink-conf.yaml"
   # shellcheck disable=SC2086 # the computed flags are words
-  nohup java $jvm "${FLINK_JAVA17_OPTS[@]}" -Dlog.file="$FLINK_LOGS/flink-$name.log" \
+  LD_PRELOAD="$(loopback_lib)${LD_PRELOAD:+:$LD_PRELOAD}" nohup java $jvm "${FLINK_JAVA17_OPTS[@]}" -Dlog.file="$FLINK_LOGS/flink-$name.log" \
     -Dlog4j.configurationFile="file:$FLINK_CONF/log4j2.properties" \
     -cp "$FLINK_HOME_DIR/lib/*" "$main" --configDir "$FLINK_CONF" $dynamic \
     >"$FLINK_LOGS/flink-$name.out" 2>&1 </dev/null &

@@ -41,4 +41,25 @@ flink_job_server_dir() { echo "$BEAM_JAR_CACHE/beamline-flink-job-server-$(flink
 
 flink_setup() {
   stage_module flink-job-server "$(flink_job_server_dir)" "$(flink_job_server_dir)/lib"
+  loopback_lib_setup
+}
+
+# native/loopback_bind.c, built beside the job server's jar: LD_PRELOAD'ed into the
+# Flink JVMs so that Beam's FnAPI servers bind loopback (README, Security).
+LOOPBACK_SRC="$ROOT/native/loopback_bind.c"
+loopback_lib() { echo "$(flink_job_server_dir)/libbeamline_loopback.so"; }
+
+loopback_lib_setup() {
+  local lib h
+  lib=$(loopback_lib)
+  h=$(inputs_hash "$LOOPBACK_SRC")
+  if stamp_ok "$lib.stamp" "$h" && [ -f "$lib" ]; then
+    return 0
+  fi
+  command -v cc >/dev/null 2>&1 || die "a C compiler builds native/loopback_bind.c and none is installed: apt-get install -y gcc"
+  log "building $(basename "$lib") (Flink's FnAPI servers on loopback)"
+  cc -shared -fPIC -O2 -Wall -Wextra -Werror -o "$lib" "$LOOPBACK_SRC" -ldl \
+    >"$BEAMLINE_HOME/logs/native.log" 2>&1 \
+    || die "building native/loopback_bind.c failed (see $BEAMLINE_HOME/logs/native.log)"
+  echo "$h" >"$lib.stamp"
 }

@@ -59,11 +59,21 @@ def _poll(condition, deadline_s, what, why=None):
     )
 
 
-def _listening_off_loopback(pid: int) -> list[str]:
-    """``command: address:port`` of each socket the job's processes listen on elsewhere."""
+# The standalone cluster's processes (scripts/flink.sh): their FnAPI servers, workers
+# and Flink ports serve the cluster's jobs, outside the driver's process tree.
+_CLUSTER_PIDS = ("jobmanager", "taskmanager", "python-workers", "expansion-service")
+
+
+def _listening_off_loopback(pid: int, stack=None) -> list[str]:
+    """``command: address:port`` of each socket the job's processes listen on elsewhere;
+    with ``stack``, the Flink cluster's processes and their children too."""
+    roots = [pid]
+    if stack is not None:
+        roots += [int((stack.home / "flink" / f"{n}.pid").read_text()) for n in _CLUSTER_PIDS]
     return [
         f"{command(p)[:80]}: {address}:{port}"
-        for p in [pid, *descendants(pid)]
+        for root in roots
+        for p in [root, *descendants(root)]
         for address, port in listening_sockets(p)
         if address not in LOOPBACK
     ]
@@ -224,7 +234,7 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
 
         _poll(caught_up, 60, "the committed offsets to reach the feed's end", lambda: committed)
         late_panes = _late_panes(pg, counts_table, run_id)
-        exposed = _listening_off_loopback(job.pid)
+        exposed = _listening_off_loopback(job.pid, stack if cluster else None)
         parallelism = _cluster_parallelism(master, run_id) if cluster else None
         java_workers = len(_java_workers(stack)) if cluster else None
 
@@ -259,12 +269,11 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
             }
         )
     )
-    # The driver's Python servers and the expansion service's JVM listen on loopback
-    # only.  Two upstream exposures are known and named (README, Security): Prism's Go
-    # job service binds every interface (jobservices.NewServer), and so do the Flink
-    # job server's FnAPI servers (Beam Java's ServerFactory builds them with forPort,
-    # dropping the loopback address it allocated).
-    upstream = ("prism", "beamline-flink-job-server")
+    # The driver's Python servers, the expansion service's JVM and the Flink job
+    # server (native/loopback_bind.c preloaded) listen on loopback only.  One upstream
+    # exposure is known and named (README, Security): Prism's Go job service binds
+    # every interface (jobservices.NewServer).
+    upstream = ("prism",)
     assert [e for e in exposed if not any(name in e for name in upstream)] == [], exposed
     assert still_sending, (
         f"the first window arrived after the producer stopped ({first_window_s} s)"
