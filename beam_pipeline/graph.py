@@ -76,8 +76,9 @@ class GraphParams:
     """What the graph needs to know besides its edges.
 
     ``window_size_s`` and ``allowed_lateness_s`` default to the dataset's aggregate
-    (``for_dataset``); stage counts keep their windows open for ``dedup_ttl_s`` (a
-    count per stage is small state).  ``batch``: the job runs in batch mode (its
+    (``for_dataset``); stage counts keep their windows open for twice ``dedup_ttl_s``
+    (a count per stage is small state), so that a copy arriving after its id was
+    forgotten is still counted.  ``batch``: the job runs in batch mode (its
     watermark passes only at the end of its input), so dedup sets no expiry timers.
     """
 
@@ -207,7 +208,7 @@ def _count_stages(
         params.window_size_s,
         functools.partial(to_stage_count, run_id=params.run_id, dataset=dataset),
         StageCount,
-        allowed_lateness_s=max(params.allowed_lateness_s, params.dedup_ttl_s),
+        allowed_lateness_s=max(params.allowed_lateness_s, 2 * params.dedup_ttl_s),
         combine_in_bundle=True,
     )
     return counted.counts | "AsStageCounts" >> beam.Map(lambda c: c).with_output_types(StageCount)
@@ -331,7 +332,12 @@ def build_graph(
 
 def _postgres(table: tables.Table, target: JdbcTarget, expansion_service: str) -> WriteToPostgres:
     statement = upsert_statement(
-        table.name, table.row_type, table.key_columns, table.casts, table.forward_only
+        table.name,
+        table.row_type,
+        table.key_columns,
+        table.casts,
+        table.forward_only,
+        first_copy_only=table.first_copy_only,
     )
     return WriteToPostgres(table.name, table.row_type, statement, target, expansion_service)
 

@@ -309,6 +309,8 @@ class Table:
       sql_types: column → SQL type where the default from the Python type is wrong.
       generated_times: ``*_ms`` columns that get a generated ``timestamptz`` beside them.
       forward_only: a column the upsert never lets go backwards (``pane_index``).
+      first_copy_only: within a run, a key's row is rewritten only by the record
+        that wrote it, never by another copy (a main table that drops later copies).
     """
 
     name: str
@@ -318,6 +320,7 @@ class Table:
     sql_types: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
     generated_times: tuple[str, ...] = ()
     forward_only: typing.Optional[str] = None
+    first_copy_only: bool = False
 
 
 def _row(name: str, columns, module: str) -> type:
@@ -570,7 +573,9 @@ class Contract:
         """The main table and the child tables, keyed for idempotent upserts.
 
         The main table is keyed by the id column; a ``keep_latest`` dataset's upsert
-        is guarded on the order column, so an older version never overwrites a newer.
+        is guarded on the order column, so an older version never overwrites a newer;
+        a ``drop_later_copies`` dataset's keeps the first copy's row, so a copy that
+        comes after the dedup TTL (a late event) never replaces it.
         """
         id_column = self.id_column()
         timestamps = tuple(c.name for c in self.columns if self.field(c.path).kind == "timestamp")
@@ -582,6 +587,7 @@ class Contract:
             sql_types={"payload": "jsonb", "kafka_partition": "integer"},
             generated_times=timestamps,
             forward_only=self.order_column(),
+            first_copy_only=self.dedup.kind == "drop_later_copies",
         )
         children = []
         for child, row_type in zip(self.children, self.child_row_types().values(), strict=True):

@@ -175,14 +175,20 @@ DRILLS = {
 
 
 def tally(terms: reconcile.Terms, audit: reconcile.OffsetAudit) -> dict[str, int]:
-    """Where the produced records went, and what was lost or written twice."""
-    parquet_extra = max(0, terms.parquet_events - terms.postgres_events - terms.superseded)
+    """Where the produced records went, and what was lost or written twice.  A copy
+    that came after its id's dedup TTL has a Parquet row of its own by rule (README,
+    "Dedup after its TTL"): it is counted as a late copy, not as written twice."""
+    parquet_extra = max(
+        0, terms.parquet_events - terms.postgres_events - terms.superseded - terms.late_copies
+    )
+    copies = {"late copies": terms.late_copies} if terms.late_copies else {}
     return {
         "produced": terms.produced,
         "landed": terms.valid_unique,
         "dead-lettered": terms.dead_letters,
         "duplicates": terms.duplicates,
         "late": terms.late,
+        **copies,
         "lost": audit.missing,
         "written twice": audit.repeated + parquet_extra,
     }

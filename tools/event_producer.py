@@ -15,7 +15,12 @@ numbers, the faults a pipeline must survive:
 - **duplicates**: extra messages that are byte copies (key, value and Kafka
   timestamp) of an earlier valid event, sent after it;
 - **out-of-order** events: valid events whose event time is 5–30 s earlier than
-  the latest event time sent before them.
+  the latest event time sent before them;
+- **late** events: valid events sent further behind than a streaming job's window
+  and allowed lateness, for its late lane;
+- **late copies**: byte copies of an earlier valid event sent once the event time
+  has moved on past the job's dedup TTL, so that its id has been forgotten (the
+  rule in the README's "Dedup after its TTL").
 
 The batch is a pure function of the arguments of ``generate``: the same arguments
 give byte-identical messages.  All randomness comes from ``random.Random(seed)``
@@ -29,6 +34,7 @@ and the per-partition offsets before and after.
 from __future__ import annotations
 
 import argparse
+import bisect
 import dataclasses
 import datetime
 import io
@@ -114,6 +120,10 @@ class Injected:
         the dedup order) than a version of their id sent before them: the dedup
         logs them on arrival (one id's versions share a Kafka key, hence a
         partition and its order), so they never reach the late lane.
+      late_copies: byte copies of a valid event sent ``late_copy_after_ms`` or more
+        of event time after it: on a streaming runner its id has been forgotten
+        (the dedup TTL) and its window has closed, so each is a late event, not a
+        duplicate (counted in ``total``, not in ``duplicates`` nor ``late``).
     """
 
     valid_unique: int
@@ -125,6 +135,7 @@ class Injected:
     late: int = 0
     replaced: int = 0
     late_superseded: int = 0
+    late_copies: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +149,7 @@ class Batch:
         their slot in the batch would have had).
       injected: the counts of each kind of message.
       labels: one label per message, in the same order: ``valid``,
-        ``out_of_order``, ``late``, ``duplicate``, ``malformed/<kind>`` or
+        ``out_of_order``, ``late``, ``duplicate``, ``late_copy``, ``malformed/<kind>`` or
         ``invalid/<kind>`` (kinds from ``MALFORMED_KINDS`` and ``INVALID_KINDS``).
     """
 
@@ -364,6 +375,8 @@ def generate(
     late_shift_ms: int = 0,
     dataset: Dataset | None = None,
     drift_ratio: float = 0.0,
+    late_copy_ratio: float = 0.0,
+    late_copy_after_ms: int = 0,
 ) -> Batch:
     """Generates one deterministic batch of a dataset's records with injected faults.
 
@@ -400,6 +413,13 @@ def generate(
         has been reading for that long); never duplicated, never out of order.
       late_shift_ms: how far behind a late event is; pick more than the window plus
         the allowed lateness plus the watermark's delay, and a margin.
+      late_copy_ratio: byte copies of valid events (never out of order, late or
+        duplicated), as a share of ``count``, each sent right after the first valid
+        original whose event time is ``late_copy_after_ms`` or more past its source's
+        (``drop_later_copies`` datasets only: a ``keep_latest`` copy is judged by
+        its order, not by its arrival).
+      late_copy_after_ms: how far behind a late copy is; pick more than the job's
+        dedup TTL plus the watermark's delay, and a margin.
       drift_ratio: share of originals from a producer whose schema drifted (JSON
         only), half with a field the contract does not know, half with a number
         sent as a string (``DRIFT_KINDS``); the contract refuses both, so they are
@@ -431,6 +451,11 @@ def generate(
     n_late = _count(count, out_of_order_ratio, "out_of_order_ratio")
     n_beyond = _count(count, late_ratio, "late_ratio")
     n_drift = _count(count, drift_ratio, "drift_ratio")
+    n_copies = _count(count, late_copy_ratio, "late_copy_ratio")
+    if n_copies and late_copy_after_ms <= 0:
+        raise ValueError(
+            f"late_copy_ratio needs a positive late_copy_after_ms, got {late_copy_after_ms}"
+        )
     if n_drift and value_format != "json":
         raise ValueError(
             "drift_ratio is for JSON values: a drifted Avro producer writes with another "
@@ -446,6 +471,11 @@ def generate(
         )
 
     dataset = dataset or datasets.get(datasets.DEFAULT)
+    if n_copies and dataset.contract.dedup.kind != "drop_later_copies":
+        raise ValueError(
+            f"late copies are for datasets that drop later copies; {dataset.name} keeps "
+            "the latest version, which its dedup orders by its own field"
+        )
     if dataset.new_maker is None:
         raise ValueError(f"dataset {dataset.name} has no generator (no record maker)")
     encoder = encoder_for(value_format, dataset)
@@ -483,6 +513,22 @@ def generate(
     after: dict[int, list[int]] = {}
     for j in sources:
         after.setdefault(rng.randint(j, min(count - 1, j + DUPLICATE_MAX_LAG)), []).append(j)
+    # A late copy's source is a valid original at its nominal time whose time plus
+    # the copy's lag comes before the last valid original's: the copy is sent right
+    # after the first valid original at or past that time.
+    copy_lag = math.ceil(late_copy_after_ms * rate_per_s / 1000)
+    on_time = [i for i in valid if i not in late | beyond]
+    duplicated = set(sources)
+    copyable = [i for i in on_time if i not in duplicated and i + copy_lag <= on_time[-1]]
+    if n_copies > len(copyable):
+        raise ValueError(
+            f"only {len(copyable)} valid events come {late_copy_after_ms} ms before the last: "
+            f"too few for {n_copies} late copies (send more events, or a smaller lag)"
+        )
+    copies = sorted(rng.sample(copyable, n_copies))
+    for j in copies:
+        due = on_time[bisect.bisect_left(on_time, j + copy_lag)]
+        after.setdefault(due, []).append(j)
 
     messages: list[tuple[bytes, bytes, int]] = []
     labels: list[str] = []
@@ -492,6 +538,7 @@ def generate(
     order_of = _dedup_order(dataset.contract)  # keep_latest: event → its order value
     newest: dict = {}  # id → the greatest order value sent so far (keep_latest)
     late_superseded = 0
+    copies_set = set(copies)
     for i in range(count):
         event_ms = start_ms + round(i * 1000 / rate_per_s)
         role = roles.get(i, "valid")
@@ -526,7 +573,7 @@ def generate(
         labels.append(role)
         for j in after.get(i, ()):
             messages.append(sent[j])
-            labels.append("duplicate")
+            labels.append("late_copy" if j in copies_set else "duplicate")
 
     injected = Injected(
         valid_unique=n_valid,
@@ -534,10 +581,11 @@ def generate(
         invalid=n_invalid + n_drift,
         duplicates=n_duplicates,
         out_of_order=n_late,
-        total=count + n_duplicates,
+        total=count + n_duplicates + n_copies,
         late=n_beyond - late_superseded,
         replaced=n_valid - len(ids),
         late_superseded=late_superseded,
+        late_copies=n_copies,
     )
     return Batch(
         messages=messages,
@@ -621,6 +669,8 @@ def batch_from_args(args, count: int, run_id: str, seed: int, start_ms: int) -> 
         late_shift_ms=round(getattr(args, "late_shift_s", 0) * 1000),
         dataset=datasets.get(getattr(args, "dataset", datasets.DEFAULT)),
         drift_ratio=getattr(args, "drift", 0.0),
+        late_copy_ratio=getattr(args, "late_copies", 0.0),
+        late_copy_after_ms=round(getattr(args, "late_copy_after_s", 0) * 1000),
     )
 
 

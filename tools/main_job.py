@@ -81,6 +81,15 @@ def make_parser(settings: StackSettings) -> argparse.ArgumentParser:
         "(default 0.01; 0 on the DirectRunner, where nothing is ever late)",
     )
     parser.add_argument(
+        "--late_copies",
+        type=float,
+        default=0.0,
+        help="streaming: share of events copied byte for byte once the event time has "
+        "moved past the dedup TTL (window + allowed lateness unless --dedup_ttl_s is "
+        "given) + watermark delay + 30 s: each must be a late event, never a second "
+        "PostgreSQL row (README, 'Dedup after its TTL')",
+    )
+    parser.add_argument(
         "--settle_s",
         type=float,
         default=120.0,
@@ -346,15 +355,40 @@ def _streaming_defaults(run_flags: list[str]) -> list[str]:
     return [*run_flags, *(f"{k}={v}" for k, v in defaults.items() if k not in given)]
 
 
-def _late_shift_s(run_flags: list[str], dataset: Dataset) -> float:
-    """How far behind a late event is sent: beyond its window's close, as the job's
-    flags set it, and the watermark's delay, with a margin for the pipeline's lag."""
+def _job_times(run_flags: list[str], dataset: Dataset) -> argparse.Namespace:
+    """The job's window, allowed lateness, watermark delay and dedup TTL (None: the
+    job's default), as its flags set them."""
     flags = argparse.ArgumentParser(add_help=False)
     flags.add_argument("--window_size_s", type=int, default=dataset.contract.aggregate.window_s)
     flags.add_argument("--allowed_lateness_s", type=int, default=STREAMING_LATENESS_S)
     flags.add_argument("--kafka_max_delay_s", type=float, default=DEFAULT_MAX_DELAY_S)
+    flags.add_argument("--dedup_ttl_s", type=int, default=None)
     known, _ = flags.parse_known_args(run_flags)
+    return known
+
+
+def _late_shift_s(run_flags: list[str], dataset: Dataset) -> float:
+    """How far behind a late event is sent: beyond its window's close, as the job's
+    flags set it, and the watermark's delay, with a margin for the pipeline's lag."""
+    known = _job_times(run_flags, dataset)
     return known.window_size_s + known.allowed_lateness_s + known.kafka_max_delay_s + LATE_MARGIN_S
+
+
+def _with_short_dedup_ttl(run_flags: list[str], dataset: Dataset) -> list[str]:
+    """``run_flags`` with ``--dedup_ttl_s`` at the least the job accepts (window +
+    allowed lateness) unless given: late copies must come after it within a feed
+    of minutes, not the default hour."""
+    known = _job_times(run_flags, dataset)
+    if known.dedup_ttl_s is not None:
+        return run_flags
+    return [*run_flags, f"--dedup_ttl_s={known.window_size_s + known.allowed_lateness_s}"]
+
+
+def _late_copy_after_s(run_flags: list[str], dataset: Dataset) -> float:
+    """How far behind a late copy is sent: past its id's dedup TTL and the
+    watermark's delay, with a margin for the pipeline's lag."""
+    known = _job_times(run_flags, dataset)
+    return known.dedup_ttl_s + known.kafka_max_delay_s + LATE_MARGIN_S
 
 
 def _offsets(offsets: dict) -> str:
@@ -397,9 +431,17 @@ def _prepare(argv: list[str] | None, parser: argparse.ArgumentParser | None = No
             "--late needs a streaming runner: on the DirectRunner the watermark jumps to the "
             "end once everything is read, so nothing is ever late (use --runner prism|flink)"
         )
+    if args.late_copies and not streaming:
+        parser.error(
+            "--late_copies needs a streaming runner: a batch job remembers every id for the "
+            "whole run, so a copy is a duplicate (use --runner prism|flink)"
+        )
     if streaming:
         run_flags = _streaming_defaults(run_flags)
         args.late_shift_s = _late_shift_s(run_flags, dataset)
+        if args.late_copies:
+            run_flags = _with_short_dedup_ttl(run_flags, dataset)
+            args.late_copy_after_s = _late_copy_after_s(run_flags, dataset)
     run_id = secrets.token_hex(6)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     # A live feed starts a little ahead, once the streaming job is up.

@@ -35,6 +35,12 @@ count columns, all from its contract; for customer events ``customer_events``,
 ``stage_read``           PostgreSQL ``window_stage_counts``: records read
 ``stage_late``           PostgreSQL ``window_stage_counts``: late records
 ``injected_replaced``    the producer's report: valid originals whose id another has
+``late_copies``          late dead letters whose record is in no PostgreSQL ``<main>`` row
+                         nor the duplicate log: copies that came after their id's dedup
+                         TTL (README, "Dedup after its TTL"); PostgreSQL keeps the first
+``late_copy_items``      PostgreSQL ``<main>``: child items of those copies' ids (the
+                         copies' child rows are in Parquet a second time)
+``injected_late_copies`` the producer's report: copies sent after the dedup TTL
 =======================  ====================================================
 
 All rows are those with the run's ``run_id``.  A late event is valid: it is in
@@ -42,9 +48,13 @@ the events table and, as well, a dead letter of stage ``late``.  For a
 ``keep_latest`` dataset the Parquet files hold every version the pipeline emitted,
 PostgreSQL the latest per id; each version that lost to a newer one is in the
 duplicate log too (``superseded``), so the sinks balance as ``parquet_events ==
-valid_unique + superseded``.  Beside the
+valid_unique + superseded``.  A copy that arrives after its id's dedup TTL is late
+(its window has closed): a dead letter of stage ``late`` and a second Parquet row,
+while PostgreSQL keeps the first copy's row, so it balances as a ``late_copy``.
+Beside the
 counts, the offset audit reads the (topic, partition, offset) of every row of
-the events, the dead letters (the late lane excepted) and the duplicate log,
+the events, the dead letters (the late lane excepted, late copies included) and
+the duplicate log,
 and compares them with the run's offset ranges from the report: each offset must
 appear exactly once; and every late dead letter must name an event's offset.
 
@@ -117,6 +127,9 @@ class Terms:
     child_items: int = 0  # array items of the events that fan out to child tables
     postgres_children: int = 0
     parquet_children: int = 0
+    late_copies: int = 0  # late copies of a kept event, after its id's dedup TTL
+    late_copy_items: int = 0  # child items of those copies (in Parquet twice)
+    injected_late_copies: int = 0
 
 
 def _sources(dataset: Dataset) -> dict[str, str]:
@@ -150,6 +163,9 @@ def _sources(dataset: Dataset) -> dict[str, str]:
         "injected_late": "producer report: sent beyond the allowed lateness",
         "superseded": f"duplicate log rows whose record is in Parquet {main}/",
         "injected_replaced": "producer report: valid versions of an id sent twice or more",
+        "late_copies": f"late dead letters in no PostgreSQL {main} row nor the duplicate log",
+        "late_copy_items": f"PostgreSQL {main}: child items of the late copies' ids",
+        "injected_late_copies": "producer report: copies sent after the dedup TTL",
     }
 
 
@@ -211,24 +227,28 @@ def checks(
     lane may hold fewer than were sent late, never more; the windows' balance and
     the offset audit still say that none was lost or counted twice."""
     t = terms
+    # A late copy is a record beside its id's kept one: its own Parquet row and dead
+    # letter, no PostgreSQL row (the first copy keeps it).  Named only when present.
+    copies = f" + {t.late_copies}" if t.late_copies else ""
+    copies_term = " + late_copies" if t.late_copies else ""
     sinks = (
         t.parquet_events,
-        t.postgres_events + t.superseded,
-        t.valid_unique + t.superseded,
+        t.postgres_events + t.superseded + t.late_copies,
+        t.valid_unique + t.superseded + t.late_copies,
         t.gold_total + t.late,
     )
     return [
         Check(
-            "produced == valid_unique + duplicates + dead_letters",
-            t.produced == t.valid_unique + t.duplicates + t.dead_letters,
-            f"{t.produced} vs {t.valid_unique} + {t.duplicates} + {t.dead_letters}",
+            f"produced == valid_unique + duplicates + dead_letters{copies_term}",
+            t.produced == t.valid_unique + t.duplicates + t.dead_letters + t.late_copies,
+            f"{t.produced} vs {t.valid_unique} + {t.duplicates} + {t.dead_letters}{copies}",
         ),
         Check(
-            "parquet_events == postgres_events + superseded == valid_unique + superseded "
-            "== gold_total + late",
+            f"parquet_events == postgres_events + superseded{copies_term} == valid_unique + "
+            f"superseded{copies_term} == gold_total + late",
             len(set(sinks)) == 1,
-            f"{t.parquet_events} == {t.postgres_events} + {t.superseded} == "
-            f"{t.valid_unique} + {t.superseded} == {t.gold_total} + {t.late}",
+            f"{t.parquet_events} == {t.postgres_events} + {t.superseded}{copies} == "
+            f"{t.valid_unique} + {t.superseded}{copies} == {t.gold_total} + {t.late}",
         ),
         Check(
             "dead_letters + late == parquet_dead_letters == kafka_dead_letters",
@@ -284,9 +304,11 @@ def checks(
         *(
             [
                 Check(
-                    "postgres_children == parquet_children == child_items",
-                    t.postgres_children == t.parquet_children == t.child_items,
-                    f"{t.postgres_children} == {t.parquet_children} == {t.child_items}",
+                    f"postgres_children == parquet_children"
+                    f"{' - late_copy_items' if t.late_copies else ''} == child_items",
+                    t.postgres_children == t.parquet_children - t.late_copy_items == t.child_items,
+                    f"{t.postgres_children} == {t.parquet_children}"
+                    f"{f' - {t.late_copy_items}' if t.late_copies else ''} == {t.child_items}",
                 )
             ]
             if children
@@ -296,6 +318,28 @@ def checks(
             "duplicates == injected duplicates + replaced versions",
             t.duplicates == t.injected_duplicates + t.injected_replaced,
             f"{t.duplicates} vs {t.injected_duplicates} + {t.injected_replaced}",
+        )
+        if late_exact
+        else Check(
+            # A job that was down may read a late copy while its id is still
+            # remembered: then it is a duplicate, not a late copy.
+            "duplicates + late_copies == injected duplicates + replaced + late copies "
+            "(the job was stopped)",
+            t.duplicates + t.late_copies
+            == t.injected_duplicates + t.injected_replaced + t.injected_late_copies,
+            f"{t.duplicates} + {t.late_copies} vs {t.injected_duplicates} + "
+            f"{t.injected_replaced} + {t.injected_late_copies}",
+        ),
+        *(
+            [
+                Check(
+                    "late_copies == injected copies after the dedup TTL",
+                    t.late_copies == t.injected_late_copies,
+                    f"{t.late_copies} vs {t.injected_late_copies}",
+                )
+            ]
+            if late_exact and (t.late_copies or t.injected_late_copies)
+            else []
         ),
         Check(
             "dead_letters == injected malformed + invalid",
@@ -303,17 +347,17 @@ def checks(
             f"{t.dead_letters} vs {t.injected_dead_letters}",
         ),
         Check(
-            "late == injected beyond the allowed lateness",
-            t.late == t.injected_late,
-            f"{t.late} vs {t.injected_late}",
+            f"late == injected beyond the allowed lateness{copies_term}",
+            t.late == t.injected_late + t.late_copies,
+            f"{t.late} vs {t.injected_late}{copies}",
         )
         if late_exact
         else Check(
             # A job that was down reads the feed's backlog in bundles behind the
             # watermark: an event sent late may still be on time (and counted).
-            "late <= injected beyond the allowed lateness (the job was stopped)",
-            t.late <= t.injected_late,
-            f"{t.late} vs {t.injected_late}",
+            f"late <= injected beyond the allowed lateness{copies_term} (the job was stopped)",
+            t.late <= t.injected_late + t.late_copies,
+            f"{t.late} vs {t.injected_late}{copies}",
         ),
     ]
 
@@ -478,7 +522,9 @@ def gather(
     id_column, count_column = contract.id_column(), agg.count_column
     time = contract.column(contract.event_time_field).name
     dead, dups = tables.DEAD_LETTERS.name, tables.DUPLICATE_LOG.name
-    parquet_events = _rows(run_dir / events, [time, *agg.keys, *agg.means, *_COORDINATES])
+    parquet_events = _rows(
+        run_dir / events, [id_column, time, *agg.keys, *agg.means, *_COORDINATES]
+    )
     parquet_counts = _rows(
         run_dir / counts,
         ["window_start_ms", "window_end_ms", *agg.keys, "pane_index", count_column]
@@ -523,10 +569,31 @@ def gather(
 
             late_seen = coordinates(dead, is_late, run_id, name)
             duplicate_seen = coordinates(dups, qs, run_id, name)
+            event_seen = coordinates(events, q, run_id)
+            # A late record in no events row nor the duplicate log: a copy that came
+            # after its id's dedup TTL, whose id's row the first copy keeps.
+            kept = set(event_seen) | set(duplicate_seen)
+            late_copies = [c for c in late_seen if c not in kept]
             seen = (
-                coordinates(events, q, run_id)
+                event_seen
                 + coordinates(dead, not_late, run_id, name)
                 + duplicate_seen
+                + late_copies
+            )
+            copied = set(late_copies)
+            copy_ids = [
+                e[id_column] for e in parquet_events if tuple(e[c] for c in _COORDINATES) in copied
+            ]
+            late_copy_items = sum(
+                scalar(
+                    cur,
+                    f"SELECT sum(jsonb_array_length(payload -> '{child.path}')) FROM {events} "
+                    f"{q} AND {id_column} = ANY(%s)",
+                    run_id,
+                    copy_ids,
+                )
+                for child in contract.children
+                if copy_ids
             )
     finally:
         connection.close()
@@ -572,6 +639,9 @@ def gather(
         child_items=child_items,
         postgres_children=postgres_children,
         parquet_children=sum(_parquet(run_dir / t.name) for t in dataset.tables.children),
+        late_copies=len(late_copies),
+        late_copy_items=late_copy_items,
+        injected_late_copies=int(injected.get("late_copies", 0)),
     )
     before, after = report["offsets_before"], report["offsets_after"]
     ranges = {int(p): (int(before.get(p, 0)), int(end)) for p, end in after.items()}
@@ -600,6 +670,10 @@ def render(
         "child_items": not contract.children,
         "postgres_children": not contract.children,
         "parquet_children": not contract.children,
+        # Late copies come only when the producer sent some (or the run found some).
+        "late_copies": not (terms.late_copies or terms.injected_late_copies),
+        "late_copy_items": not (terms.late_copies and contract.children),
+        "injected_late_copies": not (terms.late_copies or terms.injected_late_copies),
     }
     lines = [
         f"Reconciliation of run {run_id} ({dataset.name})",

@@ -87,12 +87,18 @@ class _RowsToTablesFn(beam.DoFn):
             self._rows = []
 
 
+# The columns that name a row's Kafka record.
+_COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
+
+
 def upsert_statement(
     table: str,
     row_type: type,
     key_columns: typing.Sequence[str],
     casts: typing.Mapping[str, str] | None = None,
     forward_only: str | None = None,
+    *,
+    first_copy_only: bool = False,
 ) -> str:
     """``INSERT … ON CONFLICT (keys) DO UPDATE`` over every field of ``row_type``.
 
@@ -101,7 +107,10 @@ def upsert_statement(
     is cast to (``CAST(? AS jsonb)``: strings are bound as varchar).  With
     ``forward_only``, an update happens only when the incoming row's value of that
     column is at least the stored one, so a retried earlier pane (or an older
-    version of a record) can never overwrite a later one.
+    version of a record) can never overwrite a later one.  With ``first_copy_only``
+    (rows with ``run_id`` and Kafka coordinates), a key's row is rewritten within a
+    run only by the record that wrote it (a retried bundle, a re-run), never by
+    another copy of it: a copy that came after the dedup TTL leaves the first one.
     """
     casts = casts or {}
     columns = list(row_type._fields)
@@ -114,6 +123,15 @@ def upsert_statement(
         f"INSERT INTO {table} AS t ({', '.join(columns)}) VALUES ({values}) "
         f"ON CONFLICT ({', '.join(key_columns)}) DO UPDATE SET {updates}"
     )
+    if forward_only is not None and first_copy_only:
+        raise ValueError("an upsert is forward_only or first_copy_only, not both")
+    if first_copy_only:
+        needed = ("run_id", *_COORDINATES)
+        if not set(needed) <= set(columns):
+            raise ValueError(f"first_copy_only needs the columns {', '.join(needed)}")
+        mine = ", ".join(f"t.{c}" for c in _COORDINATES)
+        theirs = ", ".join(f"EXCLUDED.{c}" for c in _COORDINATES)
+        statement += f" WHERE t.run_id IS DISTINCT FROM EXCLUDED.run_id OR ({mine}) = ({theirs})"
     if forward_only is not None:
         if forward_only not in columns:
             raise ValueError(f"forward_only column {forward_only!r} is not a field")

@@ -1,4 +1,5 @@
-"""The counts upsert only moves forward, run against the real PostgreSQL table.
+"""The upserts' guards, run against the real PostgreSQL tables: the counts only move
+forward, and an event's row belongs to the copy that wrote it first.
 
 The Java writer binds the statement positionally with ``?``; here psycopg2 binds
 the same text with ``%s``, so the SQL that PostgreSQL runs is the pipeline's own.
@@ -14,10 +15,14 @@ from transforms.sinks import upsert_statement
 pytestmark = pytest.mark.integration
 
 
-def _write(pg, row):
-    table = DATASET.tables.aggregate
+def _write(pg, row, table=DATASET.tables.aggregate):
     sql = upsert_statement(
-        table.name, table.row_type, table.key_columns, table.casts, table.forward_only
+        table.name,
+        table.row_type,
+        table.key_columns,
+        table.casts,
+        table.forward_only,
+        first_copy_only=table.first_copy_only,
     )
     with pg.cursor() as cur:
         cur.execute(sql.replace("?", "%s"), tuple(row))
@@ -48,3 +53,50 @@ def test_a_retried_earlier_pane_never_overwrites_a_later_one(pg):
     _write(pg, pane(7, 2, "late"))  # the same pane again: idempotent
     _write(pg, pane(8, 3, "late"))  # a later pane: accepted
     assert _stored(pg, run_id) == [(8, 3, "late")]
+
+
+def test_a_later_copy_of_an_event_never_replaces_the_first_within_a_run(pg):
+    # A copy that came after its id's dedup TTL is late, and written like every event
+    # (README, "Dedup after its TTL"): the row stays the first copy's.  The first
+    # copy itself (a retried bundle, a re-run) rewrites it, and so does another run.
+    table = DATASET.tables.main
+    run_id = f"copy-{uuid.uuid4().hex[:8]}"
+    row = _event_row(run_id)
+    _write(pg, row, table)
+    _write(pg, row._replace(kafka_partition=2, kafka_offset=99, device_type="copy"), table)
+    assert _event(pg, row.event_id) == (0, 7, run_id, "first")
+    _write(pg, row._replace(device_type="retried"), table)  # the same record: rewritten
+    assert _event(pg, row.event_id) == (0, 7, run_id, "retried")
+    other = f"other-{uuid.uuid4().hex[:8]}"  # a replay under another run id: its own
+    _write(pg, row._replace(run_id=other, kafka_offset=99, device_type="replay"), table)
+    assert _event(pg, row.event_id) == (0, 99, other, "replay")
+
+
+def _event_row(run_id):
+    """A customer event row as the graph builds it (values only need to fit)."""
+    return DATASET.tables.main.row_type(
+        event_id=f"{run_id}-e1",
+        user_id="u-1",
+        event_type="play",
+        event_time_ms=1_795_323_600_000,
+        device_type="first",
+        country="Iceland",
+        content_id="c-1",
+        subscription_plan="Basic",
+        payload="{}",
+        kafka_topic="customer_events",
+        kafka_partition=0,
+        kafka_offset=7,
+        kafka_timestamp_ms=1_795_323_600_000,
+        run_id=run_id,
+    )
+
+
+def _event(pg, event_id):
+    with pg.cursor() as cur:
+        cur.execute(
+            "SELECT kafka_partition, kafka_offset, run_id, device_type FROM customer_events "
+            "WHERE event_id = %s",
+            (event_id,),
+        )
+        return cur.fetchone()

@@ -61,3 +61,39 @@ def test_summary_counts_parquet_rows_beyond_postgres_and_repeated_offsets_as_twi
 
 def test_summary_fails_when_the_reconciliation_failed():
     assert drill.summary("x", drill.tally(TERMS, EXACT), passed=False).endswith("FAIL")
+
+
+def test_summary_names_late_copies_and_does_not_count_their_parquet_rows_twice():
+    # Three copies after their ids' dedup TTL: three Parquet rows beyond PostgreSQL's,
+    # each a late copy by rule, none written twice; a fourth extra row still is.
+    from tests.unit.test_reconcile import LATE_COPIES
+
+    exact = dataclasses.replace(EXACT, expected=103, found=103)
+    line = drill.summary("x", drill.tally(LATE_COPIES, exact), passed=True)
+    assert line == (
+        "drill x: produced 103, landed 90, dead-lettered 4, duplicates 6, late 5, "
+        "late copies 3, lost 0, written twice 0 — PASS"
+    )
+    extra = dataclasses.replace(LATE_COPIES, parquet_events=94)
+    assert "written twice 1 — FAIL" in drill.summary("x", drill.tally(extra, exact), True)
+
+
+def test_late_copies_shorten_the_dedup_ttl_and_come_after_it():
+    # Streaming defaults: windows of 10 s, 30 s of lateness, so the TTL defaults to
+    # 40 s when copies are asked for; each copy comes 40 + 5 (watermark delay) + 30 s
+    # behind.  A TTL given on the command line is kept.
+    run = main_job._prepare(["--runner", "flink", "--late_copies", "0.01"])
+    assert "--dedup_ttl_s=40" in run.run_flags
+    assert run.args.late_copy_after_s == 75.0
+    assert run.batch.injected.late_copies == 100
+    given = main_job._prepare(["--runner", "flink", "--late_copies", "0.01", "--dedup_ttl_s=50"])
+    assert [f for f in given.run_flags if f.startswith("--dedup_ttl_s")] == ["--dedup_ttl_s=50"]
+    assert given.args.late_copy_after_s == 85.0
+    assert main_job._prepare(["--runner", "flink"]).batch.injected.late_copies == 0
+
+
+def test_late_copies_need_a_streaming_runner(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main_job._prepare(["--runner", "direct", "--late_copies", "0.01"])
+    assert exited.value.code == 2
+    assert "--late_copies needs a streaming runner" in capsys.readouterr().err

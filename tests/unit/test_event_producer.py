@@ -430,6 +430,8 @@ def test_counts_are_rounded_ratios_for_any_batch(count, malformed, invalid, dupl
         ({"start_ms": 0}, "start_ms must exceed"),
         ({"late_ratio": 0.1}, "needs a positive late_shift_ms"),
         ({"late_ratio": 0.1, "late_shift_ms": 10_000_000}, "too few for 10 late events"),
+        ({"late_copy_ratio": 0.1}, "needs a positive late_copy_after_ms"),
+        ({"late_copy_ratio": 0.1, "late_copy_after_ms": 10_000_000}, "too few for 10 late"),
     ],
 )
 def test_impossible_requests_are_value_errors(overrides, message):
@@ -507,3 +509,35 @@ def test_a_late_version_older_than_one_sent_before_is_not_counted_late():
     assert superseded > 0 and reaching > 0, (superseded, reaching)
     assert (b.injected.late, b.injected.late_superseded) == (reaching, superseded)
     assert reaching + superseded == b.labels.count("late") == 60
+
+
+def test_late_copies_repeat_an_earlier_event_after_the_lag_has_passed():
+    # 1,000 events at 10/s span 100 s; copies 40 s behind: each is a byte copy (key,
+    # value and Kafka timestamp) of a valid original sent earlier, sent once the
+    # latest valid event time is 40 s (400 events) past it, within one event's time.
+    b = generate(
+        1000, "r", 3, START_MS, rate_per_s=10.0, duplicate_ratio=0.02,
+        late_copy_ratio=0.02, late_copy_after_ms=40_000,
+    )  # fmt: skip
+    assert b.injected.late_copies == 20 == b.labels.count("late_copy")
+    assert b.injected.total == 1000 + 20 + 20 == len(b.messages)
+    assert b.injected.duplicates == 20 == b.labels.count("duplicate")  # not counted there
+    sent_before, latest = {}, None
+    for message, label in zip(b.messages, b.labels, strict=True):
+        if label == "late_copy":
+            assert sent_before[message[1]] == "valid"  # a copy of a valid original
+            assert 40_000 <= latest - message[2] <= 40_100
+        else:
+            sent_before.setdefault(message[1], label)
+        if label == "valid":
+            latest = message[2] if latest is None else max(latest, message[2])
+
+
+def test_late_copies_are_for_datasets_that_drop_later_copies():
+    import datasets
+
+    with pytest.raises(ValueError, match="keeps the latest version"):
+        generate(
+            1000, "r", 3, START_MS, rate_per_s=10.0, late_copy_ratio=0.01,
+            late_copy_after_ms=40_000, dataset=datasets.get("customers"),
+        )  # fmt: skip

@@ -295,6 +295,13 @@ def test_a_copy_after_the_dedup_ttl_is_late_never_counted_twice(stream_pipeline)
             label="CheckLateLane",
         )
         assert_that(out.duplicates, equal_to([]), label="CheckNoDuplicate")
+        # Stage counts keep [0, 60) open for twice the TTL (until 300 s): the copy,
+        # read at 200 s, is counted there too, in a late pane.
+        assert_that(
+            out.stage_counts | "Stages" >> beam.Map(lambda c: (c.stage, c.record_count)),
+            equal_to([("read", 1), ("read", 2), ("valid", 1), ("valid", 2), ("late", 1)]),
+            label="CheckStageCounts",
+        )
 
 
 def _retime(value: bytes, seconds: int) -> bytes:

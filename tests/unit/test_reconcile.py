@@ -264,3 +264,76 @@ def test_parquet_rows_skip_files_a_write_has_in_flight(tmp_path):
     pq.write_table(table, tmp_path / ".temp-beam-1234" / "part-1.parquet")
     assert _parquet(tmp_path) == 3
     assert _parquet(tmp_path / "absent") == 0
+
+
+# BALANCED with 3 late copies: the producer sent 103 records, 3 of them byte copies
+# of kept events after their ids' dedup TTL.  Each copy is late (2 + 3 = 5 late dead
+# letters), has a second Parquet row (93) and no PostgreSQL row (the first copy keeps
+# its id's row: 90); the copies' 12 child items are in Parquet's child tables again.
+LATE_COPIES = dataclasses.replace(
+    BALANCED,
+    produced=103,
+    parquet_events=93,
+    parquet_dead_letters=9,
+    kafka_dead_letters=9,
+    late=5,
+    stage_read=103,
+    stage_late=5,
+    late_copies=3,
+    injected_late_copies=3,
+    child_items=240,
+    postgres_children=240,
+    parquet_children=252,
+    late_copy_items=12,
+)
+RANGES_103 = {**RANGES, 2: (5, 38)}
+
+
+def test_late_copies_after_the_dedup_ttl_balance_as_their_own_term():
+    offsets = [("t", p, o) for p, (a, b) in RANGES_103.items() for o in range(a, b)]
+    audit = audit_offsets("t", RANGES_103, offsets)
+    results = checks(LATE_COPIES, audit, children=True)
+    assert [c.name for c in results if not c.passed] == []
+    assert "late_copies == injected copies after the dedup TTL" in [c.name for c in results]
+
+
+@pytest.mark.parametrize(
+    "change, failing",
+    [
+        # A copy the dedup should have dropped counted as a late copy: one too many.
+        ({"late_copies": 4}, "produced == valid_unique"),
+        # The producer's copies not all found as late copies.
+        ({"injected_late_copies": 4}, "late_copies == injected copies"),
+        # A second PostgreSQL row for a copy (the first copy did not keep its id's row).
+        ({"postgres_events": 91}, "parquet_events == postgres_events"),
+        # A copy's child rows not in Parquet twice.
+        ({"parquet_children": 248}, "postgres_children == parquet_children"),
+    ],
+)
+def test_each_late_copy_term_off_fails_its_check(change, failing):
+    offsets = [("t", p, o) for p, (a, b) in RANGES_103.items() for o in range(a, b)]
+    audit = audit_offsets("t", RANGES_103, offsets)
+    results = checks(dataclasses.replace(LATE_COPIES, **change), audit, children=True)
+    failed = [c.name for c in results if not c.passed]
+    assert any(name.startswith(failing) for name in failed), failed
+
+
+def test_after_a_stop_a_late_copy_may_be_caught_as_a_duplicate():
+    # The job was down: one copy was read while its id was still remembered, so it is
+    # in the duplicate log (7 duplicates) instead of the late lane.
+    offsets = [("t", p, o) for p, (a, b) in RANGES_103.items() for o in range(a, b)]
+    audit = audit_offsets("t", RANGES_103, offsets)
+    caught = dataclasses.replace(
+        LATE_COPIES,
+        duplicates=7,
+        late_copies=2,
+        parquet_events=92,
+        late=4,
+        stage_late=4,
+        parquet_dead_letters=8,
+        kafka_dead_letters=8,
+        parquet_children=248,
+        late_copy_items=8,
+    )
+    assert not all(c.passed for c in checks(caught, audit, children=True))
+    assert all(c.passed for c in checks(caught, audit, children=True, late_exact=False))

@@ -80,6 +80,33 @@ def test_a_forward_only_upsert_never_moves_back():
         upsert_statement("panes", Pane, ["window"], forward_only="nope")
 
 
+def test_a_first_copy_upsert_is_rewritten_only_by_the_same_record_within_a_run():
+    class Event(typing.NamedTuple):
+        event_id: str
+        kafka_topic: str
+        kafka_partition: int
+        kafka_offset: int
+        run_id: str
+
+    sql = upsert_statement("events", Event, ["event_id"], first_copy_only=True)
+    assert sql.endswith(
+        "WHERE t.run_id IS DISTINCT FROM EXCLUDED.run_id OR "
+        "(t.kafka_topic, t.kafka_partition, t.kafka_offset) = "
+        "(EXCLUDED.kafka_topic, EXCLUDED.kafka_partition, EXCLUDED.kafka_offset)"
+    )
+
+    class Pane(typing.NamedTuple):
+        window: int
+        pane_index: int
+
+    with pytest.raises(ValueError, match="first_copy_only needs"):
+        upsert_statement("panes", Pane, ["window"], first_copy_only=True)
+    with pytest.raises(ValueError, match="not both"):
+        upsert_statement(
+            "events", Event, ["event_id"], forward_only="kafka_offset", first_copy_only=True
+        )
+
+
 @pytest.mark.parametrize("table", all_tables(), ids=lambda t: t.name)
 def test_every_table_has_an_upsert_over_its_row_type(table):
     sql = upsert_statement(table.name, table.row_type, table.key_columns, table.casts)
