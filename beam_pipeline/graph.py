@@ -51,7 +51,7 @@ from transforms.decode import Decode, decoder_for
 from transforms.dedup import DUPLICATES_TAG, DeduplicateById
 from transforms.kafka_io import WriteDeadLettersToKafka
 from transforms.normalise import NormaliseEvents, json_may_hold_nul
-from transforms.sinks import JdbcTarget, WriteParquetFiles, WriteToPostgres, upsert_statement
+from transforms.sinks import JdbcTarget, WriteParquetFiles, WriteToPostgres, table_upsert
 from transforms.validate import ValidateEvents
 
 __all__ = [
@@ -331,14 +331,7 @@ def build_graph(
 
 
 def _postgres(table: tables.Table, target: JdbcTarget, expansion_service: str) -> WriteToPostgres:
-    statement = upsert_statement(
-        table.name,
-        table.row_type,
-        table.key_columns,
-        table.casts,
-        table.forward_only,
-        first_copy_only=table.first_copy_only,
-    )
+    statement = table_upsert(table)
     return WriteToPostgres(table.name, table.row_type, statement, target, expansion_service)
 
 

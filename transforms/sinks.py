@@ -26,6 +26,7 @@ __all__ = [
     "WriteParquetFiles",
     "WriteToPostgres",
     "arrow_schema",
+    "table_upsert",
     "upsert_statement",
 ]
 
@@ -140,6 +141,18 @@ def upsert_statement(
             f" WHERE t.{forward_only} IS NULL OR EXCLUDED.{forward_only} >= t.{forward_only}"
         )
     return statement
+
+
+def table_upsert(table) -> str:
+    """``upsert_statement`` for a ``schemas.contract.Table``, with its guards."""
+    return upsert_statement(
+        table.name,
+        table.row_type,
+        table.key_columns,
+        table.casts,
+        table.forward_only,
+        first_copy_only=table.first_copy_only,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,7 @@ from psycopg2 import errors
 from datasets.customer_events import DATASET, CustomerEventCountsRow
 from schemas import tables
 from tools.stack import all_tables
-from transforms.sinks import upsert_statement
+from transforms.sinks import table_upsert
 
 pytestmark = pytest.mark.integration
 
@@ -36,9 +36,7 @@ def _run(connection, statement, args=()):
 def test_the_writer_can_upsert_every_pipeline_table_and_read_it_back(writer, pg):
     run_id = f"priv-{uuid.uuid4().hex[:8]}"
     table = DATASET.tables.aggregate
-    statement = upsert_statement(
-        table.name, table.row_type, table.key_columns, table.casts, table.forward_only
-    ).replace("?", "%s")
+    statement = table_upsert(table).replace("?", "%s")
     _run(
         writer,
         statement,

@@ -10,20 +10,13 @@ import uuid
 import pytest
 
 from datasets.customer_events import DATASET, CustomerEventCountsRow
-from transforms.sinks import upsert_statement
+from transforms.sinks import table_upsert
 
 pytestmark = pytest.mark.integration
 
 
 def _write(pg, row, table=DATASET.tables.aggregate):
-    sql = upsert_statement(
-        table.name,
-        table.row_type,
-        table.key_columns,
-        table.casts,
-        table.forward_only,
-        first_copy_only=table.first_copy_only,
-    )
+    sql = table_upsert(table)
     with pg.cursor() as cur:
         cur.execute(sql.replace("?", "%s"), tuple(row))
 

@@ -289,9 +289,14 @@ LATE_COPIES = dataclasses.replace(
 RANGES_103 = {**RANGES, 2: (5, 38)}
 
 
-def test_late_copies_after_the_dedup_ttl_balance_as_their_own_term():
+def _audit_103():
+    """Every one of the 103 offsets found once."""
     offsets = [("t", p, o) for p, (a, b) in RANGES_103.items() for o in range(a, b)]
-    audit = audit_offsets("t", RANGES_103, offsets)
+    return audit_offsets("t", RANGES_103, offsets)
+
+
+def test_late_copies_after_the_dedup_ttl_balance_as_their_own_term():
+    audit = _audit_103()
     results = checks(LATE_COPIES, audit, children=True)
     assert [c.name for c in results if not c.passed] == []
     assert "late_copies == injected copies after the dedup TTL" in [c.name for c in results]
@@ -311,8 +316,7 @@ def test_late_copies_after_the_dedup_ttl_balance_as_their_own_term():
     ],
 )
 def test_each_late_copy_term_off_fails_its_check(change, failing):
-    offsets = [("t", p, o) for p, (a, b) in RANGES_103.items() for o in range(a, b)]
-    audit = audit_offsets("t", RANGES_103, offsets)
+    audit = _audit_103()
     results = checks(dataclasses.replace(LATE_COPIES, **change), audit, children=True)
     failed = [c.name for c in results if not c.passed]
     assert any(name.startswith(failing) for name in failed), failed
@@ -321,8 +325,7 @@ def test_each_late_copy_term_off_fails_its_check(change, failing):
 def test_after_a_stop_a_late_copy_may_be_caught_as_a_duplicate():
     # The job was down: one copy was read while its id was still remembered, so it is
     # in the duplicate log (7 duplicates) instead of the late lane.
-    offsets = [("t", p, o) for p, (a, b) in RANGES_103.items() for o in range(a, b)]
-    audit = audit_offsets("t", RANGES_103, offsets)
+    audit = _audit_103()
     caught = dataclasses.replace(
         LATE_COPIES,
         duplicates=7,
