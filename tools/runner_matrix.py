@@ -107,6 +107,8 @@ def _main_cells(line: dict | None) -> list[str]:
         # A run with late copies names them in the check ("… + late_copies").
         late_ok = "exact" if any(v for k, v in checks.items() if k.startswith(_LATE)) else "off"
         late = f"{late_ok}: {_n(t['late'])} of {_n(t['injected_late'])}"
+        if t.get("late_copies"):
+            late += f" + {_n(t['late_copies'])} late copies"
         got = line.get("offsets_committed")
         committed = "not read" if got is None else f"{_n(got)} of {_n(t['produced'])} at the stop"
     dedup = f"{'exact' if checks.get(_DEDUP) else 'off'}: {_n(t['duplicates'])}"

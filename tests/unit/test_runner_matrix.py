@@ -58,11 +58,13 @@ def test_a_streaming_run_shows_its_late_lane_dedup_and_commits():
 def test_a_run_with_late_copies_reads_its_late_check_by_its_longer_name():
     # With copies after the dedup TTL the check is "late == injected … + late_copies".
     checks = {runner_matrix._DEDUP: True, runner_matrix._LATE + " + late_copies": True}
-    table = runner_matrix.render([_main("flink", "2026-12-03T10:00:00+00:00", checks=checks)])
-    assert _row(table, runner_matrix.RUNNERS["flink"])[2] == "exact: 10 of 10"
+    terms = {**TERMS, "late": 13, "late_copies": 3}
+    line = _main("flink", "2026-12-03T10:00:00+00:00", checks=checks, terms=terms)
+    table = runner_matrix.render([line])
+    assert _row(table, runner_matrix.RUNNERS["flink"])[2] == "exact: 13 of 10 + 3 late copies"
     checks[runner_matrix._LATE + " + late_copies"] = False
-    table = runner_matrix.render([_main("flink", "2026-12-03T10:00:00+00:00", checks=checks)])
-    assert _row(table, runner_matrix.RUNNERS["flink"])[2] == "off: 10 of 10"
+    table = runner_matrix.render([line])
+    assert _row(table, runner_matrix.RUNNERS["flink"])[2] == "off: 13 of 10 + 3 late copies"
 
 
 def test_a_bounded_run_has_no_late_lane_and_no_group():
