@@ -13,6 +13,7 @@ import typing
 from apache_beam import coders
 
 __all__ = [
+    "COORDINATE_COLUMNS",
     "DEAD_LETTER_TAG",
     "DeadLetter",
     "Duplicate",
@@ -22,6 +23,9 @@ __all__ = [
     "dead_letter",
     "preview",
 ]
+
+# The columns that name a row's Kafka record, in the rows written from records.
+COORDINATE_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset")
 
 # The tag of every dead-letter output in the graph.
 DEAD_LETTER_TAG = "dead_letters"

@@ -85,6 +85,7 @@ from beam_pipeline.progress import scalar
 from beam_pipeline.settings import StackSettings
 from schemas import tables
 from schemas.dataset import Dataset
+from schemas.records import COORDINATE_COLUMNS
 from transforms.kafka_io import HEADER_PREFIX
 
 __all__ = [
@@ -399,9 +400,6 @@ def _rows(folder: pathlib.Path, columns: list[str]) -> list[dict]:
     return rows
 
 
-_COORDINATES = ["kafka_topic", "kafka_partition", "kafka_offset"]
-
-
 class WindowBalance(typing.NamedTuple):
     unbalanced: int  # (window, group) pairs whose count + late events != events
     off_averages: int  # (window, group) pairs whose averages != their events' means
@@ -431,7 +429,7 @@ def window_balance(
     for e in events:
         window = (e[time] - e[time] % size, *(e[k] for k in keys))
         per_window[window] += 1
-        if tuple(e[c] for c in _COORDINATES) in late:
+        if tuple(e[c] for c in COORDINATE_COLUMNS) in late:
             late_per_window[window] += 1
             continue
         for i, m in enumerate(agg.means):
@@ -523,8 +521,10 @@ def gather(
     time = contract.column(contract.event_time_field).name
     dead, dups = tables.DEAD_LETTERS.name, tables.DUPLICATE_LOG.name
     parquet_events = _rows(
-        run_dir / events, [id_column, time, *agg.keys, *agg.means, *_COORDINATES]
+        run_dir / events, [id_column, time, *agg.keys, *agg.means, *COORDINATE_COLUMNS]
     )
+    # Every emitted version: a late one may have been replaced since (keep_latest).
+    emitted = [tuple(e[c] for c in COORDINATE_COLUMNS) for e in parquet_events]
     parquet_counts = _rows(
         run_dir / counts,
         ["window_start_ms", "window_end_ms", *agg.keys, "pane_index", count_column]
@@ -582,7 +582,7 @@ def gather(
             )
             copied = set(late_copies)
             copy_ids = [
-                e[id_column] for e in parquet_events if tuple(e[c] for c in _COORDINATES) in copied
+                e[id_column] for e, at in zip(parquet_events, emitted, strict=True) if at in copied
             ]
             late_copy_items = sum(
                 scalar(
@@ -597,8 +597,6 @@ def gather(
             )
     finally:
         connection.close()
-    # Every emitted version: a late one may have been replaced since (keep_latest).
-    emitted = [tuple(e[c] for c in _COORDINATES) for e in parquet_events]
     emitted_set = set(emitted)
     raw_coordinates = (
         [

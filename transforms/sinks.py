@@ -18,6 +18,7 @@ from apache_beam.transforms import window
 from apache_beam.transforms.external import ExternalTransform, NamedTupleBasedPayloadBuilder
 from apache_beam.utils.timestamp import Timestamp
 
+from schemas.records import COORDINATE_COLUMNS
 from schemas.row_types import unwrap_optional
 
 __all__ = [
@@ -88,10 +89,6 @@ class _RowsToTablesFn(beam.DoFn):
             self._rows = []
 
 
-# The columns that name a row's Kafka record.
-_COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
-
-
 def upsert_statement(
     table: str,
     row_type: type,
@@ -127,11 +124,11 @@ def upsert_statement(
     if forward_only is not None and first_copy_only:
         raise ValueError("an upsert is forward_only or first_copy_only, not both")
     if first_copy_only:
-        needed = ("run_id", *_COORDINATES)
+        needed = ("run_id", *COORDINATE_COLUMNS)
         if not set(needed) <= set(columns):
             raise ValueError(f"first_copy_only needs the columns {', '.join(needed)}")
-        mine = ", ".join(f"t.{c}" for c in _COORDINATES)
-        theirs = ", ".join(f"EXCLUDED.{c}" for c in _COORDINATES)
+        mine = ", ".join(f"t.{c}" for c in COORDINATE_COLUMNS)
+        theirs = ", ".join(f"EXCLUDED.{c}" for c in COORDINATE_COLUMNS)
         statement += f" WHERE t.run_id IS DISTINCT FROM EXCLUDED.run_id OR ({mine}) = ({theirs})"
     if forward_only is not None:
         if forward_only not in columns:
