@@ -92,6 +92,9 @@ cmd_test() {
   cmd_start
   cd "$ROOT"
   "$PY" -m ruff check .
+  # The docs/ pages as a site; --strict fails on a page missing from the nav or a
+  # broken link (mkdocs.yml's validation).  Built into the state folder, not the tree.
+  "$PY" -m mkdocs build --strict --site-dir "$BEAMLINE_HOME/site"
   "$PY" -m pytest -m unit --durations=10 "$@"
   "$PY" -m pytest -m integration --durations=10 "$@"
   "$PY" -m pytest -m streaming --durations=10 "$@"

@@ -34,6 +34,7 @@ TOOLS = [
 
 TEST = [
     "hypothesis==6.170.15",
+    "mkdocs==1.6.1",
     "pytest==9.2.0",
     "ruff==0.17.6",
 ]

@@ -1,5 +1,7 @@
-"""The runner matrix: newest line per cell, its cells, and the README holding what the
-committed lines give."""
+"""The runner matrix: newest line per cell, its cells, and docs/runners.md holding what
+the committed lines give."""
+
+import pathlib
 
 import pytest
 
@@ -130,19 +132,29 @@ def test_the_drill_table_has_a_row_per_runner_and_drill():
 
 
 def test_splice_replaces_only_the_text_between_the_markers():
-    readme = f"intro\n{runner_matrix.BEGIN}\nold table\n{runner_matrix.END}\nafter\n"
-    assert runner_matrix.splice(readme, "| new |") == (
+    page = f"intro\n{runner_matrix.BEGIN}\nold table\n{runner_matrix.END}\nafter\n"
+    assert runner_matrix.splice(page, "| new |") == (
         f"intro\n{runner_matrix.BEGIN}\n| new |\n{runner_matrix.END}\nafter\n"
     )
     with pytest.raises(ValueError, match="markers"):
         runner_matrix.splice("no markers here", "| new |")
 
 
-def test_the_readme_matrix_is_what_the_committed_lines_give():
-    readme = runner_matrix.README.read_text()
+def test_the_runners_page_holds_what_the_committed_lines_give():
+    page = runner_matrix.PAGE.read_text()
     assert runner_matrix.SOURCE.exists()
     lines = ledger.read(runner_matrix.SOURCE)
-    assert runner_matrix.generated_readme(readme, lines) == readme
+    assert runner_matrix.generated_page(page, lines) == page
+
+
+def test_the_generated_tables_are_on_the_runners_page_only():
+    # The README links to the page; a second copy of a table there would drift.
+    readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
+    page = runner_matrix.PAGE.read_text()
+    for marker in (runner_matrix.BEGIN, runner_matrix.DRILLS_BEGIN):
+        assert marker in page
+        assert marker not in readme
+    assert "docs/runners.md" in readme
 
 
 def test_a_ledger_line_keeps_its_kind_and_time(tmp_path, monkeypatch):
