@@ -22,7 +22,6 @@ from schemas.contract import (
     Contract,
     DedupPolicy,
     Field,
-    QualityCheck,
 )
 from schemas.dataset import Dataset
 from schemas.values import format_timestamp
@@ -116,16 +115,6 @@ CONTRACT = Contract(
         ),
     ),
     computed=(Computed("total_charges", "monthly_charges", "*", "tenure"),),
-    quality_checks=(
-        QualityCheck(
-            "total_at_least_monthly_after_a_month",
-            "tenure = 0 OR total_charges >= monthly_charges",
-        ),
-    ),
-    reconciliation=(
-        "produced == upserted + superseded + dead_letters",
-        "postgres_customers == distinct customer_id among upserted",
-    ),
     confluent_schema_id=2,
 )
 

@@ -13,8 +13,7 @@ A ``Contract`` declares a dataset's fields once.  From it come:
 
 It also declares what later stages read: the id and event-time fields, the dedup
 policy, the main table's Parquet partitioning (Hive-style folders of the event
-time), an optional raw (bronze) output, the aggregate, quality checks and the
-dataset's reconciliation equations.
+time), an optional raw (bronze) output and the aggregate.
 
 Semantics fixed here:
 
@@ -58,7 +57,6 @@ __all__ = [
     "Measures",
     "PaneRow",
     "PartitionOf",
-    "QualityCheck",
     "RowBuilder",
     "Table",
     "TIMESTAMP_PATTERN",
@@ -290,14 +288,6 @@ class Aggregate:
 
 
 @dataclasses.dataclass(frozen=True)
-class QualityCheck:
-    """A named rule over a row, as a SQL boolean expression a person can run."""
-
-    name: str
-    sql: str
-
-
-@dataclasses.dataclass(frozen=True)
 class Table:
     """A PostgreSQL table written from rows of ``row_type``.
 
@@ -373,8 +363,6 @@ class Contract:
     raw_output: typing.Optional[str] = None  # a Parquet folder of every record as read
     aggregates: tuple[Aggregate, ...] = ()
     computed: tuple[Computed, ...] = ()
-    quality_checks: tuple[QualityCheck, ...] = ()
-    reconciliation: tuple[str, ...] = ()
     confluent_schema_id: typing.Optional[int] = None
 
     def __post_init__(self):
