@@ -8,8 +8,10 @@ A ``Contract`` declares a dataset's fields once.  From it come:
 - ``avro_schema()``: the Avro record schema for binary payloads;
 - ``row_type()`` and ``child_row_types()``: Beam rows (``NamedTuple`` + ``RowCoder``)
   for the main table and one per array that fans out to a child table;
-- ``tables()``: the PostgreSQL tables (DDL and upsert keys) of those rows, whose
-  pyarrow schemas come from the same row types (``transforms.sinks.arrow_schema``).
+
+and, outside this module, the PostgreSQL tables of those rows
+(``schemas.tables.DatasetTables.of``), whose pyarrow schemas come from the same row
+types (``transforms.sinks.arrow_schema``).
 
 It also declares what later stages read: the id and event-time fields, the dedup
 policy, the main table's Parquet partitioning (Hive-style folders of the event
@@ -58,7 +60,6 @@ __all__ = [
     "PaneRow",
     "PartitionOf",
     "RowBuilder",
-    "Table",
     "TIMESTAMP_PATTERN",
     "value_at",
 ]
@@ -255,7 +256,8 @@ class Aggregate:
     ``window_start_ms, window_end_ms, <keys…>, <count_column>, sum_<m>, avg_<m> (for
     each of ``means``), pane_index, pane_timing, run_id`` (``Contract.aggregate_row_type``).
     Each of ``rollups`` (one of the keys) gets a view ``<name>_by_<key>`` that sums the
-    counts and sums over the other keys and recomputes the averages from them.
+    counts and sums over the other keys and recomputes the averages from them
+    (``schemas.sql.rollup_views``).
 
     One aggregate per contract, grouped by every key at once, so that each event's
     lateness is decided once (by the state of its one group); a coarser grouping is a
@@ -273,44 +275,6 @@ class Aggregate:
     def measure_columns(self) -> tuple[str, ...]:
         """The row's columns after the count: ``sum_<m>, avg_<m>`` per mean."""
         return tuple(c for m in self.means for c in (f"sum_{m}", f"avg_{m}"))
-
-    def rollup_view(self, key: str, table: str) -> str:
-        """The ``SELECT`` of the rollup view by ``key``: counts and sums added up over
-        the other keys, averages recomputed from them (not averaged again)."""
-        group = ["run_id", "window_start_ms", "window_end_ms", "window_start", key]
-        sums = [f"sum({self.count_column}) AS {self.count_column}"]
-        for m in self.means:
-            sums.append(f"sum(sum_{m}) AS sum_{m}")
-            sums.append(f"sum(sum_{m}) / sum({self.count_column}) AS avg_{m}")
-        return (
-            f"SELECT {', '.join(group)}, {', '.join(sums)} FROM {table} GROUP BY {', '.join(group)}"
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class Table:
-    """A PostgreSQL table written from rows of ``row_type``.
-
-    Attributes:
-      name: the table.
-      row_type: the ``NamedTuple`` bound positionally by the upsert.
-      key_columns: the upsert's conflict target and primary key.
-      casts: column → SQL type its bound text is cast to (``jsonb``).
-      sql_types: column → SQL type where the default from the Python type is wrong.
-      generated_times: ``*_ms`` columns that get a generated ``timestamptz`` beside them.
-      forward_only: a column the upsert never lets go backwards (``pane_index``).
-      first_copy_only: within a run, a key's row is rewritten only by the record
-        that wrote it, never by another copy (a main table that drops later copies).
-    """
-
-    name: str
-    row_type: type
-    key_columns: tuple[str, ...]
-    casts: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
-    sql_types: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
-    generated_times: tuple[str, ...] = ()
-    forward_only: typing.Optional[str] = None
-    first_copy_only: bool = False
 
 
 def _row(name: str, columns, module: str) -> type:
@@ -545,62 +509,12 @@ class Contract:
             self._rows["aggregate"] = _row(f"{_camel(agg.name)}Row", parts, self.module)
         return self._rows["aggregate"]
 
-    def aggregate_views(self) -> dict[str, str]:
-        """The aggregate's rollup views: name → ``SELECT``."""
-        agg = self.aggregate
-        return {f"{agg.name}_by_{key}": agg.rollup_view(key, agg.name) for key in agg.rollups}
-
     def column_path(self, column: str) -> str:
         """The field path of the main-table column ``column``."""
         for c in self.columns:
             if c.name == column:
                 return c.path
         raise ContractError(f"{self.name}: no column {column!r}")
-
-    def tables(self) -> list[Table]:
-        """The main table and the child tables, keyed for idempotent upserts.
-
-        The main table is keyed by the id column; a ``keep_latest`` dataset's upsert
-        is guarded on the order column, so an older version never overwrites a newer;
-        a ``drop_later_copies`` dataset's keeps the first copy's row, so a copy that
-        comes after the dedup TTL (a late event) never replaces it.
-        """
-        id_column = self.id_column()
-        timestamps = tuple(c.name for c in self.columns if self.field(c.path).kind == "timestamp")
-        main = Table(
-            self.table,
-            self.row_type(),
-            (id_column,),
-            casts={"payload": "jsonb"},
-            sql_types={"payload": "jsonb", "kafka_partition": "integer"},
-            generated_times=timestamps,
-            forward_only=self.order_column(),
-            first_copy_only=self.dedup.kind == "drop_later_copies",
-        )
-        children = []
-        for child, row_type in zip(self.children, self.child_row_types().values(), strict=True):
-            items = self.field(child.path).items
-            times = tuple(
-                column
-                for column, name in self.child_columns(child)
-                if items.kind == "object"
-                and next(f for f in items.fields if f.name == name).kind == "timestamp"
-            )
-            children.append(
-                Table(child.table, row_type, (id_column, "item_index"), generated_times=times)
-            )
-        return [main] + children
-
-    def aggregate_table(self) -> Table:
-        """The aggregate's table: the latest pane of each (run, window, key) is kept."""
-        agg = self.aggregate
-        return Table(
-            agg.name,
-            self.aggregate_row_type(),
-            ("run_id", "window_start_ms", "window_end_ms", *agg.keys),
-            generated_times=("window_start_ms",),
-            forward_only="pane_index",
-        )
 
 
 class PartitionOf:

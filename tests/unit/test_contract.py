@@ -20,6 +20,7 @@ from schemas.contract import (
 )
 from schemas.ddl import create_statement, expected_columns
 from schemas.records import KafkaRecord
+from schemas.tables import DatasetTables
 from tests.samples import customer
 from tools.event_producer import generate
 from transforms.sinks import arrow_schema
@@ -43,7 +44,7 @@ def test_every_derived_form_is_valid_for_its_tool(contract):
     jsonschema.Draft202012Validator.check_schema(schema)
     compile_schema(schema)  # the validator's fast path supports every keyword used
     fastavro.parse_schema(contract.avro_schema())
-    for table in contract.tables():
+    for table in DatasetTables.of(contract).all():
         arrow_schema(table.row_type)
         assert create_statement(table).startswith(f"CREATE TABLE IF NOT EXISTS {table.name} (")
 
@@ -65,7 +66,7 @@ def test_a_field_added_to_the_contract_appears_in_every_form():
     row_type = added.row_type()
     assert "referrer" in row_type._fields
     assert "referrer" in arrow_schema(row_type).names
-    (main,) = added.tables()
+    main = DatasetTables.of(added).main
     # Its default fills it whenever it is missing or null: never null in a new table.
     assert any(c.name == "referrer" and not c.nullable for c in expected_columns(main))
     assert "    referrer text NOT NULL,\n" in create_statement(main)
