@@ -33,18 +33,13 @@ Semantics fixed here:
 
 # No `from __future__ import annotations` here: the row types built below are
 # NamedTuples whose schemas Beam infers from evaluated annotations.
-import copy
 import dataclasses
-import datetime
-import json
-import operator
 import re
 import typing
 
 from apache_beam import coders
 
-from schemas.records import KafkaRecord
-from schemas.values import PARTITION_GRANULARITIES, canonical_json, event_time_ms, hive_partition
+from schemas.values import PARTITION_GRANULARITIES
 
 __all__ = [
     "Aggregate",
@@ -55,13 +50,7 @@ __all__ = [
     "ContractError",
     "DedupPolicy",
     "Field",
-    "GroupKey",
-    "Measures",
-    "PaneRow",
-    "PartitionOf",
-    "RowBuilder",
     "TIMESTAMP_PATTERN",
-    "value_at",
 ]
 
 TIMESTAMP_PATTERN = (
@@ -517,223 +506,5 @@ class Contract:
         raise ContractError(f"{self.name}: no column {column!r}")
 
 
-class PartitionOf:
-    """A main-table row → its Hive-style partition folder (``hive_partition`` of its
-    event-time column).  Picklable."""
-
-    def __init__(self, column: str, granularity: str):
-        self._column = column
-        self._granularity = granularity
-
-    def __call__(self, row) -> str:
-        return hive_partition(getattr(row, self._column), self._granularity)
-
-
-class GroupKey:
-    """A row's group in the aggregate: the JSON array of its key columns' values.
-
-    A string, so that its coder is deterministic as keyed state requires, and JSON so
-    that ``PaneRow`` gets each value back with its type.  Picklable."""
-
-    def __init__(self, columns: tuple[str, ...]):
-        self._get = operator.attrgetter(*columns)
-        self._single = len(columns) == 1
-
-    def __call__(self, row) -> str:
-        values = self._get(row)
-        return json.dumps([values] if self._single else list(values), separators=(",", ":"))
-
-
-class Measures:
-    """A row's values of the aggregate's ``means`` columns (``CountPerWindow``'s ``sums``)."""
-
-    def __init__(self, columns: tuple[str, ...]):
-        self._columns = columns
-
-    def __call__(self, row) -> tuple:
-        return tuple(getattr(row, c) for c in self._columns)
-
-
-class PaneRow:
-    """``CountPerWindow``'s ``to_row`` for a contract's aggregate: one pane → its row.
-
-    ``key`` is a ``GroupKey``; ``totals`` are the sums of the means, in order (each
-    becomes ``sum_<m>`` and ``avg_<m>``).  Picklable (the row type pickles by reference).
-    """
-
-    def __init__(self, row_type: type):
-        self._row_type = row_type
-
-    def __call__(
-        self, key, count, window_start_ms, window_end_ms, pane_index, timing, totals=(), *, run_id
-    ):
-        measures = [v for total in totals for v in (float(total), total / count)]
-        return self._row_type(
-            window_start_ms,
-            window_end_ms,
-            *json.loads(key),
-            count,
-            *measures,
-            pane_index,
-            timing,
-            run_id,
-        )
-
-
 def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
-
-
-# --- normalisation and rows ---------------------------------------------------------
-
-
-def _utc(text: str) -> str:
-    """ISO-8601 with an offset → the same instant in UTC, ``Z``, ms (µs if it has them)."""
-    moment = datetime.datetime.fromisoformat(text).astimezone(datetime.timezone.utc)
-    spec = "milliseconds" if moment.microsecond % 1000 == 0 else "microseconds"
-    return moment.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
-
-
-def _normalise_value(field: Field, value):
-    """``value`` normalised as ``field`` says; containers are new, the input is unchanged."""
-    if value is None:
-        return None
-    kind = field.kind
-    if kind == "timestamp":
-        return _utc(value)
-    if kind == "object":
-        return _normalised_object(field.fields, value)
-    if kind == "array":
-        return [_normalise_value(field.items, item) for item in value]
-    return value
-
-
-_PLAIN = frozenset(_SCALARS) - {"timestamp"}  # kinds normalisation leaves as they are
-_PLANS: dict[int, tuple] = {}  # id(fields) → the fields that need work; contracts live on
-
-
-def _plan(fields: tuple[Field, ...]) -> tuple[tuple[Field, bool], ...]:
-    """``(field, needs_work_when_present)`` for every field that is not a present scalar."""
-    plan = _PLANS.get(id(fields))
-    if plan is None:
-        plan = tuple((f, f.kind not in _PLAIN) for f in fields)
-        _PLANS[id(fields)] = plan
-    return plan
-
-
-def _normalised_object(fields: tuple[Field, ...], obj: dict) -> dict:
-    """A new dict: ``obj``'s fields normalised, absent optional ones at their default.
-
-    Only the containers on the way are copied (scalars are immutable), which is what
-    ``copy.deepcopy`` of the whole event cost before: 67–100 µs a customer event.
-    """
-    out = dict(obj)
-    for field, needs_work in _plan(fields):
-        name = field.name
-        if name in out:
-            if out[name] is None and field.default is not None:
-                out[name] = copy.deepcopy(field.default)
-            elif needs_work:
-                out[name] = _normalise_value(field, out[name])
-        elif not field.required:  # (a missing required key: validation refused it)
-            out[name] = _normalise_value(field, copy.deepcopy(field.default))
-    return out
-
-
-def value_at(event: dict, path: str):
-    """The value at ``path`` (dots for nesting) of an event."""
-    value = event
-    for part in path.split("."):
-        value = value[part]
-    return value
-
-
-class RowBuilder:
-    """Valid event → the contract's normalised main row (``NormaliseEvents``' ``to_row``).
-
-    Normalisation, in order: absent optional fields get their default; computed
-    fields are computed where absent or null; every timestamp is rewritten in UTC.
-    The row's ``payload`` is the normalised event as JSON.  Pure and picklable.
-    """
-
-    def __init__(self, contract: "Contract"):
-        self._contract = contract
-        # Resolved once: (column, path, how to read it) for every main-table column.
-        self._columns = tuple(
-            (
-                c.name,
-                c.path,
-                "event_time"
-                if c.path == contract.event_time_field
-                else "timestamp"
-                if contract.field(c.path).kind == "timestamp"
-                else "value",
-            )
-            for c in contract.columns
-        )
-        # Resolved once: (table, path, row type, item columns) per child table; the
-        # item columns are (item field, is a timestamp), or None for scalar items.
-        self._children = tuple(
-            (child.table, child.path, row_type, _item_columns(contract, child))
-            for child, row_type in zip(
-                contract.children, contract.child_row_types().values(), strict=True
-            )
-        )
-
-    def normalise(self, event: dict) -> dict:
-        contract = self._contract
-        event = _normalised_object(contract.fields, event)
-        for rule in contract.computed:
-            rule.apply(event)
-        return event
-
-    def __call__(self, record: KafkaRecord, event: dict, event_ms: int, run_id: str):
-        contract = self._contract
-        event = self.normalise(event)
-        values = {}
-        for name, path, kind in self._columns:
-            value = value_at(event, path)
-            if kind == "event_time":
-                value = event_ms
-            elif kind == "timestamp" and value is not None:
-                value = event_time_ms(value)
-            values[name] = value
-        return contract.row_type()(
-            **values,
-            payload=canonical_json(event),
-            kafka_topic=record.topic,
-            kafka_partition=record.partition,
-            kafka_offset=record.offset,
-            kafka_timestamp_ms=record.timestamp_ms,
-            run_id=run_id,
-        )
-
-    def child_rows(self, event: dict, run_id: str) -> dict[str, list]:
-        """The child-table rows of a normalised event, per child table."""
-        event_id = value_at(event, self._contract.id_field)
-        rows = {}
-        for table, path, row_type, columns in self._children:
-            out = []
-            for index, item in enumerate(value_at(event, path)):
-                if columns is None:
-                    values = [item]
-                else:
-                    values = [
-                        event_time_ms(item[name])
-                        if is_time and item.get(name) is not None
-                        else item.get(name)
-                        for name, is_time in columns
-                    ]
-                out.append(row_type(event_id, index, *values, run_id))
-            rows[table] = out
-        return rows
-
-
-def _item_columns(contract: Contract, child: Child):
-    """A child table's item columns as (item field, is a timestamp), in row order; None
-    when its items are scalars (one ``value`` column)."""
-    items = contract.field(child.path).items
-    if items.kind != "object":
-        return None
-    kinds = {f.name: f.kind for f in items.fields}
-    return tuple((name, kinds[name] == "timestamp") for _, name in contract.child_columns(child))
