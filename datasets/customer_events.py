@@ -23,14 +23,9 @@ Semantics worth knowing:
 import datetime
 import random
 
-from schemas.contract import (
-    Aggregate,
-    Child,
-    Column,
-    Contract,
-    Field,
-)
+from schemas.contract import Aggregate, Contract
 from schemas.dataset import Dataset
+from schemas.fields import Child, Column, Field
 from schemas.values import format_timestamp
 
 __all__ = [

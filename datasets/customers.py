@@ -15,15 +15,9 @@ one in twenty leaves a flag or the internet service out, or null.
 # NamedTuples whose schemas Beam infers from evaluated annotations.
 import random
 
-from schemas.contract import (
-    Aggregate,
-    Column,
-    Computed,
-    Contract,
-    DedupPolicy,
-    Field,
-)
+from schemas.contract import Aggregate, Contract, DedupPolicy
 from schemas.dataset import Dataset
+from schemas.fields import Column, Computed, Field
 from schemas.values import format_timestamp
 
 __all__ = [

@@ -1,34 +1,25 @@
-"""One contract per dataset, and everything derived from it.
+"""One contract per dataset: the declaration everything else derives from.
 
-A ``Contract`` declares a dataset's fields once.  From it come:
+A ``Contract`` declares a dataset's fields once (``schemas.fields``), and what later
+stages read: the id and event-time fields, the main table's columns, the dedup
+policy, the child tables, the main table's Parquet partitioning (Hive-style folders
+of the event time), an optional raw (bronze) output, the computed fields and the
+one aggregate.  Making one checks that these agree (``ContractError`` names what
+does not).  From it come:
 
 - ``json_schema()``: the validator's JSON Schema, within what Draft 7 and 2020-12
   share (``type``, ``properties``, ``required``, ``additionalProperties``, ``enum``,
   single-schema ``items``, ``minimum``, ``maximum``, ``minLength``, ``pattern``);
 - ``avro_schema()``: the Avro record schema for binary payloads;
-- ``row_type()`` and ``child_row_types()``: Beam rows (``NamedTuple`` + ``RowCoder``)
-  for the main table and one per array that fans out to a child table;
+- ``row_type()``, ``child_row_types()`` and ``aggregate_row_type()``: Beam rows
+  (``NamedTuple`` + ``RowCoder``) of the main table, of each array that fans out to
+  a child table and of the aggregate, built once when the contract is made;
 
-and, outside this module, the PostgreSQL tables of those rows
-(``schemas.tables.DatasetTables.of``), whose pyarrow schemas come from the same row
-types (``transforms.sinks.arrow_schema``).
-
-It also declares what later stages read: the id and event-time fields, the dedup
-policy, the main table's Parquet partitioning (Hive-style folders of the event
-time), an optional raw (bronze) output and the aggregate.
-
-Semantics fixed here:
-
-- A field is required unless ``required=False``; an optional field's ``default``
-  is filled in by normalisation.  ``nullable=True`` admits JSON ``null``.
-- Avro cannot tell a missing field from a null one: optional fields are
-  ``["null", T]`` unions with a null default, and a null read from Avro for an
-  optional, non-nullable field means "absent" (``from_avro`` removes it).
-- ``enum`` values become Avro ``string``s (Avro enum symbols cannot hold ``"TV
-  Show"``); the enum is enforced by the JSON Schema check after decoding.
-- ``timestamp`` fields are ISO-8601 text with an offset in both JSON and Avro; a
-  column of one holds epoch milliseconds (``bigint``) beside a generated
-  ``timestamptz`` column for people.
+and, in the modules beside this one, the PostgreSQL tables of those rows
+(``schemas.tables``) and their SQL (``schemas.ddl``, ``schemas.sql``), the graph's
+callables over the rows (``schemas.rows``) and the normalised row of an event
+(``schemas.normalise``).  Their pyarrow schemas come from the same row types
+(``transforms.sinks.arrow_schema``).
 """
 
 # No `from __future__ import annotations` here: the row types built below are
@@ -39,54 +30,11 @@ import typing
 
 from apache_beam import coders
 
+from schemas.fields import SCALAR_KINDS, Child, Column, Computed, ContractError, Field
 from schemas.values import PARTITION_GRANULARITIES
 
-__all__ = [
-    "Aggregate",
-    "Child",
-    "Column",
-    "Computed",
-    "Contract",
-    "ContractError",
-    "DedupPolicy",
-    "Field",
-    "TIMESTAMP_PATTERN",
-]
+__all__ = ["Aggregate", "Contract", "DedupPolicy"]
 
-TIMESTAMP_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
-    r"(Z|[+-][0-9]{2}:[0-9]{2})$"
-)
-DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-
-_SCALARS = ("string", "integer", "number", "boolean", "timestamp", "date")
-_KINDS = _SCALARS + ("object", "array")
-_JSON_TYPES = {
-    "string": "string",
-    "integer": "integer",
-    "number": "number",
-    "boolean": "boolean",
-    "timestamp": "string",
-    "date": "string",
-    "object": "object",
-    "array": "array",
-}
-_AVRO_TYPES = {
-    "string": "string",
-    "integer": "long",
-    "number": "double",
-    "boolean": "boolean",
-    "timestamp": "string",
-    "date": "string",
-}
-_PY_TYPES = {
-    "string": str,
-    "integer": int,
-    "number": float,
-    "boolean": bool,
-    "timestamp": int,  # epoch milliseconds in rows
-    "date": str,
-}
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 # Columns every main table carries after the contract's own.
@@ -99,127 +47,6 @@ ENVELOPE = (
     ("run_id", str),
 )
 _RESERVED = {name for name, _ in ENVELOPE} | {"written_at", "item_index"}
-
-
-class ContractError(ValueError):
-    """A contract that contradicts itself; the message names the field."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Field:
-    """One field of an event, possibly nested.
-
-    Attributes:
-      name: the JSON key (lower snake case, so it is also a column name).
-      kind: one of string, integer, number, boolean, timestamp, date, object, array.
-      required: the key must be present (else ``default`` fills it in normalisation).
-      nullable: JSON ``null`` is a valid value.
-      default: the value normalisation gives an absent optional field, and a null
-        one: a field with a default is never null in a row.
-      enum, pattern, min_length, minimum, maximum: constraints, as in JSON Schema.
-      fields: an object's fields.
-      items: an array's item field (its name is ignored).
-      description: what the field means, carried into the JSON Schema.
-    """
-
-    name: str
-    kind: str
-    required: bool = True
-    nullable: bool = False
-    default: typing.Any = None
-    enum: typing.Optional[tuple[str, ...]] = None
-    pattern: typing.Optional[str] = None
-    min_length: typing.Optional[int] = None
-    minimum: typing.Optional[float] = None
-    maximum: typing.Optional[float] = None
-    fields: tuple["Field", ...] = ()
-    items: typing.Optional["Field"] = None
-    description: str = ""
-
-    def __post_init__(self):
-        if self.kind not in _KINDS:
-            raise ContractError(f"{self.name}: unknown kind {self.kind!r}")
-        if (self.kind == "object") != bool(self.fields):
-            raise ContractError(f"{self.name}: an object and only an object has fields")
-        if (self.kind == "array") != (self.items is not None):
-            raise ContractError(f"{self.name}: an array and only an array has items")
-
-    def json_schema(self) -> dict:
-        schema: dict = {"type": _JSON_TYPES[self.kind]}
-        if self.nullable:
-            schema["type"] = [schema["type"], "null"]
-        if self.description:
-            schema["description"] = self.description
-        if self.enum is not None:
-            schema["enum"] = list(self.enum) + ([None] if self.nullable else [])
-        pattern = self.pattern or {"timestamp": TIMESTAMP_PATTERN, "date": DATE_PATTERN}.get(
-            self.kind
-        )
-        if pattern:
-            schema["pattern"] = pattern
-        for key, value in (
-            ("minLength", self.min_length),
-            ("minimum", self.minimum),
-            ("maximum", self.maximum),
-        ):
-            if value is not None:
-                schema[key] = value
-        if self.kind == "object":
-            schema["properties"] = {f.name: f.json_schema() for f in self.fields}
-            schema["required"] = [f.name for f in self.fields if f.required]
-            schema["additionalProperties"] = False
-        if self.kind == "array":
-            schema["items"] = self.items.json_schema()
-        return schema
-
-    def avro_type(self, record_name: str):
-        if self.kind == "object":
-            avro = {
-                "type": "record",
-                "name": record_name,
-                "fields": [f.avro_field(f"{record_name}_{f.name}") for f in self.fields],
-            }
-        elif self.kind == "array":
-            avro = {"type": "array", "items": self.items.avro_type(f"{record_name}_item")}
-        else:
-            avro = _AVRO_TYPES[self.kind]
-        return ["null", avro] if self.nullable or not self.required else avro
-
-    def avro_field(self, record_name: str) -> dict:
-        field = {"name": self.name, "type": self.avro_type(record_name)}
-        if not self.required:
-            field["default"] = None
-        return field
-
-    def python_type(self):
-        base = _PY_TYPES[self.kind]
-        if self.default is not None:  # filled in when absent or null
-            return base
-        return typing.Optional[base] if self.nullable or not self.required else base
-
-    @property
-    def always_present(self) -> bool:
-        """A row always has a value: required and not nullable, or filled by a default."""
-        return self.default is not None or (self.required and not self.nullable)
-
-
-@dataclasses.dataclass(frozen=True)
-class Column:
-    """A main-table column taken from a scalar field at ``path`` (dots for nesting).
-
-    A timestamp field's column holds epoch milliseconds; its name ends in ``_ms``.
-    """
-
-    name: str
-    path: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Child:
-    """An array field at the top level that fans out to a child table, one row per item."""
-
-    table: str
-    path: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,37 +93,6 @@ class Aggregate:
         return tuple(c for m in self.means for c in (f"sum_{m}", f"avg_{m}"))
 
 
-def _row(name: str, columns, module: str) -> type:
-    row_type = typing.NamedTuple(name, list(columns))
-    # Pickled by reference: the dataset module binds the type under this name.
-    row_type.__module__ = module
-    coders.registry.register_coder(row_type, coders.RowCoder)
-    return row_type
-
-
-@dataclasses.dataclass(frozen=True)
-class Computed:
-    """``name`` = ``left`` ``op`` ``right`` (two fields, op one of + - *), when absent or null."""
-
-    name: str
-    left: str
-    op: str
-    right: str
-
-    def __post_init__(self):
-        if self.op not in ("+", "-", "*"):
-            raise ContractError(f"computed {self.name}: op must be +, - or *")
-
-    def apply(self, event: dict) -> None:
-        if event.get(self.name) is not None:
-            return
-        a, b = event.get(self.left), event.get(self.right)
-        if a is None or b is None:
-            return
-        value = {"+": a + b, "-": a - b, "*": a * b}[self.op]
-        event[self.name] = round(value, 6) if isinstance(value, float) else value
-
-
 @dataclasses.dataclass(frozen=True)
 class Contract:
     """A dataset: its fields and everything later stages need to know about it."""
@@ -329,7 +125,7 @@ class Contract:
             if column.name in _RESERVED:
                 raise ContractError(f"{self.name}: column {column.name} is reserved")
             field = self.field(column.path)
-            if field.kind not in _SCALARS:
+            if field.kind not in SCALAR_KINDS:
                 raise ContractError(f"{self.name}: column {column.name} is not a scalar")
             if field.kind == "timestamp" and not column.name.endswith("_ms"):
                 raise ContractError(f"{self.name}: timestamp column {column.name} must end in _ms")
@@ -363,7 +159,10 @@ class Contract:
         self._check_aggregate(self.aggregate)
         if self.dedup.order_by and self.dedup.order_by not in {c.path for c in self.columns}:
             raise ContractError(f"{self.name}: the dedup order must be a column")
-        object.__setattr__(self, "_rows", {})
+        # The rows are part of the declaration: built once, here, and never changed.
+        object.__setattr__(self, "_main_row", _main_row(self))
+        object.__setattr__(self, "_child_rows", tuple(_child_row(self, c) for c in self.children))
+        object.__setattr__(self, "_aggregate_row", _aggregate_row(self))
 
     def _check_aggregate(self, agg: Aggregate) -> None:
         where = f"{self.name}: aggregate {agg.name}"
@@ -429,13 +228,8 @@ class Contract:
         return [f.name for f in self.fields if not f.required and not f.nullable]
 
     def row_type(self) -> type:
-        """The main table's row: the declared columns, then the envelope (built once)."""
-        if "main" not in self._rows:
-            columns = [(c.name, self.field(c.path).python_type()) for c in self.columns]
-            self._rows["main"] = _row(
-                f"{_camel(self.name)}Row", columns + list(ENVELOPE), self.module
-            )
-        return self._rows["main"]
+        """The main table's row: the declared columns, then the envelope (``ENVELOPE``)."""
+        return self._main_row
 
     def child_columns(self, child: Child) -> list[tuple[str, str]]:
         """(column, item field) of a child table's item columns; timestamps get ``_ms``."""
@@ -445,28 +239,13 @@ class Contract:
         return [
             (f"{f.name}_ms" if f.kind == "timestamp" else f.name, f.name)
             for f in items.fields
-            if f.kind in _SCALARS
+            if f.kind in SCALAR_KINDS
         ]
 
     def child_row_types(self) -> dict[str, type]:
-        """Per child table: the parent id, the item's index, its scalar fields, run_id."""
-        id_column = self.column(self.id_field)
-        for child in self.children:
-            if child.table in self._rows:
-                continue
-            items = self.field(child.path).items
-            parts = [
-                (id_column.name, self.field(self.id_field).python_type()),
-                ("item_index", int),
-            ]
-            if items.kind == "object":
-                by_name = {f.name: f for f in items.fields}
-                parts += [(c, by_name[f].python_type()) for c, f in self.child_columns(child)]
-            else:
-                parts.append(("value", items.python_type()))
-            parts.append(("run_id", str))
-            self._rows[child.table] = _row(f"{_camel(child.table)}Row", parts, self.module)
-        return {child.table: self._rows[child.table] for child in self.children}
+        """Per child table, its row: the parent id, the item's index, its scalar
+        fields (timestamps as ``<name>_ms``) or ``value``, then ``run_id``."""
+        return {c.table: row for c, row in zip(self.children, self._child_rows, strict=True)}
 
     def id_column(self) -> str:
         """The main table's column of the id field: the dedup key and the upsert key."""
@@ -482,21 +261,8 @@ class Contract:
         return self.aggregates[0]
 
     def aggregate_row_type(self) -> type:
-        """The aggregate's row: one pane of one (window, group) (built once)."""
-        if "aggregate" not in self._rows:
-            agg = self.aggregate
-            parts = [
-                ("window_start_ms", int),
-                ("window_end_ms", int),
-                *((key, self.field(self.column_path(key)).python_type()) for key in agg.keys),
-                (agg.count_column, int),
-                *((column, float) for column in agg.measure_columns()),
-                ("pane_index", int),
-                ("pane_timing", str),  # on_time | late
-                ("run_id", str),
-            ]
-            self._rows["aggregate"] = _row(f"{_camel(agg.name)}Row", parts, self.module)
-        return self._rows["aggregate"]
+        """The aggregate's row: one pane of one (window, group) (see ``Aggregate``)."""
+        return self._aggregate_row
 
     def column_path(self, column: str) -> str:
         """The field path of the main-table column ``column``."""
@@ -504,6 +270,52 @@ class Contract:
             if c.name == column:
                 return c.path
         raise ContractError(f"{self.name}: no column {column!r}")
+
+
+# --- the row types, built once per contract by Contract.__post_init__ ---------------
+
+
+def _main_row(contract: Contract) -> type:
+    columns = [(c.name, contract.field(c.path).python_type()) for c in contract.columns]
+    return _row(f"{_camel(contract.name)}Row", columns + list(ENVELOPE), contract.module)
+
+
+def _child_row(contract: Contract, child: Child) -> type:
+    items = contract.field(child.path).items
+    parts = [
+        (contract.id_column(), contract.field(contract.id_field).python_type()),
+        ("item_index", int),
+    ]
+    if items.kind == "object":
+        by_name = {f.name: f for f in items.fields}
+        parts += [(c, by_name[f].python_type()) for c, f in contract.child_columns(child)]
+    else:
+        parts.append(("value", items.python_type()))
+    parts.append(("run_id", str))
+    return _row(f"{_camel(child.table)}Row", parts, contract.module)
+
+
+def _aggregate_row(contract: Contract) -> type:
+    agg = contract.aggregate
+    parts = [
+        ("window_start_ms", int),
+        ("window_end_ms", int),
+        *((key, contract.field(contract.column_path(key)).python_type()) for key in agg.keys),
+        (agg.count_column, int),
+        *((column, float) for column in agg.measure_columns()),
+        ("pane_index", int),
+        ("pane_timing", str),  # on_time | late
+        ("run_id", str),
+    ]
+    return _row(f"{_camel(agg.name)}Row", parts, contract.module)
+
+
+def _row(name: str, columns, module: str) -> type:
+    row_type = typing.NamedTuple(name, list(columns))
+    # Pickled by reference: the dataset module binds the type under this name.
+    row_type.__module__ = module
+    coders.registry.register_coder(row_type, coders.RowCoder)
+    return row_type
 
 
 def _camel(name: str) -> str:

@@ -13,7 +13,8 @@ raises ``ValueError`` (``NormaliseEvents`` makes it a dead letter).
 import copy
 import datetime
 
-from schemas.contract import Child, Contract
+from schemas.contract import Contract
+from schemas.fields import Child
 from schemas.records import KafkaRecord
 from schemas.values import canonical_json, event_time_ms
 

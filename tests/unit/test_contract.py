@@ -1,6 +1,7 @@
 """The contracts and what derives from them: one declaration, forms that agree."""
 
 import dataclasses
+import importlib
 import io
 import json
 
@@ -8,17 +9,11 @@ import fastavro
 import jsonschema
 import pytest
 
+import datasets
 from datasets import customer_events, customers
-from schemas.contract import (
-    Aggregate,
-    Column,
-    Computed,
-    Contract,
-    ContractError,
-    DedupPolicy,
-    Field,
-)
+from schemas.contract import Aggregate, Contract, DedupPolicy
 from schemas.ddl import create_statement, expected_columns
+from schemas.fields import Column, Computed, ContractError, Field
 from schemas.records import KafkaRecord
 from schemas.tables import DatasetTables
 from tests.samples import customer
@@ -47,6 +42,17 @@ def test_every_derived_form_is_valid_for_its_tool(contract):
     for table in DatasetTables.of(contract).all():
         arrow_schema(table.row_type)
         assert create_statement(table).startswith(f"CREATE TABLE IF NOT EXISTS {table.name} (")
+
+
+@pytest.mark.parametrize("name", datasets.names())
+def test_every_row_type_is_built_once_and_bound_in_its_dataset_module(name):
+    # Beam pickles rows and the callables holding their types by reference.
+    contract = datasets.get(name).contract
+    module = importlib.import_module(contract.module)
+    children = tuple(contract.child_row_types().values())
+    for row_type in (contract.row_type(), *children, contract.aggregate_row_type()):
+        assert getattr(module, row_type.__name__) is row_type
+    assert contract.row_type() is contract.row_type()
 
 
 def test_a_field_added_to_the_contract_appears_in_every_form():
