@@ -45,13 +45,14 @@ from schemas.records import (
     StageCount,
     dead_letter,
 )
+from schemas.sql import table_upsert
 from transforms.aggregate import LATE_TAG, CountPerWindow, LateArrival
 from transforms.conform import ConformToSinks
 from transforms.decode import Decode, decoder_for
 from transforms.dedup import DUPLICATES_TAG, DeduplicateById
 from transforms.kafka_io import WriteDeadLettersToKafka
 from transforms.normalise import NormaliseEvents, json_may_hold_nul
-from transforms.sinks import JdbcTarget, WriteParquetFiles, WriteToPostgres, table_upsert
+from transforms.sinks import JdbcTarget, WriteParquetFiles, WriteToPostgres
 from transforms.validate import ValidateEvents
 
 __all__ = [

@@ -23,15 +23,9 @@ Semantics worth knowing:
 import datetime
 import random
 
-from schemas.contract import (
-    Aggregate,
-    Child,
-    Column,
-    Contract,
-    Field,
-    QualityCheck,
-)
+from schemas.contract import Aggregate, Contract
 from schemas.dataset import Dataset
+from schemas.fields import Child, Column, Field
 from schemas.values import format_timestamp
 
 __all__ = [
@@ -172,17 +166,6 @@ CONTRACT = Contract(
         Aggregate(
             "customer_event_counts", keys=("event_type",), window_s=60, count_column="event_count"
         ),
-    ),
-    quality_checks=(
-        QualityCheck(
-            "completed_play_has_duration",
-            "NOT (payload->'event_details'->>'completed')::boolean "
-            "OR (payload->'event_details'->>'play_duration')::int > 0",
-        ),
-    ),
-    reconciliation=(
-        "produced == valid_unique + duplicates + dead_letters",
-        "parquet_events == postgres_events == valid_unique == gold_total",
     ),
     confluent_schema_id=1,
 )

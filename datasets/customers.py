@@ -15,16 +15,9 @@ one in twenty leaves a flag or the internet service out, or null.
 # NamedTuples whose schemas Beam infers from evaluated annotations.
 import random
 
-from schemas.contract import (
-    Aggregate,
-    Column,
-    Computed,
-    Contract,
-    DedupPolicy,
-    Field,
-    QualityCheck,
-)
+from schemas.contract import Aggregate, Contract, DedupPolicy
 from schemas.dataset import Dataset
+from schemas.fields import Column, Computed, Field
 from schemas.values import format_timestamp
 
 __all__ = [
@@ -116,16 +109,6 @@ CONTRACT = Contract(
         ),
     ),
     computed=(Computed("total_charges", "monthly_charges", "*", "tenure"),),
-    quality_checks=(
-        QualityCheck(
-            "total_at_least_monthly_after_a_month",
-            "tenure = 0 OR total_charges >= monthly_charges",
-        ),
-    ),
-    reconciliation=(
-        "produced == upserted + superseded + dead_letters",
-        "postgres_customers == distinct customer_id among upserted",
-    ),
     confluent_schema_id=2,
 )
 

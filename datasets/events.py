@@ -12,8 +12,9 @@ minute.  The faults the generator injects are derived from this contract
 # NamedTuples whose schemas Beam infers from evaluated annotations.
 import random
 
-from schemas.contract import Aggregate, Column, Computed, Contract, Field
+from schemas.contract import Aggregate, Contract
 from schemas.dataset import Dataset
+from schemas.fields import Column, Computed, Field
 from schemas.values import format_timestamp
 
 __all__ = ["CONTRACT", "DATASET", "EventTypeCountsRow", "EventsRow", "new_maker"]

@@ -1,104 +1,40 @@
-"""One contract per dataset, and everything derived from it.
+"""One contract per dataset: the declaration everything else derives from.
 
-A ``Contract`` declares a dataset's fields once.  From it come:
+A ``Contract`` declares a dataset's fields once (``schemas.fields``), and what later
+stages read: the id and event-time fields, the main table's columns, the dedup
+policy, the child tables, the main table's Parquet partitioning (Hive-style folders
+of the event time), an optional raw (bronze) output, the computed fields and the
+one aggregate.  Making one checks that these agree (``ContractError`` names what
+does not).  From it come:
 
 - ``json_schema()``: the validator's JSON Schema, within what Draft 7 and 2020-12
   share (``type``, ``properties``, ``required``, ``additionalProperties``, ``enum``,
   single-schema ``items``, ``minimum``, ``maximum``, ``minLength``, ``pattern``);
 - ``avro_schema()``: the Avro record schema for binary payloads;
-- ``row_type()`` and ``child_row_types()``: Beam rows (``NamedTuple`` + ``RowCoder``)
-  for the main table and one per array that fans out to a child table;
-- ``tables()``: the PostgreSQL tables (DDL and upsert keys) of those rows, whose
-  pyarrow schemas come from the same row types (``transforms.sinks.arrow_schema``).
+- ``row_type()``, ``child_row_types()`` and ``aggregate_row_type()``: Beam rows
+  (``NamedTuple`` + ``RowCoder``) of the main table, of each array that fans out to
+  a child table and of the aggregate, built once when the contract is made;
 
-It also declares what later stages read: the id and event-time fields, the dedup
-policy, the main table's Parquet partitioning (Hive-style folders of the event
-time), an optional raw (bronze) output, the aggregate, quality checks and the
-dataset's reconciliation equations.
-
-Semantics fixed here:
-
-- A field is required unless ``required=False``; an optional field's ``default``
-  is filled in by normalisation.  ``nullable=True`` admits JSON ``null``.
-- Avro cannot tell a missing field from a null one: optional fields are
-  ``["null", T]`` unions with a null default, and a null read from Avro for an
-  optional, non-nullable field means "absent" (``from_avro`` removes it).
-- ``enum`` values become Avro ``string``s (Avro enum symbols cannot hold ``"TV
-  Show"``); the enum is enforced by the JSON Schema check after decoding.
-- ``timestamp`` fields are ISO-8601 text with an offset in both JSON and Avro; a
-  column of one holds epoch milliseconds (``bigint``) beside a generated
-  ``timestamptz`` column for people.
+and, in the modules beside this one, the PostgreSQL tables of those rows
+(``schemas.tables``) and their SQL (``schemas.ddl``, ``schemas.sql``), the graph's
+callables over the rows (``schemas.rows``) and the normalised row of an event
+(``schemas.normalise``).  Their pyarrow schemas come from the same row types
+(``transforms.sinks.arrow_schema``).
 """
 
 # No `from __future__ import annotations` here: the row types built below are
 # NamedTuples whose schemas Beam infers from evaluated annotations.
-import copy
 import dataclasses
-import datetime
-import json
-import operator
 import re
 import typing
 
 from apache_beam import coders
 
-from schemas.records import KafkaRecord
-from schemas.values import PARTITION_GRANULARITIES, canonical_json, event_time_ms, hive_partition
+from schemas.fields import SCALAR_KINDS, Child, Column, Computed, ContractError, Field
+from schemas.values import PARTITION_GRANULARITIES
 
-__all__ = [
-    "Aggregate",
-    "Child",
-    "Column",
-    "Computed",
-    "Contract",
-    "ContractError",
-    "DedupPolicy",
-    "Field",
-    "GroupKey",
-    "Measures",
-    "PaneRow",
-    "PartitionOf",
-    "QualityCheck",
-    "RowBuilder",
-    "Table",
-    "TIMESTAMP_PATTERN",
-    "value_at",
-]
+__all__ = ["Aggregate", "Contract", "DedupPolicy"]
 
-TIMESTAMP_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
-    r"(Z|[+-][0-9]{2}:[0-9]{2})$"
-)
-DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-
-_SCALARS = ("string", "integer", "number", "boolean", "timestamp", "date")
-_KINDS = _SCALARS + ("object", "array")
-_JSON_TYPES = {
-    "string": "string",
-    "integer": "integer",
-    "number": "number",
-    "boolean": "boolean",
-    "timestamp": "string",
-    "date": "string",
-    "object": "object",
-    "array": "array",
-}
-_AVRO_TYPES = {
-    "string": "string",
-    "integer": "long",
-    "number": "double",
-    "boolean": "boolean",
-    "timestamp": "string",
-    "date": "string",
-}
-_PY_TYPES = {
-    "string": str,
-    "integer": int,
-    "number": float,
-    "boolean": bool,
-    "timestamp": int,  # epoch milliseconds in rows
-    "date": str,
-}
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 # Columns every main table carries after the contract's own.
@@ -111,127 +47,6 @@ ENVELOPE = (
     ("run_id", str),
 )
 _RESERVED = {name for name, _ in ENVELOPE} | {"written_at", "item_index"}
-
-
-class ContractError(ValueError):
-    """A contract that contradicts itself; the message names the field."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Field:
-    """One field of an event, possibly nested.
-
-    Attributes:
-      name: the JSON key (lower snake case, so it is also a column name).
-      kind: one of string, integer, number, boolean, timestamp, date, object, array.
-      required: the key must be present (else ``default`` fills it in normalisation).
-      nullable: JSON ``null`` is a valid value.
-      default: the value normalisation gives an absent optional field, and a null
-        one: a field with a default is never null in a row.
-      enum, pattern, min_length, minimum, maximum: constraints, as in JSON Schema.
-      fields: an object's fields.
-      items: an array's item field (its name is ignored).
-      description: what the field means, carried into the JSON Schema.
-    """
-
-    name: str
-    kind: str
-    required: bool = True
-    nullable: bool = False
-    default: typing.Any = None
-    enum: typing.Optional[tuple[str, ...]] = None
-    pattern: typing.Optional[str] = None
-    min_length: typing.Optional[int] = None
-    minimum: typing.Optional[float] = None
-    maximum: typing.Optional[float] = None
-    fields: tuple["Field", ...] = ()
-    items: typing.Optional["Field"] = None
-    description: str = ""
-
-    def __post_init__(self):
-        if self.kind not in _KINDS:
-            raise ContractError(f"{self.name}: unknown kind {self.kind!r}")
-        if (self.kind == "object") != bool(self.fields):
-            raise ContractError(f"{self.name}: an object and only an object has fields")
-        if (self.kind == "array") != (self.items is not None):
-            raise ContractError(f"{self.name}: an array and only an array has items")
-
-    def json_schema(self) -> dict:
-        schema: dict = {"type": _JSON_TYPES[self.kind]}
-        if self.nullable:
-            schema["type"] = [schema["type"], "null"]
-        if self.description:
-            schema["description"] = self.description
-        if self.enum is not None:
-            schema["enum"] = list(self.enum) + ([None] if self.nullable else [])
-        pattern = self.pattern or {"timestamp": TIMESTAMP_PATTERN, "date": DATE_PATTERN}.get(
-            self.kind
-        )
-        if pattern:
-            schema["pattern"] = pattern
-        for key, value in (
-            ("minLength", self.min_length),
-            ("minimum", self.minimum),
-            ("maximum", self.maximum),
-        ):
-            if value is not None:
-                schema[key] = value
-        if self.kind == "object":
-            schema["properties"] = {f.name: f.json_schema() for f in self.fields}
-            schema["required"] = [f.name for f in self.fields if f.required]
-            schema["additionalProperties"] = False
-        if self.kind == "array":
-            schema["items"] = self.items.json_schema()
-        return schema
-
-    def avro_type(self, record_name: str):
-        if self.kind == "object":
-            avro = {
-                "type": "record",
-                "name": record_name,
-                "fields": [f.avro_field(f"{record_name}_{f.name}") for f in self.fields],
-            }
-        elif self.kind == "array":
-            avro = {"type": "array", "items": self.items.avro_type(f"{record_name}_item")}
-        else:
-            avro = _AVRO_TYPES[self.kind]
-        return ["null", avro] if self.nullable or not self.required else avro
-
-    def avro_field(self, record_name: str) -> dict:
-        field = {"name": self.name, "type": self.avro_type(record_name)}
-        if not self.required:
-            field["default"] = None
-        return field
-
-    def python_type(self):
-        base = _PY_TYPES[self.kind]
-        if self.default is not None:  # filled in when absent or null
-            return base
-        return typing.Optional[base] if self.nullable or not self.required else base
-
-    @property
-    def always_present(self) -> bool:
-        """A row always has a value: required and not nullable, or filled by a default."""
-        return self.default is not None or (self.required and not self.nullable)
-
-
-@dataclasses.dataclass(frozen=True)
-class Column:
-    """A main-table column taken from a scalar field at ``path`` (dots for nesting).
-
-    A timestamp field's column holds epoch milliseconds; its name ends in ``_ms``.
-    """
-
-    name: str
-    path: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Child:
-    """An array field at the top level that fans out to a child table, one row per item."""
-
-    table: str
-    path: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,7 +72,8 @@ class Aggregate:
     ``window_start_ms, window_end_ms, <keys…>, <count_column>, sum_<m>, avg_<m> (for
     each of ``means``), pane_index, pane_timing, run_id`` (``Contract.aggregate_row_type``).
     Each of ``rollups`` (one of the keys) gets a view ``<name>_by_<key>`` that sums the
-    counts and sums over the other keys and recomputes the averages from them.
+    counts and sums over the other keys and recomputes the averages from them
+    (``schemas.sql.rollup_views``).
 
     One aggregate per contract, grouped by every key at once, so that each event's
     lateness is decided once (by the state of its one group); a coarser grouping is a
@@ -275,83 +91,6 @@ class Aggregate:
     def measure_columns(self) -> tuple[str, ...]:
         """The row's columns after the count: ``sum_<m>, avg_<m>`` per mean."""
         return tuple(c for m in self.means for c in (f"sum_{m}", f"avg_{m}"))
-
-    def rollup_view(self, key: str, table: str) -> str:
-        """The ``SELECT`` of the rollup view by ``key``: counts and sums added up over
-        the other keys, averages recomputed from them (not averaged again)."""
-        group = ["run_id", "window_start_ms", "window_end_ms", "window_start", key]
-        sums = [f"sum({self.count_column}) AS {self.count_column}"]
-        for m in self.means:
-            sums.append(f"sum(sum_{m}) AS sum_{m}")
-            sums.append(f"sum(sum_{m}) / sum({self.count_column}) AS avg_{m}")
-        return (
-            f"SELECT {', '.join(group)}, {', '.join(sums)} FROM {table} GROUP BY {', '.join(group)}"
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class QualityCheck:
-    """A named rule over a row, as a SQL boolean expression a person can run."""
-
-    name: str
-    sql: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Table:
-    """A PostgreSQL table written from rows of ``row_type``.
-
-    Attributes:
-      name: the table.
-      row_type: the ``NamedTuple`` bound positionally by the upsert.
-      key_columns: the upsert's conflict target and primary key.
-      casts: column → SQL type its bound text is cast to (``jsonb``).
-      sql_types: column → SQL type where the default from the Python type is wrong.
-      generated_times: ``*_ms`` columns that get a generated ``timestamptz`` beside them.
-      forward_only: a column the upsert never lets go backwards (``pane_index``).
-      first_copy_only: within a run, a key's row is rewritten only by the record
-        that wrote it, never by another copy (a main table that drops later copies).
-    """
-
-    name: str
-    row_type: type
-    key_columns: tuple[str, ...]
-    casts: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
-    sql_types: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
-    generated_times: tuple[str, ...] = ()
-    forward_only: typing.Optional[str] = None
-    first_copy_only: bool = False
-
-
-def _row(name: str, columns, module: str) -> type:
-    row_type = typing.NamedTuple(name, list(columns))
-    # Pickled by reference: the dataset module binds the type under this name.
-    row_type.__module__ = module
-    coders.registry.register_coder(row_type, coders.RowCoder)
-    return row_type
-
-
-@dataclasses.dataclass(frozen=True)
-class Computed:
-    """``name`` = ``left`` ``op`` ``right`` (two fields, op one of + - *), when absent or null."""
-
-    name: str
-    left: str
-    op: str
-    right: str
-
-    def __post_init__(self):
-        if self.op not in ("+", "-", "*"):
-            raise ContractError(f"computed {self.name}: op must be +, - or *")
-
-    def apply(self, event: dict) -> None:
-        if event.get(self.name) is not None:
-            return
-        a, b = event.get(self.left), event.get(self.right)
-        if a is None or b is None:
-            return
-        value = {"+": a + b, "-": a - b, "*": a * b}[self.op]
-        event[self.name] = round(value, 6) if isinstance(value, float) else value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -373,8 +112,6 @@ class Contract:
     raw_output: typing.Optional[str] = None  # a Parquet folder of every record as read
     aggregates: tuple[Aggregate, ...] = ()
     computed: tuple[Computed, ...] = ()
-    quality_checks: tuple[QualityCheck, ...] = ()
-    reconciliation: tuple[str, ...] = ()
     confluent_schema_id: typing.Optional[int] = None
 
     def __post_init__(self):
@@ -388,7 +125,7 @@ class Contract:
             if column.name in _RESERVED:
                 raise ContractError(f"{self.name}: column {column.name} is reserved")
             field = self.field(column.path)
-            if field.kind not in _SCALARS:
+            if field.kind not in SCALAR_KINDS:
                 raise ContractError(f"{self.name}: column {column.name} is not a scalar")
             if field.kind == "timestamp" and not column.name.endswith("_ms"):
                 raise ContractError(f"{self.name}: timestamp column {column.name} must end in _ms")
@@ -422,7 +159,10 @@ class Contract:
         self._check_aggregate(self.aggregate)
         if self.dedup.order_by and self.dedup.order_by not in {c.path for c in self.columns}:
             raise ContractError(f"{self.name}: the dedup order must be a column")
-        object.__setattr__(self, "_rows", {})
+        # The rows are part of the declaration: built once, here, and never changed.
+        object.__setattr__(self, "_main_row", _main_row(self))
+        object.__setattr__(self, "_child_rows", tuple(_child_row(self, c) for c in self.children))
+        object.__setattr__(self, "_aggregate_row", _aggregate_row(self))
 
     def _check_aggregate(self, agg: Aggregate) -> None:
         where = f"{self.name}: aggregate {agg.name}"
@@ -488,13 +228,8 @@ class Contract:
         return [f.name for f in self.fields if not f.required and not f.nullable]
 
     def row_type(self) -> type:
-        """The main table's row: the declared columns, then the envelope (built once)."""
-        if "main" not in self._rows:
-            columns = [(c.name, self.field(c.path).python_type()) for c in self.columns]
-            self._rows["main"] = _row(
-                f"{_camel(self.name)}Row", columns + list(ENVELOPE), self.module
-            )
-        return self._rows["main"]
+        """The main table's row: the declared columns, then the envelope (``ENVELOPE``)."""
+        return self._main_row
 
     def child_columns(self, child: Child) -> list[tuple[str, str]]:
         """(column, item field) of a child table's item columns; timestamps get ``_ms``."""
@@ -504,28 +239,13 @@ class Contract:
         return [
             (f"{f.name}_ms" if f.kind == "timestamp" else f.name, f.name)
             for f in items.fields
-            if f.kind in _SCALARS
+            if f.kind in SCALAR_KINDS
         ]
 
     def child_row_types(self) -> dict[str, type]:
-        """Per child table: the parent id, the item's index, its scalar fields, run_id."""
-        id_column = self.column(self.id_field)
-        for child in self.children:
-            if child.table in self._rows:
-                continue
-            items = self.field(child.path).items
-            parts = [
-                (id_column.name, self.field(self.id_field).python_type()),
-                ("item_index", int),
-            ]
-            if items.kind == "object":
-                by_name = {f.name: f for f in items.fields}
-                parts += [(c, by_name[f].python_type()) for c, f in self.child_columns(child)]
-            else:
-                parts.append(("value", items.python_type()))
-            parts.append(("run_id", str))
-            self._rows[child.table] = _row(f"{_camel(child.table)}Row", parts, self.module)
-        return {child.table: self._rows[child.table] for child in self.children}
+        """Per child table, its row: the parent id, the item's index, its scalar
+        fields (timestamps as ``<name>_ms``) or ``value``, then ``run_id``."""
+        return {c.table: row for c, row in zip(self.children, self._child_rows, strict=True)}
 
     def id_column(self) -> str:
         """The main table's column of the id field: the dedup key and the upsert key."""
@@ -541,26 +261,8 @@ class Contract:
         return self.aggregates[0]
 
     def aggregate_row_type(self) -> type:
-        """The aggregate's row: one pane of one (window, group) (built once)."""
-        if "aggregate" not in self._rows:
-            agg = self.aggregate
-            parts = [
-                ("window_start_ms", int),
-                ("window_end_ms", int),
-                *((key, self.field(self.column_path(key)).python_type()) for key in agg.keys),
-                (agg.count_column, int),
-                *((column, float) for column in agg.measure_columns()),
-                ("pane_index", int),
-                ("pane_timing", str),  # on_time | late
-                ("run_id", str),
-            ]
-            self._rows["aggregate"] = _row(f"{_camel(agg.name)}Row", parts, self.module)
-        return self._rows["aggregate"]
-
-    def aggregate_views(self) -> dict[str, str]:
-        """The aggregate's rollup views: name → ``SELECT``."""
-        agg = self.aggregate
-        return {f"{agg.name}_by_{key}": agg.rollup_view(key, agg.name) for key in agg.rollups}
+        """The aggregate's row: one pane of one (window, group) (see ``Aggregate``)."""
+        return self._aggregate_row
 
     def column_path(self, column: str) -> str:
         """The field path of the main-table column ``column``."""
@@ -569,269 +271,52 @@ class Contract:
                 return c.path
         raise ContractError(f"{self.name}: no column {column!r}")
 
-    def tables(self) -> list[Table]:
-        """The main table and the child tables, keyed for idempotent upserts.
 
-        The main table is keyed by the id column; a ``keep_latest`` dataset's upsert
-        is guarded on the order column, so an older version never overwrites a newer;
-        a ``drop_later_copies`` dataset's keeps the first copy's row, so a copy that
-        comes after the dedup TTL (a late event) never replaces it.
-        """
-        id_column = self.id_column()
-        timestamps = tuple(c.name for c in self.columns if self.field(c.path).kind == "timestamp")
-        main = Table(
-            self.table,
-            self.row_type(),
-            (id_column,),
-            casts={"payload": "jsonb"},
-            sql_types={"payload": "jsonb", "kafka_partition": "integer"},
-            generated_times=timestamps,
-            forward_only=self.order_column(),
-            first_copy_only=self.dedup.kind == "drop_later_copies",
-        )
-        children = []
-        for child, row_type in zip(self.children, self.child_row_types().values(), strict=True):
-            items = self.field(child.path).items
-            times = tuple(
-                column
-                for column, name in self.child_columns(child)
-                if items.kind == "object"
-                and next(f for f in items.fields if f.name == name).kind == "timestamp"
-            )
-            children.append(
-                Table(child.table, row_type, (id_column, "item_index"), generated_times=times)
-            )
-        return [main] + children
-
-    def aggregate_table(self) -> Table:
-        """The aggregate's table: the latest pane of each (run, window, key) is kept."""
-        agg = self.aggregate
-        return Table(
-            agg.name,
-            self.aggregate_row_type(),
-            ("run_id", "window_start_ms", "window_end_ms", *agg.keys),
-            generated_times=("window_start_ms",),
-            forward_only="pane_index",
-        )
+# --- the row types, built once per contract by Contract.__post_init__ ---------------
 
 
-class PartitionOf:
-    """A main-table row → its Hive-style partition folder (``hive_partition`` of its
-    event-time column).  Picklable."""
-
-    def __init__(self, column: str, granularity: str):
-        self._column = column
-        self._granularity = granularity
-
-    def __call__(self, row) -> str:
-        return hive_partition(getattr(row, self._column), self._granularity)
+def _main_row(contract: Contract) -> type:
+    columns = [(c.name, contract.field(c.path).python_type()) for c in contract.columns]
+    return _row(f"{_camel(contract.name)}Row", columns + list(ENVELOPE), contract.module)
 
 
-class GroupKey:
-    """A row's group in the aggregate: the JSON array of its key columns' values.
-
-    A string, so that its coder is deterministic as keyed state requires, and JSON so
-    that ``PaneRow`` gets each value back with its type.  Picklable."""
-
-    def __init__(self, columns: tuple[str, ...]):
-        self._get = operator.attrgetter(*columns)
-        self._single = len(columns) == 1
-
-    def __call__(self, row) -> str:
-        values = self._get(row)
-        return json.dumps([values] if self._single else list(values), separators=(",", ":"))
-
-
-class Measures:
-    """A row's values of the aggregate's ``means`` columns (``CountPerWindow``'s ``sums``)."""
-
-    def __init__(self, columns: tuple[str, ...]):
-        self._columns = columns
-
-    def __call__(self, row) -> tuple:
-        return tuple(getattr(row, c) for c in self._columns)
+def _child_row(contract: Contract, child: Child) -> type:
+    items = contract.field(child.path).items
+    parts = [
+        (contract.id_column(), contract.field(contract.id_field).python_type()),
+        ("item_index", int),
+    ]
+    if items.kind == "object":
+        by_name = {f.name: f for f in items.fields}
+        parts += [(c, by_name[f].python_type()) for c, f in contract.child_columns(child)]
+    else:
+        parts.append(("value", items.python_type()))
+    parts.append(("run_id", str))
+    return _row(f"{_camel(child.table)}Row", parts, contract.module)
 
 
-class PaneRow:
-    """``CountPerWindow``'s ``to_row`` for a contract's aggregate: one pane → its row.
+def _aggregate_row(contract: Contract) -> type:
+    agg = contract.aggregate
+    parts = [
+        ("window_start_ms", int),
+        ("window_end_ms", int),
+        *((key, contract.field(contract.column_path(key)).python_type()) for key in agg.keys),
+        (agg.count_column, int),
+        *((column, float) for column in agg.measure_columns()),
+        ("pane_index", int),
+        ("pane_timing", str),  # on_time | late
+        ("run_id", str),
+    ]
+    return _row(f"{_camel(agg.name)}Row", parts, contract.module)
 
-    ``key`` is a ``GroupKey``; ``totals`` are the sums of the means, in order (each
-    becomes ``sum_<m>`` and ``avg_<m>``).  Picklable (the row type pickles by reference).
-    """
 
-    def __init__(self, row_type: type):
-        self._row_type = row_type
-
-    def __call__(
-        self, key, count, window_start_ms, window_end_ms, pane_index, timing, totals=(), *, run_id
-    ):
-        measures = [v for total in totals for v in (float(total), total / count)]
-        return self._row_type(
-            window_start_ms,
-            window_end_ms,
-            *json.loads(key),
-            count,
-            *measures,
-            pane_index,
-            timing,
-            run_id,
-        )
+def _row(name: str, columns, module: str) -> type:
+    row_type = typing.NamedTuple(name, list(columns))
+    # Pickled by reference: the dataset module binds the type under this name.
+    row_type.__module__ = module
+    coders.registry.register_coder(row_type, coders.RowCoder)
+    return row_type
 
 
 def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
-
-
-# --- normalisation and rows ---------------------------------------------------------
-
-
-def _utc(text: str) -> str:
-    """ISO-8601 with an offset → the same instant in UTC, ``Z``, ms (µs if it has them)."""
-    moment = datetime.datetime.fromisoformat(text).astimezone(datetime.timezone.utc)
-    spec = "milliseconds" if moment.microsecond % 1000 == 0 else "microseconds"
-    return moment.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
-
-
-def _normalise_value(field: Field, value):
-    """``value`` normalised as ``field`` says; containers are new, the input is unchanged."""
-    if value is None:
-        return None
-    kind = field.kind
-    if kind == "timestamp":
-        return _utc(value)
-    if kind == "object":
-        return _normalised_object(field.fields, value)
-    if kind == "array":
-        return [_normalise_value(field.items, item) for item in value]
-    return value
-
-
-_PLAIN = frozenset(_SCALARS) - {"timestamp"}  # kinds normalisation leaves as they are
-_PLANS: dict[int, tuple] = {}  # id(fields) → the fields that need work; contracts live on
-
-
-def _plan(fields: tuple[Field, ...]) -> tuple[tuple[Field, bool], ...]:
-    """``(field, needs_work_when_present)`` for every field that is not a present scalar."""
-    plan = _PLANS.get(id(fields))
-    if plan is None:
-        plan = tuple((f, f.kind not in _PLAIN) for f in fields)
-        _PLANS[id(fields)] = plan
-    return plan
-
-
-def _normalised_object(fields: tuple[Field, ...], obj: dict) -> dict:
-    """A new dict: ``obj``'s fields normalised, absent optional ones at their default.
-
-    Only the containers on the way are copied (scalars are immutable), which is what
-    ``copy.deepcopy`` of the whole event cost before: 67–100 µs a customer event.
-    """
-    out = dict(obj)
-    for field, needs_work in _plan(fields):
-        name = field.name
-        if name in out:
-            if out[name] is None and field.default is not None:
-                out[name] = copy.deepcopy(field.default)
-            elif needs_work:
-                out[name] = _normalise_value(field, out[name])
-        elif not field.required:  # (a missing required key: validation refused it)
-            out[name] = _normalise_value(field, copy.deepcopy(field.default))
-    return out
-
-
-def value_at(event: dict, path: str):
-    """The value at ``path`` (dots for nesting) of an event."""
-    value = event
-    for part in path.split("."):
-        value = value[part]
-    return value
-
-
-class RowBuilder:
-    """Valid event → the contract's normalised main row (``NormaliseEvents``' ``to_row``).
-
-    Normalisation, in order: absent optional fields get their default; computed
-    fields are computed where absent or null; every timestamp is rewritten in UTC.
-    The row's ``payload`` is the normalised event as JSON.  Pure and picklable.
-    """
-
-    def __init__(self, contract: "Contract"):
-        self._contract = contract
-        # Resolved once: (column, path, how to read it) for every main-table column.
-        self._columns = tuple(
-            (
-                c.name,
-                c.path,
-                "event_time"
-                if c.path == contract.event_time_field
-                else "timestamp"
-                if contract.field(c.path).kind == "timestamp"
-                else "value",
-            )
-            for c in contract.columns
-        )
-        # Resolved once: (table, path, row type, item columns) per child table; the
-        # item columns are (item field, is a timestamp), or None for scalar items.
-        self._children = tuple(
-            (child.table, child.path, row_type, _item_columns(contract, child))
-            for child, row_type in zip(
-                contract.children, contract.child_row_types().values(), strict=True
-            )
-        )
-
-    def normalise(self, event: dict) -> dict:
-        contract = self._contract
-        event = _normalised_object(contract.fields, event)
-        for rule in contract.computed:
-            rule.apply(event)
-        return event
-
-    def __call__(self, record: KafkaRecord, event: dict, event_ms: int, run_id: str):
-        contract = self._contract
-        event = self.normalise(event)
-        values = {}
-        for name, path, kind in self._columns:
-            value = value_at(event, path)
-            if kind == "event_time":
-                value = event_ms
-            elif kind == "timestamp" and value is not None:
-                value = event_time_ms(value)
-            values[name] = value
-        return contract.row_type()(
-            **values,
-            payload=canonical_json(event),
-            kafka_topic=record.topic,
-            kafka_partition=record.partition,
-            kafka_offset=record.offset,
-            kafka_timestamp_ms=record.timestamp_ms,
-            run_id=run_id,
-        )
-
-    def child_rows(self, event: dict, run_id: str) -> dict[str, list]:
-        """The child-table rows of a normalised event, per child table."""
-        event_id = value_at(event, self._contract.id_field)
-        rows = {}
-        for table, path, row_type, columns in self._children:
-            out = []
-            for index, item in enumerate(value_at(event, path)):
-                if columns is None:
-                    values = [item]
-                else:
-                    values = [
-                        event_time_ms(item[name])
-                        if is_time and item.get(name) is not None
-                        else item.get(name)
-                        for name, is_time in columns
-                    ]
-                out.append(row_type(event_id, index, *values, run_id))
-            rows[table] = out
-        return rows
-
-
-def _item_columns(contract: Contract, child: Child):
-    """A child table's item columns as (item field, is a timestamp), in row order; None
-    when its items are scalars (one ``value`` column)."""
-    items = contract.field(child.path).items
-    if items.kind != "object":
-        return None
-    kinds = {f.name: f.kind for f in items.fields}
-    return tuple((name, kinds[name] == "timestamp") for _, name in contract.child_columns(child))

@@ -14,7 +14,9 @@ import dataclasses
 import functools
 import typing
 
-from schemas.contract import Contract, GroupKey, Measures, PaneRow, PartitionOf, RowBuilder
+from schemas.contract import Contract
+from schemas.normalise import RowBuilder
+from schemas.rows import GroupKey, Measures, PaneRow, PartitionOf
 from schemas.tables import DatasetTables
 
 __all__ = ["Dataset", "Mutation", "RecordMaker"]

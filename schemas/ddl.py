@@ -83,7 +83,7 @@ def plan_migration(table, existing: typing.Mapping[str, tuple[str, bool]]) -> li
     """The statements that make ``existing`` match ``table``, additive ones only.
 
     Args:
-      table: the ``schemas.contract.Table`` wanted.
+      table: the ``schemas.tables.Table`` wanted.
       existing: column → (``information_schema`` data type, nullable) as the database
         has it; empty when the table does not exist.
 

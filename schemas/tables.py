@@ -3,21 +3,49 @@
 A dataset's tables derive from its contract (``DatasetTables.of``): the main table,
 one per child array, and the aggregate's.  The pipeline's own tables (dead letters,
 the duplicate log, the per-window stage counts) are shared by every dataset: each
-row names its dataset, which leads the table's key, and its run.  DDL is derived
-from these (``schemas.ddl``) and applied as additive migrations by
-``python -m tools.stack migrate`` (``./run_local.sh start`` runs it).  The column
-order of each upsert is the field order of its row type (the Java writer binds rows
-positionally).
+row names its dataset, which leads the table's key, and its run.  Their SQL derives
+from these: the DDL (``schemas.ddl``, applied as additive migrations by
+``python -m tools.stack migrate``; ``./run_local.sh start`` runs it) and the upsert
+(``schemas.sql``).  The column order of each upsert is the field order of its row
+type (the Java writer binds rows positionally).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 
-from schemas.contract import Contract, Table
+from schemas.contract import Contract
 from schemas.records import DeadLetter, Duplicate, StageCount
 
 __all__ = ["DEAD_LETTERS", "DUPLICATE_LOG", "DatasetTables", "SHARED", "STAGE_COUNTS", "Table"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A PostgreSQL table written from rows of ``row_type``.
+
+    Attributes:
+      name: the table.
+      row_type: the ``NamedTuple`` bound positionally by the upsert.
+      key_columns: the upsert's conflict target and primary key.
+      casts: column → SQL type its bound text is cast to (``jsonb``).
+      sql_types: column → SQL type where the default from the Python type is wrong.
+      generated_times: ``*_ms`` columns that get a generated ``timestamptz`` beside them.
+      forward_only: a column the upsert never lets go backwards (``pane_index``).
+      first_copy_only: within a run, a key's row is rewritten only by the record
+        that wrote it, never by another copy (a main table that drops later copies).
+    """
+
+    name: str
+    row_type: type
+    key_columns: tuple[str, ...]
+    casts: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
+    sql_types: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
+    generated_times: tuple[str, ...] = ()
+    forward_only: typing.Optional[str] = None
+    first_copy_only: bool = False
+
 
 DEAD_LETTERS = Table(
     "dead_letters",
@@ -45,7 +73,15 @@ SHARED = (DEAD_LETTERS, DUPLICATE_LOG, STAGE_COUNTS)
 
 @dataclasses.dataclass(frozen=True)
 class DatasetTables:
-    """One dataset's tables, derived from its contract."""
+    """One dataset's tables, derived from its contract.
+
+    The main table is keyed by the id column; a ``keep_latest`` dataset's upsert is
+    guarded on the order column, so an older version never overwrites a newer; a
+    ``drop_later_copies`` dataset's keeps the first copy's row, so a copy that comes
+    after the dedup TTL (a late event) never replaces it.  A child table is keyed by
+    the id column and the item's index.  The aggregate's keeps the latest pane of
+    each (run, window, group).
+    """
 
     main: Table
     children: tuple[Table, ...]
@@ -53,9 +89,51 @@ class DatasetTables:
 
     @classmethod
     def of(cls, contract: Contract) -> DatasetTables:
-        main, *children = contract.tables()
-        return cls(main, tuple(children), contract.aggregate_table())
+        return cls(_main_table(contract), _child_tables(contract), _aggregate_table(contract))
 
     def all(self) -> tuple[Table, ...]:
         """Every table of the dataset, in the order migrations create them."""
         return (self.main, *self.children, self.aggregate)
+
+
+def _main_table(contract: Contract) -> Table:
+    timestamps = tuple(
+        c.name for c in contract.columns if contract.field(c.path).kind == "timestamp"
+    )
+    return Table(
+        contract.table,
+        contract.row_type(),
+        (contract.id_column(),),
+        casts={"payload": "jsonb"},
+        sql_types={"payload": "jsonb", "kafka_partition": "integer"},
+        generated_times=timestamps,
+        forward_only=contract.order_column(),
+        first_copy_only=contract.dedup.kind == "drop_later_copies",
+    )
+
+
+def _child_tables(contract: Contract) -> tuple[Table, ...]:
+    tables = []
+    row_types = contract.child_row_types().values()
+    for child, row_type in zip(contract.children, row_types, strict=True):
+        items = contract.field(child.path).items
+        times = tuple(
+            column
+            for column, name in contract.child_columns(child)
+            if items.kind == "object"
+            and next(f for f in items.fields if f.name == name).kind == "timestamp"
+        )
+        key = (contract.id_column(), "item_index")
+        tables.append(Table(child.table, row_type, key, generated_times=times))
+    return tuple(tables)
+
+
+def _aggregate_table(contract: Contract) -> Table:
+    agg = contract.aggregate
+    return Table(
+        agg.name,
+        contract.aggregate_row_type(),
+        ("run_id", "window_start_ms", "window_end_ms", *agg.keys),
+        generated_times=("window_start_ms",),
+        forward_only="pane_index",
+    )

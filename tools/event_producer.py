@@ -53,8 +53,8 @@ import datasets
 from beam_pipeline.identifiers import run_id_argument
 from beam_pipeline.settings import StackSettings
 from datasets import customer_events
-from schemas.contract import value_at
 from schemas.dataset import Dataset
+from schemas.normalise import value_at
 from schemas.values import event_time_ms, format_timestamp
 from tools.producer import end_offsets, produce
 

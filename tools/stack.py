@@ -35,6 +35,7 @@ from beam_pipeline.preflight import (
 )
 from beam_pipeline.settings import StackSettings
 from schemas.ddl import NonAdditiveChange, check_key, plan_migration
+from schemas.sql import rollup_views
 
 __all__ = [
     "all_tables",
@@ -145,7 +146,7 @@ def all_views() -> dict[str, str]:
     return {
         name: select
         for dataset in map(datasets.get, datasets.names())
-        for name, select in dataset.contract.aggregate_views().items()
+        for name, select in rollup_views(dataset.contract.aggregate).items()
     }
 
 

@@ -52,7 +52,8 @@ import apache_beam as beam
 import fastavro
 from apache_beam.metrics import Metrics
 
-from schemas.contract import Contract, ContractError
+from schemas.contract import Contract
+from schemas.fields import ContractError
 from schemas.records import DEAD_LETTER_TAG, KafkaRecord, dead_letter
 
 __all__ = [

@@ -18,7 +18,6 @@ from apache_beam.transforms import window
 from apache_beam.transforms.external import ExternalTransform, NamedTupleBasedPayloadBuilder
 from apache_beam.utils.timestamp import Timestamp
 
-from schemas.records import COORDINATE_COLUMNS
 from schemas.row_types import unwrap_optional
 
 __all__ = [
@@ -27,8 +26,6 @@ __all__ = [
     "WriteParquetFiles",
     "WriteToPostgres",
     "arrow_schema",
-    "table_upsert",
-    "upsert_statement",
 ]
 
 # Registered by java/expansion-service (PostgresUpsertRegistrar).
@@ -87,69 +84,6 @@ class _RowsToTablesFn(beam.DoFn):
         if self._rows:
             yield window.GlobalWindows.windowed_value(rows_to_table(self._rows, self._schema))
             self._rows = []
-
-
-def upsert_statement(
-    table: str,
-    row_type: type,
-    key_columns: typing.Sequence[str],
-    casts: typing.Mapping[str, str] | None = None,
-    forward_only: str | None = None,
-    *,
-    first_copy_only: bool = False,
-) -> str:
-    """``INSERT … ON CONFLICT (keys) DO UPDATE`` over every field of ``row_type``.
-
-    The statement binds fields positionally in the row's field order, which is how
-    the Java writer binds them.  ``casts`` maps a column to the SQL type its text
-    is cast to (``CAST(? AS jsonb)``: strings are bound as varchar).  With
-    ``forward_only``, an update happens only when the incoming row's value of that
-    column is at least the stored one, so a retried earlier pane (or an older
-    version of a record) can never overwrite a later one.  With ``first_copy_only``
-    (rows with ``run_id`` and Kafka coordinates), a key's row is rewritten within a
-    run only by the record that wrote it (a retried bundle, a re-run), never by
-    another copy of it: a copy that came after the dedup TTL leaves the first one.
-    """
-    casts = casts or {}
-    columns = list(row_type._fields)
-    unknown = set(key_columns) - set(columns)
-    if unknown:
-        raise ValueError(f"key columns {sorted(unknown)} are not fields of {row_type.__name__}")
-    values = ", ".join(f"CAST(? AS {casts[c]})" if c in casts else "?" for c in columns)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key_columns)
-    statement = (
-        f"INSERT INTO {table} AS t ({', '.join(columns)}) VALUES ({values}) "
-        f"ON CONFLICT ({', '.join(key_columns)}) DO UPDATE SET {updates}"
-    )
-    if forward_only is not None and first_copy_only:
-        raise ValueError("an upsert is forward_only or first_copy_only, not both")
-    if first_copy_only:
-        needed = ("run_id", *COORDINATE_COLUMNS)
-        if not set(needed) <= set(columns):
-            raise ValueError(f"first_copy_only needs the columns {', '.join(needed)}")
-        mine = ", ".join(f"t.{c}" for c in COORDINATE_COLUMNS)
-        theirs = ", ".join(f"EXCLUDED.{c}" for c in COORDINATE_COLUMNS)
-        statement += f" WHERE t.run_id IS DISTINCT FROM EXCLUDED.run_id OR ({mine}) = ({theirs})"
-    if forward_only is not None:
-        if forward_only not in columns:
-            raise ValueError(f"forward_only column {forward_only!r} is not a field")
-        # A row written before the column existed (NULL) may be replaced.
-        statement += (
-            f" WHERE t.{forward_only} IS NULL OR EXCLUDED.{forward_only} >= t.{forward_only}"
-        )
-    return statement
-
-
-def table_upsert(table) -> str:
-    """``upsert_statement`` for a ``schemas.contract.Table``, with its guards."""
-    return upsert_statement(
-        table.name,
-        table.row_type,
-        table.key_columns,
-        table.casts,
-        table.forward_only,
-        first_copy_only=table.first_copy_only,
-    )
 
 
 @dataclasses.dataclass(frozen=True)

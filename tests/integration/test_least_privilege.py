@@ -14,8 +14,8 @@ from psycopg2 import errors
 
 from datasets.customer_events import DATASET, CustomerEventCountsRow
 from schemas import tables
+from schemas.sql import table_upsert
 from tools.stack import all_tables
-from transforms.sinks import table_upsert
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,8 @@ import uuid
 
 import pytest
 
-from schemas.contract import Table
 from schemas.ddl import NonAdditiveChange
+from schemas.tables import Table
 from tools.stack import migrate
 
 pytestmark = pytest.mark.integration

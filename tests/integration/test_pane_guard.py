@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from datasets.customer_events import DATASET, CustomerEventCountsRow
-from transforms.sinks import table_upsert
+from schemas.sql import table_upsert
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from schemas.contract import Table
 from schemas.records import DEAD_LETTER_TAG, KafkaRecord, dead_letter
+from schemas.tables import Table
 from transforms.conform import KEY_TEXT_BYTES, ConformToSinks, violations
 
 pytestmark = pytest.mark.unit

@@ -1,6 +1,7 @@
 """The contracts and what derives from them: one declaration, forms that agree."""
 
 import dataclasses
+import importlib
 import io
 import json
 
@@ -8,18 +9,13 @@ import fastavro
 import jsonschema
 import pytest
 
+import datasets
 from datasets import customer_events, customers
-from schemas.contract import (
-    Aggregate,
-    Column,
-    Computed,
-    Contract,
-    ContractError,
-    DedupPolicy,
-    Field,
-)
+from schemas.contract import Aggregate, Contract, DedupPolicy
 from schemas.ddl import create_statement, expected_columns
+from schemas.fields import Column, Computed, ContractError, Field
 from schemas.records import KafkaRecord
+from schemas.tables import DatasetTables
 from tests.samples import customer
 from tools.event_producer import generate
 from transforms.sinks import arrow_schema
@@ -43,9 +39,20 @@ def test_every_derived_form_is_valid_for_its_tool(contract):
     jsonschema.Draft202012Validator.check_schema(schema)
     compile_schema(schema)  # the validator's fast path supports every keyword used
     fastavro.parse_schema(contract.avro_schema())
-    for table in contract.tables():
+    for table in DatasetTables.of(contract).all():
         arrow_schema(table.row_type)
         assert create_statement(table).startswith(f"CREATE TABLE IF NOT EXISTS {table.name} (")
+
+
+@pytest.mark.parametrize("name", datasets.names())
+def test_every_row_type_is_built_once_and_bound_in_its_dataset_module(name):
+    # Beam pickles rows and the callables holding their types by reference.
+    contract = datasets.get(name).contract
+    module = importlib.import_module(contract.module)
+    children = tuple(contract.child_row_types().values())
+    for row_type in (contract.row_type(), *children, contract.aggregate_row_type()):
+        assert getattr(module, row_type.__name__) is row_type
+    assert contract.row_type() is contract.row_type()
 
 
 def test_a_field_added_to_the_contract_appears_in_every_form():
@@ -65,7 +72,7 @@ def test_a_field_added_to_the_contract_appears_in_every_form():
     row_type = added.row_type()
     assert "referrer" in row_type._fields
     assert "referrer" in arrow_schema(row_type).names
-    (main,) = added.tables()
+    main = DatasetTables.of(added).main
     # Its default fills it whenever it is missing or null: never null in a new table.
     assert any(c.name == "referrer" and not c.nullable for c in expected_columns(main))
     assert "    referrer text NOT NULL,\n" in create_statement(main)

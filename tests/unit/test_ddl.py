@@ -5,8 +5,8 @@ import typing
 import pytest
 
 from schemas import tables
-from schemas.contract import Table
 from schemas.ddl import NonAdditiveChange, check_key, create_statement, plan_migration
+from schemas.tables import Table
 
 pytestmark = pytest.mark.unit
 

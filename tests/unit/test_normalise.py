@@ -2,6 +2,7 @@
 
 import copy
 import json
+import pickle
 
 import apache_beam as beam
 import pytest
@@ -151,6 +152,16 @@ def test_building_a_row_leaves_the_decoded_event_unchanged():
     row = to_customer_event(_record(), event, 0, "r1")
     assert event == before
     assert '"timestamp":"2026-11-22T05:00:00.000Z"' in row.payload
+
+
+def test_the_row_builder_pickles_and_builds_the_same_rows_on_the_other_side():
+    # Workers get the builder pickled inside the DoFn; everything it resolved from
+    # the contract travels with it.
+    event = _event()
+    copied = pickle.loads(pickle.dumps(to_customer_event))
+    assert copied(_record(), event, 0, "r1") == to_customer_event(_record(), event, 0, "r1")
+    normalised = to_customer_event.normalise(event)
+    assert copied.child_rows(normalised, "r1") == to_customer_event.child_rows(normalised, "r1")
 
 
 def test_composite_splits_rows_and_dead_letters_with_event_timestamps(pipeline):

@@ -1,4 +1,4 @@
-"""Schemas and statements derived from the row types."""
+"""Sinks: pyarrow schemas and tables of row types, Parquet writes, the JDBC target."""
 
 import typing
 
@@ -7,10 +7,8 @@ import pytest
 
 from beam_pipeline import driver
 from beam_pipeline.settings import MissingPasswordError, StackSettings
-from schemas import tables
 from schemas.records import DeadLetter
-from tools.stack import all_tables
-from transforms.sinks import JdbcTarget, arrow_schema, rows_to_table, table_upsert, upsert_statement
+from transforms.sinks import JdbcTarget, arrow_schema, rows_to_table
 
 pytestmark = pytest.mark.unit
 
@@ -47,76 +45,6 @@ def test_rows_become_the_table_arrow_builds_from_their_dicts():
     assert rows_to_table([], schema).num_rows == 0
     with pytest.raises(pa.ArrowInvalid):  # a value of the wrong type is refused, not cast
         rows_to_table([Row("a", "not a number", None, True, None)], schema)
-
-
-def test_upsert_binds_every_field_in_order_and_updates_the_rest():
-    class Row(typing.NamedTuple):
-        record_key: str
-        seq: int
-        payload: str
-        run_id: str
-
-    sql = upsert_statement("proof", Row, ["record_key"], casts={"payload": "jsonb"})
-    assert sql == (
-        "INSERT INTO proof AS t (record_key, seq, payload, run_id) "
-        "VALUES (?, ?, CAST(? AS jsonb), ?) "
-        "ON CONFLICT (record_key) DO UPDATE SET seq = EXCLUDED.seq, payload = EXCLUDED.payload, "
-        "run_id = EXCLUDED.run_id"
-    )
-
-
-def test_a_forward_only_upsert_never_moves_back():
-    class Pane(typing.NamedTuple):
-        window: int
-        count: int
-        pane_index: int
-
-    sql = upsert_statement("panes", Pane, ["window"], forward_only="pane_index")
-    assert sql.endswith(
-        "DO UPDATE SET count = EXCLUDED.count, pane_index = EXCLUDED.pane_index "
-        "WHERE t.pane_index IS NULL OR EXCLUDED.pane_index >= t.pane_index"
-    )
-    with pytest.raises(ValueError, match="forward_only"):
-        upsert_statement("panes", Pane, ["window"], forward_only="nope")
-
-
-def test_a_first_copy_upsert_is_rewritten_only_by_the_same_record_within_a_run():
-    class Event(typing.NamedTuple):
-        event_id: str
-        kafka_topic: str
-        kafka_partition: int
-        kafka_offset: int
-        run_id: str
-
-    sql = upsert_statement("events", Event, ["event_id"], first_copy_only=True)
-    assert sql.endswith(
-        "WHERE t.run_id IS DISTINCT FROM EXCLUDED.run_id OR "
-        "(t.kafka_topic, t.kafka_partition, t.kafka_offset) = "
-        "(EXCLUDED.kafka_topic, EXCLUDED.kafka_partition, EXCLUDED.kafka_offset)"
-    )
-
-    class Pane(typing.NamedTuple):
-        window: int
-        pane_index: int
-
-    with pytest.raises(ValueError, match="first_copy_only needs"):
-        upsert_statement("panes", Pane, ["window"], first_copy_only=True)
-    with pytest.raises(ValueError, match="not both"):
-        upsert_statement(
-            "events", Event, ["event_id"], forward_only="kafka_offset", first_copy_only=True
-        )
-
-
-@pytest.mark.parametrize("table", all_tables(), ids=lambda t: t.name)
-def test_every_table_has_an_upsert_over_its_row_type(table):
-    sql = table_upsert(table)  # with the table's guards, as the graph builds it
-    assert sql.count("?") == len(table.row_type._fields)
-    assert f"ON CONFLICT ({', '.join(table.key_columns)})" in sql
-
-
-def test_upsert_refuses_a_key_that_is_not_a_field():
-    with pytest.raises(ValueError, match="nope"):
-        upsert_statement("t", tables.DEAD_LETTERS.row_type, ["nope"])
 
 
 @pytest.mark.parametrize(
