@@ -37,7 +37,7 @@ from beam_pipeline.java_services import (
     JavaExpansionService,
 )
 from beam_pipeline.kafka_security import ENV as KAFKA_PROPERTIES_ENV
-from beam_pipeline.options import BeamlineOptions, Config, ConfigError, runner_name
+from beam_pipeline.options import BeamlineOptions, Config, ConfigError
 from beam_pipeline.preflight import (
     ServiceUnavailable,
     check_kafka,
@@ -54,6 +54,7 @@ from beam_pipeline.runners import (
     preload_loopback,
     preset_flags,
     runner_flag,
+    runner_name,
 )
 from beam_pipeline.settings import MissingPasswordError, StackSettings
 from schemas.dataset import Dataset

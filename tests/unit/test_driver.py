@@ -73,6 +73,18 @@ def test_help_lists_beamline_and_beam_flags(capsys):
             "add --dataflow_job_file=PATH",
         ),
         (["--kafka_max_records=5", "--detach"], "--detach submits to a Flink cluster"),
+        # Beam's own flags with a value Beam refuses only once the job is built.
+        (
+            ["--runner=Foo", "--kafka_max_records=5"],
+            "--runner=Foo: Beam has no such runner; Beamline runs on DirectRunner, "
+            "PrismRunner, FlinkRunner or DataflowRunner",
+        ),
+        (["--runner=Foo"], "--runner=Foo: Beam has no such runner"),
+        (["--runner=no.such.Runner", "--kafka_max_records=5"], "Beam has no such runner"),
+        (
+            ["--runner=PrismRunner", "--environment_type=FOO"],
+            "--environment_type=FOO: not an environment type; use one of LOOPBACK, DOCKER",
+        ),
         (
             ["--runner=FlinkRunner", "--flink_job_server_jar=/x.jar", "--detach"],
             "--detach submits to a Flink cluster",
@@ -355,3 +367,20 @@ def test_the_default_dedup_ttl_outlasts_the_datasets_windows():
     assert ttl() == 3600  # customer events: windows of 60 s
     assert ttl("--dataset=customers") == 4200  # an hour's window + 10 minutes' lateness
     assert ttl("--dataset=customers", "--dedup_ttl_s=5000") == 5000
+
+
+@pytest.mark.parametrize(
+    "given, name",
+    [
+        (None, "DirectRunner"),
+        ("flink", "FlinkRunner"),
+        ("prismrunner", "PrismRunner"),
+        ("apache_beam.runners.portability.flink_runner.FlinkRunner", "FlinkRunner"),
+        ("Foo", "Foo"),  # refused by check_beam_flags, named as given
+    ],
+)
+def test_a_runner_is_named_as_beam_resolves_it(given, name):
+    # A short name Beam accepts gets the same presets as the class name.
+    from beam_pipeline.runners import runner_name
+
+    assert runner_name(given) == name
