@@ -12,7 +12,7 @@ import dataclasses
 import typing
 import uuid
 
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 import datasets
 from beam_pipeline.identifiers import (
@@ -23,19 +23,15 @@ from beam_pipeline.identifiers import (
     check_topic,
 )
 from beam_pipeline.kafka_security import KafkaSecurity, KafkaSecurityError
+from beam_pipeline.runners import check_beam_flags
 from beam_pipeline.settings import StackSettings
 
 # How far behind the newest Kafka timestamp the watermark trails on a live topic.
 DEFAULT_MAX_DELAY_S = 5.0
 
-__all__ = ["BeamlineOptions", "Config", "ConfigError", "parse_offsets", "runner_name"]
+__all__ = ["BeamlineOptions", "Config", "ConfigError", "parse_offsets"]
 
 _STREAMING_RUNNERS = {"PrismRunner", "FlinkRunner", "DataflowRunner", "PortableRunner"}
-
-
-def runner_name(runner: str | None) -> str:
-    """``--runner``'s value as a class name: ``apache_beam.x.FlinkRunner`` → ``FlinkRunner``."""
-    return (runner or "DirectRunner").rsplit(".", 1)[-1]
 
 
 def parse_offsets(flag: str, text: str) -> dict[int, int]:
@@ -294,7 +290,7 @@ class Config:
     @classmethod
     def from_options(cls, options: PipelineOptions) -> Config:
         opts = options.view_as(BeamlineOptions)
-        runner = runner_name(options.view_as(StandardOptions).runner)
+        runner = check_beam_flags(options)
         try:
             contract = datasets.get(opts.dataset).contract
         except datasets.UnknownDataset as e:

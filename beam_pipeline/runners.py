@@ -41,25 +41,92 @@ is only added when its flag is absent).
 
 from __future__ import annotations
 
+import importlib
 import os
 import pathlib
 import typing
 
+from apache_beam.options.pipeline_options import PortableOptions, StandardOptions
+from apache_beam.portability import common_urns
+
+from beam_pipeline.identifiers import ConfigError
 from beam_pipeline.settings import REPO_ROOT
 
 __all__ = [
     "FLINK_FLAGS",
     "FLINK_JOB_SERVER_VERSION",
     "PRISM_BINARY",
+    "RUNNERS",
     "RUNNER_PRESETS",
     "RunnerSetupError",
+    "check_beam_flags",
     "flink_cluster_master",
     "flink_job_server_jar",
     "loopback_preload",
     "preload_loopback",
     "preset_flags",
     "runner_flag",
+    "runner_name",
 ]
+
+# The runners Beamline runs on (README, "Runners"): what a bad --runner is told to use.
+RUNNERS = ("DirectRunner", "PrismRunner", "FlinkRunner", "DataflowRunner")
+
+# Beam's runners by lower-case class name, as Beam resolves a --runner value.
+_BEAM_RUNNERS = {name.lower(): name for name in StandardOptions.KNOWN_RUNNER_NAMES}
+
+# The --environment_type values Beam's portable runners accept besides a beam:env: URN.
+_ENVIRONMENT_TYPES = (
+    "LOOPBACK",
+    *(name for name in vars(common_urns.environments) if name.isupper()),
+)
+
+
+def runner_name(runner: str | None) -> str:
+    """``--runner``'s value as the class name Beam resolves it to: ``flink``,
+    ``FlinkRunner`` and ``apache_beam.runners.portability.flink_runner.FlinkRunner``
+    are all ``FlinkRunner``; a name Beam does not know keeps its last dotted part."""
+    name = (runner or StandardOptions.DEFAULT_RUNNER).rsplit(".", 1)[-1]
+    return _BEAM_RUNNERS.get(name.lower()) or _BEAM_RUNNERS.get(f"{name.lower()}runner") or name
+
+
+def _runner_exists(runner: str) -> bool:
+    """Whether Beam can create ``runner``: a runner it knows by name, or the fully
+    qualified name of a class that can be imported."""
+    if "." not in runner:
+        return runner_name(runner) in _BEAM_RUNNERS.values()
+    module, _, name = runner.rpartition(".")
+    try:
+        return isinstance(getattr(importlib.import_module(module), name), type)
+    except (ImportError, AttributeError, ValueError):
+        return False
+
+
+def check_beam_flags(options) -> str:
+    """Checks the values of Beam's own flags that Beam would only refuse with a
+    traceback once the job is built (``--runner``, ``--environment_type``); returns
+    the runner's class name.
+
+    Raises:
+      ConfigError: naming the flag, its value and the values one can use.
+    """
+    runner = options.view_as(StandardOptions).runner
+    if runner is not None and not _runner_exists(runner):
+        raise ConfigError(
+            f"--runner={runner}: Beam has no such runner; Beamline runs on "
+            f"{', '.join(RUNNERS[:-1])} or {RUNNERS[-1]}"
+        )
+    environment = options.view_as(PortableOptions).environment_type
+    if environment and not (
+        environment in _ENVIRONMENT_TYPES or environment.startswith("beam:env:")
+    ):
+        raise ConfigError(
+            f"--environment_type={environment}: not an environment type; use one of "
+            f"{', '.join(_ENVIRONMENT_TYPES)} or a beam:env: URN (the runner presets "
+            "choose one when the flag is absent)"
+        )
+    return runner_name(runner)
+
 
 # Where `go install …/cmd/prism@v<beam>` puts the binary (run_local.sh setup), and
 # where Beam's own Prism runner looks for a Go-installed binary.

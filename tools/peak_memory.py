@@ -20,9 +20,20 @@ import subprocess
 import sys
 import time
 
-__all__ = ["main", "tree_rss"]
+__all__ = ["main", "proc_stat", "tree_rss"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (field 3, the state,
+    onwards), or ``None`` when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # The name may hold spaces and parentheses: the fields start after the last ')'.
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
 
 
 def _children() -> dict[int, list[int]]:
@@ -30,14 +41,10 @@ def _children() -> dict[int, list[int]]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
+        fields = proc_stat(int(entry))
+        if fields is None:
             continue
-        # The name may hold spaces and parentheses: the fields start after the last ')'.
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        tree[parent].append(int(entry))
+        tree[int(fields[1])].append(int(entry))  # field 4: the parent's pid
     return tree
 
 

@@ -25,6 +25,7 @@ import tempfile
 import time
 import typing
 
+from beam_pipeline.dataflow import dry_run_command
 from beam_pipeline.settings import REPO_ROOT, StackSettings
 from tools import ledger
 
@@ -234,20 +235,7 @@ def build_dataflow(settings: StackSettings) -> dict:
         job_file = pathlib.Path(folder) / "job.json"
         started = time.monotonic()
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "run",
-                "--runner=DataflowRunner",
-                "--project=beamline-demo",
-                "--region=europe-west1",
-                "--temp_location=gs://beamline-demo-tmp/tmp",
-                "--output_dir=gs://beamline-demo-data/runs",
-                "--kafka_bootstrap_servers=10.128.0.5:9092",
-                "--run_id=matrix",
-                "--dry_run=True",
-                f"--dataflow_job_file={job_file}",
-            ],
+            dry_run_command(job_file, "matrix"),
             cwd=REPO_ROOT,
             check=True,
             capture_output=True,

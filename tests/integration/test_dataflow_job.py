@@ -13,13 +13,13 @@ import binascii
 import contextlib
 import json
 import subprocess
-import sys
 
 import apache_beam
 import pytest
 from apache_beam.internal import pickler
 from apache_beam.portability.api import beam_runner_api_pb2
 
+from beam_pipeline.dataflow import dry_run_command
 from beam_pipeline.java_services import staged_classpath
 from beam_pipeline.settings import REPO_ROOT
 from datasets.customer_events import DATASET
@@ -36,20 +36,7 @@ def job(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dataflow")
     job_file = folder / "job.json"
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "run",
-            "--runner=DataflowRunner",
-            "--project=beamline-demo",
-            "--region=europe-west1",
-            "--temp_location=gs://beamline-demo-tmp/tmp",
-            f"--output_dir={OUTPUT}",
-            "--kafka_bootstrap_servers=10.128.0.5:9092",
-            "--run_id=df_test",
-            "--dry_run=True",
-            f"--dataflow_job_file={job_file}",
-        ],
+        dry_run_command(job_file, "df_test", output_dir=OUTPUT),
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -5,8 +5,11 @@ import json
 import pytest
 
 from schemas.records import KafkaRecord
-from tools.bench import BeamlineRun, baseline_problems, build_figures, render, verdict
-from tools.bench_baselines import RecordStep, copy_text, run_memory_baseline
+from tools.bench_baselines import copy_text, run_memory_baseline
+from tools.bench_measure import BeamlineRun
+from tools.bench_report import build_figures, render
+from tools.bench_run import baseline_problems, verdict
+from tools.bench_step import RecordStep
 from tools.event_producer import generate
 from tools.reconcile import Check
 
@@ -204,12 +207,12 @@ def test_render_ends_in_exactly_one_json_line_with_every_figure():
 
 def test_beamline_runs_on_the_chosen_runner_with_the_users_extra_flags(tmp_path):
     from beam_pipeline.settings import StackSettings
-    from tools import bench
+    from tools import bench, bench_run
 
     parser = bench._parser(StackSettings.from_env({"BEAMLINE_HOME": str(tmp_path)}))
     args = bench.parse_args(parser, ["--runner", "flink", "--streaming"])
     report = {"offsets_before": {"0": 5}, "offsets_after": {"0": 9}}
-    command = bench._beamline_command(args, "r1", "bench_r1", report)
+    command = bench_run.beamline_command(args, "r1", "bench_r1", report)
     assert command[1:4] == ["-m", "run", "--runner=FlinkRunner"]
     assert "--kafka_start_offsets=0=5" in command and "--kafka_stop_offsets=0=9" in command
     assert command[-1] == "--streaming"

@@ -4,6 +4,8 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipeline import driver
+from beam_pipeline.earlier_parquet import set_aside_earlier_parquet, settle_earlier_parquet
+from beam_pipeline.job_wait import wait_for_job
 from beam_pipeline.options import Config, ConfigError
 
 pytestmark = pytest.mark.unit
@@ -73,6 +75,18 @@ def test_help_lists_beamline_and_beam_flags(capsys):
             "add --dataflow_job_file=PATH",
         ),
         (["--kafka_max_records=5", "--detach"], "--detach submits to a Flink cluster"),
+        # Beam's own flags with a value Beam refuses only once the job is built.
+        (
+            ["--runner=Foo", "--kafka_max_records=5"],
+            "--runner=Foo: Beam has no such runner; Beamline runs on DirectRunner, "
+            "PrismRunner, FlinkRunner or DataflowRunner",
+        ),
+        (["--runner=Foo"], "--runner=Foo: Beam has no such runner"),
+        (["--runner=no.such.Runner", "--kafka_max_records=5"], "Beam has no such runner"),
+        (
+            ["--runner=PrismRunner", "--environment_type=FOO"],
+            "--environment_type=FOO: not an environment type; use one of LOOPBACK, DOCKER",
+        ),
         (
             ["--runner=FlinkRunner", "--flink_job_server_jar=/x.jar", "--detach"],
             "--detach submits to a Flink cluster",
@@ -231,7 +245,7 @@ def test_a_flink_cluster_gets_the_stacks_workers_not_the_driver():
 
 
 def test_a_missing_flink_cluster_is_one_clear_line(capsys, monkeypatch):
-    from beam_pipeline import preflight
+    from beam_pipeline import flink_run, preflight
 
     monkeypatch.setattr(driver, "check_kafka", lambda *_: None)
     monkeypatch.setattr(driver, "check_postgres", lambda *_: None)
@@ -240,7 +254,7 @@ def test_a_missing_flink_cluster_is_one_clear_line(capsys, monkeypatch):
     def refused(address, what):
         raise preflight.ServiceUnavailable(f"{what} does not answer at {address} (refused): x")
 
-    monkeypatch.setattr(driver, "check_listening", refused)
+    monkeypatch.setattr(flink_run, "check_listening", refused)
     argv = ["--runner=FlinkRunner", "--flink_master=127.0.0.1:1", "--kafka_max_records=5"]
     assert driver.main([*argv, "--flink_job_server_jar=/x.jar"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -281,7 +295,7 @@ def test_the_wait_outlives_the_job_services_stream_deadline():
     # Beam's state stream ends with DEADLINE_EXCEEDED after --job_server_timeout; the
     # driver must keep waiting on the job's state, not call a running job cancelled.
     result = _StreamingResult(running_polls=2)
-    state = driver._wait(result, None, dict, 3600, 0.0)
+    state = wait_for_job(result, None, dict, 3600, 0.0)
     assert state == "DONE" and not result.cancelled
 
 
@@ -316,14 +330,14 @@ def test_a_batch_rerun_replaces_the_earlier_parquet_files(tmp_path):
     for name in ("events/part-00000-of-00002", "events/part-00001-of-00002", "dead_letters/x"):
         (prefix / f"{name}.parquet").parent.mkdir(parents=True, exist_ok=True)
         (prefix / f"{name}.parquet").write_text("earlier")
-    aside = driver.set_aside_earlier_parquet(prefix, OUTPUTS)
+    aside = set_aside_earlier_parquet(prefix, OUTPUTS)
     assert _parquet_files(prefix) == [
         ".replaced/dead_letters/x.parquet",
         ".replaced/events/part-00000-of-00002.parquet",
         ".replaced/events/part-00001-of-00002.parquet",
     ]
     (prefix / "events/part-00000-of-00001.parquet").write_text("new")  # the re-run's one shard
-    driver.settle_earlier_parquet(aside, replaced=True)
+    settle_earlier_parquet(aside, replaced=True)
     assert _parquet_files(prefix) == ["events/part-00000-of-00001.parquet"]
 
 
@@ -333,19 +347,19 @@ def test_a_failed_rerun_puts_the_earlier_files_back(tmp_path):
     (prefix / partitioned).parent.mkdir(parents=True)
     (prefix / "events/part-00000-of-00001.parquet").write_text("earlier")
     (prefix / partitioned).write_text("earlier, partitioned")
-    aside = driver.set_aside_earlier_parquet(prefix, OUTPUTS)
+    aside = set_aside_earlier_parquet(prefix, OUTPUTS)
     assert _parquet_files(prefix) == [
         ".replaced/events/part-00000-of-00001.parquet",
         f".replaced/{partitioned}",
     ]
-    driver.settle_earlier_parquet(aside, replaced=False)
+    settle_earlier_parquet(aside, replaced=False)
     assert _parquet_files(prefix) == ["events/part-00000-of-00001.parquet", partitioned]
     assert (prefix / "events/part-00000-of-00001.parquet").read_text() == "earlier"
     assert (prefix / partitioned).read_text() == "earlier, partitioned"
 
 
 def test_nothing_to_set_aside_on_a_first_run(tmp_path):
-    assert driver.set_aside_earlier_parquet(tmp_path / "new-run", OUTPUTS) is None
+    assert set_aside_earlier_parquet(tmp_path / "new-run", OUTPUTS) is None
 
 
 def test_the_default_dedup_ttl_outlasts_the_datasets_windows():
@@ -355,3 +369,20 @@ def test_the_default_dedup_ttl_outlasts_the_datasets_windows():
     assert ttl() == 3600  # customer events: windows of 60 s
     assert ttl("--dataset=customers") == 4200  # an hour's window + 10 minutes' lateness
     assert ttl("--dataset=customers", "--dedup_ttl_s=5000") == 5000
+
+
+@pytest.mark.parametrize(
+    "given, name",
+    [
+        (None, "DirectRunner"),
+        ("flink", "FlinkRunner"),
+        ("prismrunner", "PrismRunner"),
+        ("apache_beam.runners.portability.flink_runner.FlinkRunner", "FlinkRunner"),
+        ("Foo", "Foo"),  # refused by check_beam_flags, named as given
+    ],
+)
+def test_a_runner_is_named_as_beam_resolves_it(given, name):
+    # A short name Beam accepts gets the same presets as the class name.
+    from beam_pipeline.runners import runner_name
+
+    assert runner_name(given) == name

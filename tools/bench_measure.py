@@ -1,0 +1,204 @@
+"""The bench's measurement of one Beamline run: a subprocess tree sampled from ``/proc``.
+
+Every 0.5 s it reads the CPU seconds of each process of the run's tree, the sum of
+their resident memory, and whether the run has a first row in PostgreSQL yet; the
+Kafka and PostgreSQL servers' CPU is read before and after.  Linux only (``/proc``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pathlib
+import subprocess
+import threading
+import time
+
+import psycopg2
+
+from beam_pipeline.settings import REPO_ROOT, StackSettings
+from datasets.customer_events import DATASET
+from schemas import tables
+from tools.peak_memory import proc_stat, tree_rss
+
+__all__ = ["SAMPLE_EVERY_S", "BeamlineRun", "run_beamline"]
+
+_LOG = logging.getLogger(__name__)
+
+SAMPLE_EVERY_S = 0.5
+_TICK = os.sysconf("SC_CLK_TCK")
+_MIB = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class BeamlineRun:
+    """How one Beamline subprocess went.
+
+    Attributes:
+      exit_code: the subprocess's.
+      wall_s: launch to exit.
+      first_row_s: launch to the first row of the run in PostgreSQL, or None.
+      cpu_s: ``"<process> [pid]"`` → utime + stime at its last sample (a process's
+        last ≤ 0.5 s are missed when it ends between samples).
+      tree_cpu_s: the subprocess and every descendant it waited for, from
+        ``wait4``'s resource usage: exact, the total the samples approximate.
+      peak_rss_mib: the largest sum of the tree's resident memory over the samples.
+      services_cpu_s: ``kafka``/``postgres`` → CPU seconds the server used during
+        the run (after − before), or None when its process was not found.
+    """
+
+    exit_code: int
+    wall_s: float
+    first_row_s: float | None
+    cpu_s: dict
+    tree_cpu_s: float
+    peak_rss_mib: float
+    services_cpu_s: dict
+
+
+def run_beamline(
+    command: list[str], settings: StackSettings, run_id: str, log_path: pathlib.Path
+) -> BeamlineRun:
+    """Runs ``command`` (from the repository's root) and measures it; its output goes
+    to ``log_path``.  ``run_id`` is the run whose first row the probe looks for.
+    Interrupted (Ctrl-C), it terminates the subprocess before re-raising."""
+    services = _service_pids(settings)
+    before = {name: _server_cpu_s(pid) for name, pid in services.items()}
+    probe = _FirstRow(settings, run_id)
+    cpu: dict[int, tuple[str, float]] = {}
+    peak = [0]
+    first_row: list[float] = []
+    stop = threading.Event()
+    with open(log_path, "wb") as log:
+        started = time.monotonic()
+        child = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+    def sample() -> None:
+        while True:
+            now = time.monotonic()
+            tree = tree_rss(child.pid)
+            peak[0] = max(peak[0], sum(rss for _, rss in tree.values()))
+            for pid, (name, _) in tree.items():
+                used = _cpu_s(pid)
+                if used is not None:
+                    cpu[pid] = (name, used)
+            if not first_row:
+                try:
+                    if probe():
+                        first_row.append(now - started)
+                except psycopg2.Error as e:  # a probe must never stop the measurement
+                    _LOG.debug("first-row probe failed: %s", e)
+            if stop.wait(max(0.0, SAMPLE_EVERY_S - (time.monotonic() - now))):
+                return
+
+    sampler = threading.Thread(target=sample, name="bench-sampler", daemon=True)
+    sampler.start()
+    try:
+        _, status, usage = os.wait4(child.pid, 0)
+    except BaseException:
+        child.terminate()
+        child.wait(60)
+        raise
+    finally:
+        ended = time.monotonic()
+        stop.set()
+        sampler.join(10)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    after = {name: _server_cpu_s(pid) for name, pid in services.items()}
+    try:
+        if not first_row and probe():
+            first_row.append(ended - started)  # rows landed after the last sample
+    finally:
+        probe.close()
+    return BeamlineRun(
+        exit_code=child.returncode,
+        wall_s=ended - started,
+        first_row_s=first_row[0] if first_row else None,
+        cpu_s={f"{name} [{pid}]": used for pid, (name, used) in cpu.items()},
+        tree_cpu_s=usage.ru_utime + usage.ru_stime,
+        peak_rss_mib=peak[0] / _MIB,
+        services_cpu_s={
+            name: None
+            if before[name] is None or after[name] is None
+            else after[name] - before[name]
+            for name in services
+        },
+    )
+
+
+def _cpu_s(pid: int, reaped_children: bool = False) -> float | None:
+    """utime + stime of ``pid`` in seconds (and of its reaped children, if asked)."""
+    fields = proc_stat(pid)
+    if fields is None:
+        return None
+    # After the name: state(3) ppid(4) … utime(14) stime(15) cutime(16) cstime(17).
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / _TICK
+
+
+def _find_pid(pidfile: pathlib.Path, needle: str) -> int | None:
+    """The pid in the first line of ``pidfile``, else a process whose command line
+    holds ``needle`` (``/proc``)."""
+    try:
+        pid = int(pidfile.read_text().split()[0])
+        if proc_stat(pid) is not None:
+            return pid
+    except (OSError, ValueError, IndexError):
+        pass
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if needle in cmdline:
+            return int(entry)
+    return None
+
+
+def _server_cpu_s(pid: int | None) -> float | None:
+    """CPU seconds a server has used so far: the process, its reaped children (a
+    PostgreSQL backend that ended) and its live descendants."""
+    if pid is None:
+        return None
+    total = _cpu_s(pid, reaped_children=True)
+    if total is None:
+        return None
+    for child in tree_rss(pid):
+        if child != pid:
+            total += _cpu_s(child) or 0.0
+    return total
+
+
+def _service_pids(settings: StackSettings) -> dict[str, int | None]:
+    pg_data = settings.home / "postgres" / "data"
+    return {
+        "kafka": _find_pid(settings.home / "kafka" / "kafka.pid", "kafka.Kafka"),
+        "postgres": _find_pid(pg_data / "postmaster.pid", f"-D {pg_data}"),
+    }
+
+
+class _FirstRow:
+    """Whether the run has any row yet in any of the pipeline's PostgreSQL tables."""
+
+    def __init__(self, settings: StackSettings, run_id: str):
+        self._run_id = run_id
+        self._sql = "SELECT " + " OR ".join(
+            f"EXISTS (SELECT 1 FROM {t.name} WHERE run_id = %(run)s)"
+            for t in (*DATASET.tables.all(), *tables.SHARED)
+        )
+        self._connection = psycopg2.connect(**settings.psycopg2_kwargs())
+        self._connection.set_session(readonly=True, autocommit=True)
+
+    def __call__(self) -> bool:
+        with self._connection.cursor() as cur:
+            cur.execute(self._sql, {"run": self._run_id})
+            return bool(cur.fetchone()[0])
+
+    def close(self) -> None:
+        self._connection.close()
