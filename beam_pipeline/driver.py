@@ -225,38 +225,44 @@ def _run(
         if config.unbounded or config.detach or output_prefix.startswith("gs://")
         else set_aside_earlier_parquet(pathlib.Path(output_prefix), dataset.parquet_outputs())
     )
-    with contextlib.ExitStack() as services:
-        cluster = flink_cluster_master(argv) if config.runner == "FlinkRunner" else None
-        try:
-            expansion_service = _expansion_service(config, cluster, services, settings)
-        except (ExpansionServiceError, ServiceUnavailable) as e:
-            print_error(str(e))
-            return 1
-        loopback_servers.install()  # Beam's local gRPC servers: 127.0.0.1, not every interface
-        pipeline = beam.Pipeline(options=options)
-        build_job_graph(pipeline, config, dataset, target, expansion_service)
-        _LOG.info("run %s: reading %s on the %s", config.run_id, config.kafka_topic, config.runner)
-        result = pipeline.run()
-        if config.detach:
-            return detached(cluster, options.get_all_options()["job_name"], config.run_id)
-        if config.unbounded:
-            print(
-                f"run {config.run_id}: streaming from {config.kafka_topic} on the "
-                f"{config.runner}; Ctrl-C stops it",
-                flush=True,
+    state = "FAILED"  # until the job says otherwise
+    try:
+        with contextlib.ExitStack() as services:
+            cluster = flink_cluster_master(argv) if config.runner == "FlinkRunner" else None
+            try:
+                expansion_service = _expansion_service(config, cluster, services, settings)
+            except (ExpansionServiceError, ServiceUnavailable) as e:
+                print_error(str(e))
+                return 1
+            loopback_servers.install()  # Beam's local gRPC servers: 127.0.0.1, not every interface
+            pipeline = beam.Pipeline(options=options)
+            build_job_graph(pipeline, config, dataset, target, expansion_service)
+            _LOG.info(
+                "run %s: reading %s on the %s", config.run_id, config.kafka_topic, config.runner
             )
-        state = wait_for_job(
-            result,
-            config.duration_s,
-            functools.partial(rows_so_far, settings, dataset, config.run_id),
-            config.progress_every_s,
-            started,
-        )
-        if cluster:
-            cancel_cluster_job(cluster, options.get_all_options()["job_name"])
-        counts = run_counts(result, settings, dataset, config.run_id, config.unbounded)
-    if earlier is not None:
-        settle_earlier_parquet(earlier, replaced=state == "DONE")
+            result = pipeline.run()
+            if config.detach:
+                return detached(cluster, options.get_all_options()["job_name"], config.run_id)
+            if config.unbounded:
+                print(
+                    f"run {config.run_id}: streaming from {config.kafka_topic} on the "
+                    f"{config.runner}; Ctrl-C stops it",
+                    flush=True,
+                )
+            state = wait_for_job(
+                result,
+                config.duration_s,
+                functools.partial(rows_so_far, settings, dataset, config.run_id),
+                config.progress_every_s,
+                started,
+            )
+            if cluster:
+                cancel_cluster_job(cluster, options.get_all_options()["job_name"])
+            counts = run_counts(result, settings, dataset, config.run_id, config.unbounded)
+    finally:
+        # A run that never started, or failed, puts the earlier files back.
+        if earlier is not None:
+            settle_earlier_parquet(earlier, replaced=state == "DONE")
     # The run id was checked to be one plain folder name; this says so again before
     # anything is removed.
     state_dir = _checkpoint_dir(settings, config.run_id)

@@ -386,3 +386,23 @@ def test_a_runner_is_named_as_beam_resolves_it(given, name):
     from beam_pipeline.runners import runner_name
 
     assert runner_name(given) == name
+
+
+def test_a_run_that_never_starts_puts_the_earlier_parquet_files_back(tmp_path, monkeypatch):
+    from beam_pipeline.java_services import ExpansionServiceError
+
+    monkeypatch.setattr(driver, "check_kafka", lambda *_: None)
+    monkeypatch.setattr(driver, "check_postgres", lambda *_: None)
+    monkeypatch.setattr(driver, "jdbc_target", lambda *_: None)
+
+    def no_service(*_):
+        raise ExpansionServiceError("the expansion service did not start")
+
+    monkeypatch.setattr(driver, "_expansion_service", no_service)
+    earlier = tmp_path / "r1" / "customer_events" / "part-00000-of-00001.parquet"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text("earlier")
+    argv = ["--run_id=r1", f"--output_dir={tmp_path}", "--kafka_max_records=5"]
+    assert driver.main(argv) == 1
+    assert earlier.read_text() == "earlier"
+    assert not (tmp_path / "r1" / ".replaced").exists()
