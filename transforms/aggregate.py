@@ -47,7 +47,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
-from transforms import keyed_bundles, state_weight
+from runner_patches import keyed_bundles, state_weight
 
 __all__ = ["LATE_TAG", "LateArrival", "CountPerWindow", "ON_TIME", "LATE"]
 
