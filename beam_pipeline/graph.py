@@ -53,6 +53,7 @@ __all__ = [
     "Outputs",
     "Sinks",
     "build_graph",
+    "late_dead_letter",
     "production_sinks",
 ]
 
