@@ -1,8 +1,9 @@
 """Packaging shim for Beamline.
 
 Beam stages this file to workers with ``--setup_file=./setup.py``: it installs the
-four packages a worker runs (``beam_pipeline``, ``datasets``, ``transforms``,
-``schemas``) with the schema files as package data, and their dependencies.  The operator's tools
+five packages a worker runs (``beam_pipeline``, ``datasets``, ``transforms``,
+``runner_patches``, ``schemas``) with the schema files as package data, and their
+dependencies.  The operator's tools
 (``tools/``: the main job, the reconciliation, the stack, the producers, the bench)
 are not packaged, so they never reach a worker; they run from the checkout, and the
 ``tools`` extra holds what only they need (Faker).  Tool configuration lives in
@@ -45,7 +46,7 @@ setuptools.setup(
     description="A streaming data pipeline on Apache Beam: Kafka to Parquet and PostgreSQL.",
     python_requires=">=3.10",
     packages=setuptools.find_packages(
-        include=["beam_pipeline*", "datasets*", "transforms*", "schemas*"]
+        include=["beam_pipeline*", "datasets*", "transforms*", "runner_patches*", "schemas*"]
     ),
     package_data={"schemas": ["*.json", "*.avsc", "sql/*.sql"]},
     install_requires=REQUIRED,

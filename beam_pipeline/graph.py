@@ -7,10 +7,10 @@
       → ConformToSinks ──────┘
       → Deduplicate ──────────── duplicate log (each dropped copy + the kept copy's offset)
       → events ───────────────── the main table's sinks
-               └── ToChildRows ─── one output per child table (an array's items)
+               └── ExplodeChildRows ── one output per child table (an array's items)
       → CountPerWindow ───────── the aggregate's sinks (events per key per window, per pane)
                        └──────── late lane: dead letters with stage ``late``
-    every stage's records ─────── stage counts (records per window per stage, per pane)
+    every stage's records ─ CountStages ─ stage counts (records per window per stage, per pane)
 
 Every row, key and table comes from the dataset's contract (``schemas.dataset``):
 the graph names no dataset's fields.  ``build_graph`` takes the dataset, the source
@@ -27,32 +27,25 @@ raw bytes and the key; the sinks receive the rows alone.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import functools
-import json
 import typing
 
 import apache_beam as beam
-from apache_beam.transforms.window import TimestampedValue
 
 from schemas import tables
 from schemas.dataset import Dataset
-from schemas.records import (
-    DEAD_LETTER_TAG,
-    DeadLetter,
-    Duplicate,
-    KafkaRecord,
-    StageCount,
-    dead_letter,
-)
+from schemas.records import DEAD_LETTER_TAG, DeadLetter, Duplicate, KafkaRecord, dead_letter
 from schemas.sql import table_upsert
-from transforms.aggregate import LATE_TAG, CountPerWindow, LateArrival
+from schemas.values import format_timestamp
+from transforms.aggregate import LATE_STAGE, LATE_TAG, CountPerWindow, LateArrival
+from transforms.child_rows import ExplodeChildRows
 from transforms.conform import ConformToSinks
 from transforms.decode import Decode, decoder_for
 from transforms.dedup import DUPLICATES_TAG, DeduplicateById
 from transforms.kafka_io import WriteDeadLettersToKafka
 from transforms.normalise import NormaliseEvents, json_may_hold_nul
 from transforms.sinks import JdbcTarget, WriteParquetFiles, WriteToPostgres
+from transforms.stage_counts import CountStages
 from transforms.validate import ValidateEvents
 
 __all__ = [
@@ -61,6 +54,7 @@ __all__ = [
     "Outputs",
     "Sinks",
     "build_graph",
+    "late_dead_letter",
     "production_sinks",
 ]
 
@@ -68,7 +62,6 @@ Sink = typing.Mapping[str, beam.PTransform]
 
 # Dead letters also go to this topic: the raw message, and the reason as headers.
 DEAD_LETTER_TOPIC = "dead_letters"
-LATE_STAGE = "late"
 LATE_REASON = "after_window_closed"
 
 
@@ -127,14 +120,13 @@ class Outputs:
     stage_counts: beam.PCollection  # of StageCount: one per pane, in the global window
 
 
-def _iso(ms: int) -> str:
-    """``ms`` as ISO-8601 UTC; outside datetime's years 1-9999 (a window can start
-    before year 1), as milliseconds since the epoch instead."""
+def _instant(ms: int) -> str:
+    """``ms`` as ``format_timestamp`` writes it; outside datetime's years 1-9999 (a
+    window can start before year 1), as milliseconds since the epoch instead."""
     try:
-        moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
-    except (OverflowError, ValueError, OSError):
+        return format_timestamp(ms)
+    except OverflowError:
         return f"{ms} ms since the epoch"
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def late_dead_letter(
@@ -148,26 +140,12 @@ def late_dead_letter(
     ``updated_at_ms``)."""
     record, row = arrival.element
     detail = (
-        f"event time {_iso(getattr(row, time_column))} is in window "
-        f"[{_iso(arrival.window_start_ms)}, {_iso(arrival.window_end_ms)}), which closed "
-        f"when the watermark passed {_iso(arrival.closed_at_ms)} (allowed lateness "
+        f"event time {_instant(getattr(row, time_column))} is in window "
+        f"[{_instant(arrival.window_start_ms)}, {_instant(arrival.window_end_ms)}), which closed "
+        f"when the watermark passed {_instant(arrival.closed_at_ms)} (allowed lateness "
         f"{allowed_lateness_s} s); the event is in the events table but in no window count"
     )
     return dead_letter(record, LATE_STAGE, LATE_REASON, detail, run_id)
-
-
-def to_stage_count(
-    stage: str,
-    count: int,
-    start_ms: int,
-    end_ms: int,
-    pane_index: int,
-    timing: str,
-    run_id: str,
-    dataset: str,
-) -> StageCount:
-    """The ``StageCount`` row of one pane (``CountPerWindow``'s ``to_row``)."""
-    return StageCount(start_ms, end_ms, stage, count, pane_index, timing, run_id, dataset)
 
 
 def _of_dataset(row, dataset: str):
@@ -178,70 +156,6 @@ def _of_dataset(row, dataset: str):
 def _row(pair: tuple[KafkaRecord, typing.Any]):
     """A ``(KafkaRecord, row)`` pair's row."""
     return pair[1]
-
-
-def _stage_key(letter: DeadLetter) -> str:
-    return LATE_STAGE if letter.stage == LATE_STAGE else f"dead_letter:{letter.stage}"
-
-
-def _count_stages(
-    dataset: str, params: GraphParams, records, valid, duplicates, dead_letters
-) -> beam.PCollection:
-    """Records per stage per window of their Kafka timestamp (which the producer sets
-    to the event time), so a dashboard compares a window's read, valid, duplicate,
-    late and dead-lettered records."""
-
-    def at(stage_of, time_of):
-        return lambda x: TimestampedValue(stage_of(x), time_of(x) / 1000)
-
-    by_stage = (
-        records | "ReadAtKafkaTime" >> beam.Map(at(lambda _: "read", lambda r: r.timestamp_ms)),
-        valid
-        | "ValidAtKafkaTime" >> beam.Map(at(lambda _: "valid", lambda pair: pair[0].timestamp_ms)),
-        duplicates
-        | "DuplicateAtKafkaTime"
-        >> beam.Map(at(lambda _: "duplicate", lambda d: d.kafka_timestamp_ms)),
-        dead_letters
-        | "DeadLetterAtKafkaTime" >> beam.Map(at(_stage_key, lambda d: d.kafka_timestamp_ms)),
-    ) | "CollectStages" >> beam.Flatten()
-    counted = by_stage | "CountStages" >> CountPerWindow(
-        lambda stage: stage,
-        params.window_size_s,
-        functools.partial(to_stage_count, run_id=params.run_id, dataset=dataset),
-        StageCount,
-        allowed_lateness_s=max(params.allowed_lateness_s, 2 * params.dedup_ttl_s),
-        combine_in_bundle=True,
-    )
-    return counted.counts | "AsStageCounts" >> beam.Map(lambda c: c).with_output_types(StageCount)
-
-
-class _ChildRowsFn(beam.DoFn):
-    """A kept event's row → its child rows, each to its table's tagged output."""
-
-    def __init__(self, dataset: Dataset, run_id: str):
-        self._to_row = dataset.to_row
-        self._run_id = run_id
-
-    def process(self, row):
-        # The payload is the normalised event (RowBuilder wrote it).
-        for table, rows in self._to_row.child_rows(json.loads(row.payload), self._run_id).items():
-            for child in rows:
-                yield beam.pvalue.TaggedOutput(table, child)
-
-
-def _child_rows(dataset: Dataset, events, run_id: str) -> dict[str, beam.PCollection]:
-    """One PCollection per child table of the contract: the items of the kept events."""
-    row_types = dataset.contract.child_row_types()
-    if not row_types:
-        return {}
-    fanned = events | "ToChildRows" >> beam.ParDo(_ChildRowsFn(dataset, run_id)).with_outputs(
-        *row_types
-    )
-    return {
-        table: fanned[table]
-        | f"As{row_type.__name__}" >> beam.Map(lambda r: r).with_output_types(row_type)
-        for table, row_type in row_types.items()
-    }
 
 
 def build_graph(
@@ -308,16 +222,33 @@ def build_graph(
     duplicates = deduplicated[DUPLICATES_TAG] | "StampDuplicates" >> beam.Map(
         _of_dataset, dataset.name
     ).with_output_types(Duplicate)
+    child_row_types = contract.child_row_types()
+    children = (
+        events
+        | "ExplodeChildRows" >> ExplodeChildRows(dataset.to_row.child_rows, child_row_types, run_id)
+        if child_row_types
+        else {}
+    )
+    # Stage counts keep their windows open for twice the dedup TTL (GraphParams).
+    stage_counts = (
+        records,
+        conformed.rows,
+        duplicates,
+        dead_letters,
+    ) | "CountStages" >> CountStages(
+        params.window_size_s,
+        max(params.allowed_lateness_s, 2 * params.dedup_ttl_s),
+        run_id,
+        dataset.name,
+    )
     outputs = Outputs(
         records=records,
-        children=_child_rows(dataset, events, run_id),
+        children=children,
         events=events,
         counts=counts,
         dead_letters=dead_letters,
         duplicates=duplicates,
-        stage_counts=_count_stages(
-            dataset.name, params, records, conformed.rows, duplicates, dead_letters
-        ),
+        stage_counts=stage_counts,
     )
     for field in dataclasses.fields(Sinks):
         if field.name == "children":

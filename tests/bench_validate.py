@@ -98,7 +98,7 @@ def main() -> None:
 
     from datasets.customer_events import load_schema
     from tests.unit.test_validate import valid_event
-    from transforms.validate import compile_schema
+    from transforms.schema_check import compile_schema
 
     schema = load_schema()
     validator = Draft7Validator(schema)

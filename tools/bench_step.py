@@ -43,7 +43,7 @@ from datasets.customer_events import (
     to_customer_event,
 )
 from schemas.records import Duplicate, KafkaRecord, dead_letter
-from transforms import conform, decode, normalise, validate
+from transforms import conform, decode, normalise, schema_check, validate
 
 __all__ = ["Outcome", "RecordStep"]
 
@@ -131,7 +131,7 @@ class RecordStep:
         self._decoder = decode.decoder_for(CONTRACT, value_format)
         # As the graph passes it to NormaliseEvents: the raw-bytes scan for JSON only.
         self._may_hold_nul = normalise.json_may_hold_nul if value_format == "json" else None
-        self._is_valid = validate.compile_schema(schema)
+        self._is_valid = schema_check.compile_schema(schema)
         self._validator = Draft7Validator(schema)
         # Resolved once per table, as ConformToSinks does per worker.
         self._rules = conform._rules(DATASET.tables.main)

@@ -47,13 +47,16 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
-from transforms import keyed_bundles, state_weight
+from runner_patches import keyed_bundles, state_weight
 
-__all__ = ["LATE_TAG", "LateArrival", "CountPerWindow", "ON_TIME", "LATE"]
+__all__ = ["LATE_STAGE", "LATE_TAG", "LateArrival", "CountPerWindow", "ON_TIME", "LATE"]
 
+# The tag of CountPerWindow's late lane: a LateArrival per record of closed windows.
 LATE_TAG = "late"
+# The dead-letter stage of a late arrival (a valid event that is in no window count).
+LATE_STAGE = "late"
 
-# Pane timings, as Beam names them (PaneInfoTiming), lower case.
+# Pane timings, as Beam names them (PaneInfoTiming), lower case: a pane row's timing.
 ON_TIME = "on_time"
 LATE = "late"
 

@@ -20,8 +20,8 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Duration
 
+from runner_patches import keyed_bundles, state_weight
 from schemas.records import Duplicate
-from transforms import keyed_bundles, state_weight
 
 __all__ = ["DUPLICATES_TAG", "DeduplicateById"]
 

@@ -18,8 +18,8 @@ from schemas.records import KafkaRecord
 from schemas.tables import DatasetTables
 from tests.samples import customer
 from tools.event_producer import generate
+from transforms.schema_check import compile_schema
 from transforms.sinks import arrow_schema
-from transforms.validate import compile_schema
 
 pytestmark = pytest.mark.unit
 

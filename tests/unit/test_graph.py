@@ -16,12 +16,13 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
 import datasets
-from beam_pipeline.graph import GraphParams, build_graph
+from beam_pipeline.graph import GraphParams, build_graph, late_dead_letter
 from datasets.customer_events import DATASET
 from schemas.records import KafkaRecord
 from schemas.values import format_timestamp
 from tests.samples import customer
 from tools.event_producer import generate
+from transforms.aggregate import LateArrival
 
 pytestmark = pytest.mark.unit
 
@@ -356,14 +357,33 @@ def test_a_late_event_in_the_year_1_is_a_late_dead_letter_not_a_crash(stream_pip
         )
         assert_that(
             out.dead_letters | "Detail" >> beam.Map(lambda d: d.detail.split(", which closed")[0]),
+            # Instants as the contract writes them (format_timestamp); the window's
+            # start, before year 1, in milliseconds.
             equal_to(
                 [
-                    "event time 0001-01-01T00:00:02.000Z is in window "
-                    "[-62135596803000 ms since the epoch, 0001-01-01T00:00:04.000Z)"
+                    f"event time {format_timestamp(year_1_ms + 2000)} is in window "
+                    f"[-62135596803000 ms since the epoch, {format_timestamp(year_1_ms + 4000)})"
                 ]
             ),
             label="CheckDetail",
         )
+
+
+def test_the_late_detail_names_each_instant_to_the_millisecond():
+    # 2275-03-22T03:58:21.810Z: as a float of seconds, 9,631,799,901.81 is just below
+    # .810, which formatting through datetime.fromtimestamp printed as .809.
+    ms = 9_631_799_901_810
+    record = KafkaRecord("customer_events", 0, 7, ms, b"k", b"{}")
+    row = collections.namedtuple("Row", "event_time_ms")(ms)
+    letter = late_dead_letter(
+        LateArrival((record, row), ms - 1810, ms + 58_190, ms + 58_189), 0, "r", "event_time_ms"
+    )
+    assert (letter.stage, letter.reason, letter.kafka_offset) == ("late", "after_window_closed", 7)
+    assert letter.detail.startswith(
+        "event time 2275-03-22T03:58:21.810Z is in window [2275-03-22T03:58:20.000Z, "
+        "2275-03-22T03:59:20.000Z), which closed when the watermark passed "
+        "2275-03-22T03:59:19.999Z (allowed lateness 0 s)"
+    )
 
 
 def _customer(customer_id: str, updated_at: str, **changes) -> dict:

@@ -15,7 +15,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import environments
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
-from transforms import keyed_bundles
+from runner_patches import keyed_bundles
 
 pytestmark = pytest.mark.unit
 

@@ -1,10 +1,12 @@
 """Imports point one way: schemas ← transforms ← datasets ← the job ← the operator's tools.
 
 ``schemas/`` holds declarations (contracts, the pipeline's own row types, DDL) and
-imports nothing of the packages above it; ``transforms/`` is reusable and imports
-nothing of the job; the job (``beam_pipeline/``) imports none of the operator's tools
-(``tools/``: the main job, the reconciliation, stack administration, producers,
-drills, the bench), which are not staged to workers.
+imports nothing of the packages above it; ``runner_patches/`` (workarounds in the SDK
+worker) imports nothing of Beamline, and only ``transforms/`` and the job import it;
+``transforms/`` is reusable and imports nothing of the job; the job
+(``beam_pipeline/``) imports none of the operator's tools (``tools/``: the main job,
+the reconciliation, stack administration, producers, drills, the bench), which are
+not staged to workers.
 Read from the source with ``ast``, so an import inside a function counts too.
 """
 
@@ -17,9 +19,10 @@ pytestmark = pytest.mark.unit
 
 ROOT = pathlib.Path(__file__).parents[2]
 FORBIDDEN = {
-    "schemas": ("transforms", "datasets", "beam_pipeline", "tools"),
+    "runner_patches": ("schemas", "transforms", "datasets", "beam_pipeline", "tools"),
+    "schemas": ("runner_patches", "transforms", "datasets", "beam_pipeline", "tools"),
     "transforms": ("datasets", "beam_pipeline", "tools"),
-    "datasets": ("beam_pipeline", "tools"),
+    "datasets": ("runner_patches", "beam_pipeline", "tools"),
     "beam_pipeline": ("tools",),
 }
 
@@ -46,7 +49,7 @@ def test_a_package_imports_nothing_from_the_layers_above_it(package):
 
 
 # The packages a worker runs: what setup.py stages with --setup_file.
-WORKER_PACKAGES = ("schemas", "transforms", "datasets", "beam_pipeline")
+WORKER_PACKAGES = ("runner_patches", "schemas", "transforms", "datasets", "beam_pipeline")
 
 
 def test_the_tools_are_not_staged_to_workers_and_faker_is_theirs_alone():

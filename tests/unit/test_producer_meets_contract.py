@@ -11,7 +11,7 @@ from schemas.records import KafkaRecord
 from schemas.values import event_time_ms
 from tools.event_producer import _number_path, generate
 from transforms.decode import DecodeError, decoder_for
-from transforms.validate import compile_schema
+from transforms.schema_check import compile_schema
 
 pytestmark = pytest.mark.unit
 

@@ -1,7 +1,7 @@
 """The state cache's weighing: Beam's answer, without rebuilding the module-globals set.
 
 Beam 2.71 weighs every state value it caches with ``objsize``, whose default
-rebuilds a set of every module's globals on each call; ``transforms.state_weight``
+rebuilds a set of every module's globals on each call; ``runner_patches.state_weight``
 keeps that set.  These tests fail if the rebuild comes back in a keyed step.
 """
 
@@ -13,8 +13,8 @@ import objsize.traverse
 import pytest
 from apache_beam.runners.worker import statecache
 
+from runner_patches import state_weight
 from schemas.records import KafkaRecord
-from transforms import state_weight
 from transforms.dedup import DeduplicateById
 
 pytestmark = pytest.mark.unit
