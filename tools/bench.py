@@ -54,7 +54,7 @@ from beam_pipeline.settings import REPO_ROOT, MissingPasswordError, StackSetting
 from datasets.customer_events import CONTRACT, DATASET
 from schemas import tables
 from tools import bench_baselines, ledger, reconcile
-from tools.event_producer import batch_from_args, send_batch
+from tools.event_producer import BatchSpec, send_batch
 from tools.peak_memory import tree_rss
 from tools.stack import (
     ServiceUnavailable,
@@ -498,9 +498,9 @@ def _fail(code: int, reasons: list[str]) -> int:
 def _bench(args, settings: StackSettings, run_id: str, topic: str) -> int:
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     start_ms = time.time_ns() // 1_000_000
-    spec = argparse.Namespace(value_format=args.value_format, rate=RATE_PER_S, **FAULTS)
+    spec = BatchSpec(args.events, rate_per_s=RATE_PER_S, value_format=args.value_format, **FAULTS)
     try:
-        batch = batch_from_args(spec, args.events, run_id, seed, start_ms)
+        batch = spec.generate(run_id, seed, start_ms)
     except ValueError as e:  # the batch cannot hold the fault mix (too few events)
         _error(f"--events {args.events}: {e}")
         return 2

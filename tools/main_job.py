@@ -38,7 +38,7 @@ from beam_pipeline.runners import FLINK_REST_PORT, RUNNER_PRESETS
 from beam_pipeline.settings import REPO_ROOT, StackSettings
 from schemas.dataset import Dataset
 from tools import ledger, reconcile
-from tools.event_producer import batch_from_args, send_batch
+from tools.event_producer import Batch, BatchSpec, send_batch
 from tools.producer import end_offsets
 from tools.stack import ServiceUnavailable, check_kafka
 
@@ -232,7 +232,7 @@ def _stream(run: _Run, fault: Fault | None = None) -> StreamOutcome:
             job.wait(180, interrupt=True)
             return StreamOutcome(1, None)
         start_ms = time.time_ns() // 1_000_000 + 5_000
-        batch = batch_from_args(args, args.events, run_id, seed, start_ms)
+        batch = _spec(args).generate(run_id, seed, start_ms)
     feed = Feed(
         run_id,
         start_ms,
@@ -407,7 +407,7 @@ class _Run:
     run_flags: list[str]
     settings: StackSettings
     dataset: Dataset
-    batch: typing.Any
+    batch: Batch
     run_id: str
     seed: int
     start_ms: int
@@ -447,10 +447,29 @@ def _prepare(argv: list[str] | None, parser: argparse.ArgumentParser | None = No
     # A live feed starts a little ahead, once the streaming job is up.
     start_ms = time.time_ns() // 1_000_000 + (20_000 if args.runner != "direct" else 0)
     try:
-        batch = batch_from_args(args, args.events, run_id, seed, start_ms)
+        batch = _spec(args).generate(run_id, seed, start_ms)
     except ValueError as e:
         parser.error(str(e))
     return _Run(args, run_flags, settings, dataset, batch, run_id, seed, start_ms)
+
+
+def _spec(args: argparse.Namespace) -> BatchSpec:
+    return BatchSpec(
+        count=args.events,
+        rate_per_s=args.rate,
+        users=args.users,
+        value_format=args.value_format,
+        dataset=datasets.get(args.dataset),
+        malformed=args.malformed,
+        invalid=args.invalid,
+        duplicates=args.duplicates,
+        out_of_order=args.out_of_order,
+        drift=args.drift,
+        late=args.late,
+        late_shift_ms=round(getattr(args, "late_shift_s", 0) * 1000),
+        late_copies=args.late_copies,
+        late_copy_after_ms=round(getattr(args, "late_copy_after_s", 0) * 1000),
+    )
 
 
 def _kafka_up(settings: StackSettings) -> bool:
