@@ -4,7 +4,7 @@ A dataset module (``datasets/<name>.py``) declares one ``Dataset`` and binds its
 types under their own names (Beam pickles them by reference); the registry
 (``datasets``) lists the modules.  Everything else — the graph's rows and keys, the
 tables, the Parquet outputs, the reconciliation's terms — derives from the contract.
-The record maker is the generator's part (``tools.generator`` calls it with a seeded
+The record maker is the generator's part (``tools.event_producer`` calls it with a seeded
 ``random.Random`` and Faker): a dataset module never imports Faker itself.
 """
 

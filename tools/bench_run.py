@@ -9,7 +9,6 @@ counts match the producer's report (``verdict``, ``baseline_problems``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import pathlib
@@ -29,7 +28,7 @@ from datasets.customer_events import CONTRACT, DATASET
 from tools import bench_baselines, ledger, reconcile
 from tools.bench_measure import run_beamline
 from tools.bench_report import build_figures, render
-from tools.event_producer import batch_from_args, send_batch
+from tools.event_producer import BatchSpec, send_batch
 
 __all__ = ["FAULTS", "RATE_PER_S", "baseline_problems", "beamline_command", "run_bench", "verdict"]
 
@@ -48,9 +47,9 @@ def run_bench(args, settings: StackSettings, run_id: str, topic: str) -> int:
     reason one line on stderr."""
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     start_ms = time.time_ns() // 1_000_000
-    spec = argparse.Namespace(value_format=args.value_format, rate=RATE_PER_S, **FAULTS)
+    spec = BatchSpec(args.events, rate_per_s=RATE_PER_S, value_format=args.value_format, **FAULTS)
     try:
-        batch = batch_from_args(spec, args.events, run_id, seed, start_ms)
+        batch = spec.generate(run_id, seed, start_ms)
     except ValueError as e:  # the batch cannot hold the fault mix (too few events)
         print_error(f"--events {args.events}: {e}")
         return 2

@@ -7,6 +7,7 @@ import pytest
 
 from tests.unit.test_reconcile import BALANCED
 from tools import drill, main_job
+from tools.main_job.config import job_flags
 from tools.reconcile import OffsetAudit
 
 pytestmark = pytest.mark.unit
@@ -82,18 +83,127 @@ def test_late_copies_shorten_the_dedup_ttl_and_come_after_it():
     # Streaming defaults: windows of 10 s, 30 s of lateness, so the TTL defaults to
     # 40 s when copies are asked for; each copy comes 40 + 5 (watermark delay) + 30 s
     # behind.  A TTL given on the command line is kept.
-    run = main_job._prepare(["--runner", "flink", "--late_copies", "0.01"])
+    run = main_job.prepare(["--runner", "flink", "--late_copies", "0.01"])
     assert "--dedup_ttl_s=40" in run.run_flags
-    assert run.args.late_copy_after_s == 75.0
+    assert run.spec.late_copy_after_ms == 75_000
     assert run.batch.injected.late_copies == 100
-    given = main_job._prepare(["--runner", "flink", "--late_copies", "0.01", "--dedup_ttl_s=50"])
+    given = main_job.prepare(["--runner", "flink", "--late_copies", "0.01", "--dedup_ttl_s=50"])
     assert [f for f in given.run_flags if f.startswith("--dedup_ttl_s")] == ["--dedup_ttl_s=50"]
-    assert given.args.late_copy_after_s == 85.0
-    assert main_job._prepare(["--runner", "flink"]).batch.injected.late_copies == 0
+    assert given.spec.late_copy_after_ms == 85_000
+    assert main_job.prepare(["--runner", "flink"]).batch.injected.late_copies == 0
 
 
 def test_late_copies_need_a_streaming_runner(capsys):
     with pytest.raises(SystemExit) as exited:
-        main_job._prepare(["--runner", "direct", "--late_copies", "0.01"])
+        main_job.prepare(["--runner", "direct", "--late_copies", "0.01"])
     assert exited.value.code == 2
     assert "--late_copies needs a streaming runner" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, late, late_shift_ms",
+    [
+        # DirectRunner: nothing is ever late.
+        ([], 0.0, 0),
+        # Streaming: 1% late by default, sent 10 (window) + 30 (lateness) + 5
+        # (watermark delay) + 30 (margin) s behind; the job's own flags move it.
+        (["--runner", "prism"], 0.01, 75_000),
+        (["--runner", "prism", "--late", "0.02", "--window_size_s=60"], 0.02, 125_000),
+    ],
+)
+def test_a_run_settles_its_late_events_from_the_runner_and_the_jobs_flags(
+    argv, late, late_shift_ms
+):
+    run = main_job.prepare([*argv, "--events", "2000", "--rate", "10"])
+    assert (run.spec.late, run.spec.late_shift_ms) == (late, late_shift_ms)
+    assert run.topic == "customer_events" and run.spec.count == 2000
+
+
+def test_python_m_run_gets_the_runs_offsets_and_then_the_flags_passed_through():
+    run = main_job.prepare(["--kafka_topic", "t1", "--dataset", "events", "--window_size_s=60"])
+    flags = job_flags(run, {1: 7, 0: 5}, {0: 9, 1: 8})
+    assert flags == [
+        f"--run_id={run.run_id}",
+        "--dataset=events",
+        "--kafka_topic=t1",
+        "--value_format=json",
+        "--kafka_start_offsets=0=5,1=7",
+        "--kafka_stop_offsets=0=9,1=8",
+        f"--output_dir={run.output_dir}",
+        "--window_size_s=60",
+    ]
+    assert "--kafka_stop_offsets=0=9,1=8" not in job_flags(run, {0: 5})
+
+
+class _Process:
+    """A driver that runs until it is sent Ctrl-C, or ends by itself after 50 polls."""
+
+    def __init__(self):
+        self.code, self.polls = None, 0
+
+    def poll(self):
+        self.polls += 1
+        if self.polls > 50 and self.code is None:
+            self.code = 0
+        return self.code
+
+    def send_signal(self, sig):
+        self.code = 0
+
+    def wait(self, timeout_s):
+        return self.code if self.code is not None else 0
+
+
+class _DueFault:
+    stops_job = False
+
+    def __init__(self, due: bool, raises: bool = False):
+        self._due, self._raises, self.injected = due, raises, 0
+
+    def due(self, feed):
+        return self._due
+
+    def inject(self, job, feed):
+        self.injected += 1
+        if self._raises:
+            raise OSError("no such service")
+
+
+@pytest.mark.parametrize(
+    "fault, balanced, code, recorded",
+    [
+        (None, True, 0, True),  # the main job's own run: balanced, in the ledger
+        (None, False, 1, True),  # not balanced after settle_s
+        (_DueFault(due=True), True, 0, False),  # a drill records its own line
+        (_DueFault(due=False), True, 1, False),  # never injected: the drill fails
+        (_DueFault(due=True, raises=True), True, 1, False),  # its injection failed
+    ],
+)
+def test_a_streaming_run_ends_with_the_right_code(
+    monkeypatch, tmp_path, fault, balanced, code, recorded
+):
+    from types import SimpleNamespace
+
+    from tools.main_job import streaming
+
+    monkeypatch.setattr(streaming, "POLL_S", 0)
+    monkeypatch.setattr(streaming, "end_offsets", lambda servers, topic: {0: 0})
+    monkeypatch.setattr(
+        streaming.StreamingJob, "start", lambda job, extra=(): setattr(job, "process", _Process())
+    )
+    report = {"run_id": "r", "topic": "t", "offsets_before": {"0": 0}, "offsets_after": {"0": 9}}
+    monkeypatch.setattr(main_job.Run, "send", lambda run, live, stop: report)
+    checks = [SimpleNamespace(name="balance", passed=balanced)]
+    monkeypatch.setattr(streaming, "reconcile_run", lambda run, rep, late_exact: (None, checks))
+    monkeypatch.setattr(streaming, "committed", lambda run, rep: 9)
+    published = []
+    monkeypatch.setattr(
+        streaming, "publish", lambda run, terms, results, extra, record: published.append(record)
+    )
+    argv = ["--runner", "prism", "--events", "50", "--late", "0", "--settle_s", "0"]
+    run = main_job.prepare([*argv, "--output_dir", str(tmp_path)])
+    outcome = streaming.run_streaming(run, fault)
+    assert (outcome.code, outcome.report, published) == (code, report, [recorded])
+    assert (run.run_dir / "producer.json").exists()
+    if fault is not None:
+        assert fault.injected == (1 if fault._due else 0)

@@ -1,4 +1,4 @@
-"""The customer-event producer: determinism, exact fault injection, the event shape.
+"""The producer on customer events: determinism, exact fault injection, the event shape.
 
 The JSON Schema below is written from the event contract independently of the
 generator, so a generator bug shows up as a schema failure, not as agreement.
@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import jsonschema
 import pytest
@@ -18,14 +19,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from beam_pipeline.settings import REPO_ROOT
+from datasets import customer_events
 from schemas.values import event_time_ms
 from tools import event_producer
 from tools.event_producer import (
-    EVENT_KEYS,
-    INVALID_KINDS,
     MALFORMED_KINDS,
     Batch,
+    BatchSpec,
     Injected,
+    encoder_for,
     format_timestamp,
     generate,
     parse_timestamp,
@@ -33,6 +35,10 @@ from tools.event_producer import (
 from transforms.decode import DecodeError, decode_json_object
 
 pytestmark = pytest.mark.unit
+
+# The top-level keys of a customer event, in order, and its named invalid kinds.
+EVENT_KEYS = tuple(f.name for f in customer_events.CONTRACT.fields)
+INVALID_KINDS = tuple(customer_events.INVALID)
 
 START_MS = 1_795_323_600_000  # 2026-11-22T05:00:00.000Z
 RATIOS = {
@@ -379,16 +385,16 @@ def test_exactly_the_out_of_order_events_go_back_in_time(batch, classified):
     # Duplicates go back in time too (they repeat earlier events), so they count as
     # predecessors but are not themselves judged.
     duplicates = set(classified.duplicates)
-    late = []
+    out_of_order = []
     latest = None
     for index in sorted([i for i, _, _, _ in classified.valid] + classified.duplicates):
         timestamp = batch.messages[index][2]
         if index not in duplicates and latest is not None and timestamp < latest:
-            late.append(index)
+            out_of_order.append(index)
             assert 5_000 <= latest - timestamp <= 30_000
         latest = timestamp if latest is None else max(latest, timestamp)
-    assert len(late) == batch.injected.out_of_order
-    assert late == [i for i, label in enumerate(batch.labels) if label == "out_of_order"]
+    assert len(out_of_order) == batch.injected.out_of_order
+    assert out_of_order == [i for i, label in enumerate(batch.labels) if label == "out_of_order"]
 
 
 @settings(max_examples=25, deadline=None)
@@ -397,9 +403,11 @@ def test_exactly_the_out_of_order_events_go_back_in_time(batch, classified):
     malformed=st.floats(0, 0.3),
     invalid=st.floats(0, 0.3),
     duplicates=st.floats(0, 0.2),
-    late=st.floats(0, 0.1),
+    out_of_order=st.floats(0, 0.1),
 )
-def test_counts_are_rounded_ratios_for_any_batch(count, malformed, invalid, duplicates, late):
+def test_counts_are_rounded_ratios_for_any_batch(
+    count, malformed, invalid, duplicates, out_of_order
+):
     b = generate(
         count,
         "h",
@@ -409,11 +417,11 @@ def test_counts_are_rounded_ratios_for_any_batch(count, malformed, invalid, dupl
         malformed_ratio=malformed,
         invalid_ratio=invalid,
         duplicate_ratio=duplicates,
-        out_of_order_ratio=late,
+        out_of_order_ratio=out_of_order,
     )
     n_mal, n_inv = round(count * malformed), round(count * invalid)
-    n_dup, n_late = round(count * duplicates), round(count * late)
-    assert b.injected == Injected(count - n_mal - n_inv, n_mal, n_inv, n_dup, n_late, count + n_dup)
+    n_dup, n_ooo = round(count * duplicates), round(count * out_of_order)
+    assert b.injected == Injected(count - n_mal - n_inv, n_mal, n_inv, n_dup, n_ooo, count + n_dup)
     assert len(b.messages) == count + n_dup
     assert all(key.startswith(b"u-") and int(key[2:]) <= 5 for key, _, _ in b.messages)
 
@@ -444,7 +452,13 @@ def test_timestamps_round_trip():
     assert format_timestamp(START_MS + 123) == "2026-11-22T05:00:00.123Z"
     for ms in (1, 999, START_MS, START_MS + 86_399_999):
         assert parse_timestamp(format_timestamp(ms)) == ms
-    for text in ("yesterday", "2026-11-22T05:00:00Z", "2026-11-22T05:00:00.123456Z"):
+    for text in (
+        "yesterday",
+        "2026-11-22T05:00:00Z",
+        "2026-11-22T05:00:00.123456Z",
+        "2026-11-22T07:00:00.123+02:00",
+        "2026-1-22T05:00:00.1234Z",  # 24 characters, but not format_timestamp's shape
+    ):
         with pytest.raises(ValueError):
             parse_timestamp(text)
 
@@ -541,3 +555,91 @@ def test_late_copies_are_for_datasets_that_drop_later_copies():
             1000, "r", 3, START_MS, rate_per_s=10.0, late_copy_ratio=0.01,
             late_copy_after_ms=40_000, dataset=datasets.get("customers"),
         )  # fmt: skip
+
+
+# JSON values as the pipeline meets them: non-ASCII and escaped text, big and small
+# numbers, nesting.  NaN and infinities are not JSON (allow_nan=False refuses them).
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(event=st.dictionaries(st.text(), _JSON_VALUES, max_size=6))
+def test_json_values_are_the_compact_utf8_json_the_producer_always_wrote(event):
+    # The bytes json.dumps wrote before schemas.values.canonical_json took over.
+    written = json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    assert encoder_for("json").encode(event) == written.encode()
+
+
+@pytest.mark.parametrize(
+    "event, expected",
+    [
+        ({"city": "São Paulo", "q": "日本語 🎬"}, '{"city":"São Paulo","q":"日本語 🎬"}'),
+        ({"a": {"b": [1, 2.5, -0.0, 1e-07, 1e300]}}, '{"a":{"b":[1,2.5,-0.0,1e-07,1e+300]}}'),
+        ({"q": 'say "hi"\n\t\\', "nul": "\x00"}, r'{"q":"say \"hi\"\n\t\\","nul":"\u0000"}'),
+        ({"sep": "\u2028", "big": 2**64}, '{"sep":"\u2028","big":18446744073709551616}'),
+    ],
+)  # fmt: skip
+def test_json_values_of_tricky_events(event, expected):
+    assert encoder_for("json").encode(event) == expected.encode("utf-8")
+
+
+def test_json_values_refuse_nan():
+    with pytest.raises(ValueError):
+        encoder_for("json").encode({"x": float("nan")})
+
+
+def test_a_stopped_live_feed_sends_no_further_message(monkeypatch):
+    # Every message is due (event times in the past); the feed is stopped once the
+    # first is produced: the report says one was sent, not three.
+    from tools.event_producer import command
+
+    stop = threading.Event()
+
+    def produce(servers, topic, messages):
+        delivered = []
+        for message in messages:
+            delivered.append(message)
+            stop.set()
+        return delivered
+
+    monkeypatch.setattr(command, "end_offsets", lambda servers, topic: {0: 0})
+    monkeypatch.setattr(command, "produce", produce)
+    batch = generate(3, "r", 1, START_MS)
+    report = event_producer.send_batch("k:9092", "t", batch, "r", 1, START_MS, True, stop)
+    assert report["sent"] == 1
+
+
+def test_a_batch_spec_is_generate_in_the_flags_words():
+    spec = BatchSpec(
+        count=600, rate_per_s=10.0, users=30, value_format="json", dataset=None,
+        malformed=0.02, invalid=0.03, duplicates=0.04, out_of_order=0.05, drift=0.01,
+        late=0.02, late_shift_ms=20_000, late_copies=0.01, late_copy_after_ms=15_000,
+    )  # fmt: skip
+    direct = generate(
+        600, "r", 9, START_MS, rate_per_s=10.0, users=30, value_format="json",
+        malformed_ratio=0.02, invalid_ratio=0.03, duplicate_ratio=0.04, out_of_order_ratio=0.05,
+        drift_ratio=0.01, late_ratio=0.02, late_shift_ms=20_000, late_copy_ratio=0.01,
+        late_copy_after_ms=15_000,
+    )  # fmt: skip
+    assert spec.generate("r", 9, START_MS) == direct
+    # Every ratio is in use: a mapping that dropped one would change the labels.
+    roles = {label.split("/")[0] for label in direct.labels}
+    assert roles == {
+        "valid",
+        "malformed",
+        "invalid",
+        "out_of_order",
+        "late",
+        "duplicate",
+        "late_copy",
+    }
+    assert any(label.startswith("invalid/drift_") for label in direct.labels)
+    assert BatchSpec(50).generate("r", 1, START_MS) == generate(50, "r", 1, START_MS)

@@ -9,7 +9,8 @@ import pytest
 import datasets
 from schemas.records import KafkaRecord
 from schemas.values import event_time_ms
-from tools.event_producer import _number_path, generate
+from tools.event_producer import generate
+from tools.event_producer.formats import number_path
 from transforms.decode import DecodeError, decoder_for
 from transforms.schema_check import compile_schema
 
@@ -93,7 +94,7 @@ def test_schema_drift_is_refused_by_the_contract_and_counted_invalid(name):
     extra = sum(1 for e in drifted if "added_upstream_v2" in e)
     # Half have a new field; the other half a number sent as a string (or, for a
     # contract without a number, a new field too).
-    assert extra == (10 if _number_path(dataset.contract.fields) else 20)
+    assert extra == (10 if number_path(dataset.contract.fields) else 20)
     assert sum(1 for e in drifted if '"12.5"' in json.dumps(e)) == 20 - extra
     with pytest.raises(ValueError, match="drift_ratio is for JSON"):
         generate(10, "d", 5, 1_795_300_000_000, drift_ratio=0.5, value_format="avro")
