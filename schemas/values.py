@@ -52,9 +52,11 @@ def canonical_json(event: dict) -> str:
 
 
 def format_timestamp(ms: int) -> str:
-    """Epoch milliseconds as ISO-8601 UTC with milliseconds: ``2026-11-22T05:00:00.123Z``."""
+    """Epoch milliseconds as ISO-8601 UTC with milliseconds: ``2026-11-22T05:00:00.123Z``;
+    the year has four digits (``0001-…``), as ``event_time_ms`` reads it back.  Raises
+    ``OverflowError`` outside the years 1-9999."""
     moment = _EPOCH + datetime.timedelta(milliseconds=ms)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
 
 
 # Hive-style partition folders of an event time, coarsest first.

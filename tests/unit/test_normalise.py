@@ -11,6 +11,7 @@ from apache_beam.transforms.window import TimestampedValue
 
 from datasets.customer_events import CustomerEventsRow, to_customer_event
 from schemas.records import DEAD_LETTER_TAG, DeadLetter, KafkaRecord
+from schemas.values import format_timestamp
 from tools.event_producer import generate
 from transforms.decode import decode_json_object
 from transforms.normalise import (
@@ -188,3 +189,17 @@ def test_composite_splits_rows_and_dead_letters_with_event_timestamps(pipeline):
             equal_to([(2, "bad_timestamp")]),
             label="CheckDeadLetters",
         )
+
+
+@pytest.mark.parametrize(
+    "ms, text",
+    [
+        (0, "1970-01-01T00:00:00.000Z"),
+        (-62135596800000, "0001-01-01T00:00:00.000Z"),  # the first valid instant
+        (-59011459200001, "0099-12-31T23:59:59.999Z"),
+        (253402300799999, "9999-12-31T23:59:59.999Z"),  # the last
+    ],
+)
+def test_a_formatted_time_has_four_year_digits_and_reads_back(ms, text):
+    assert format_timestamp(ms) == text
+    assert event_time_ms(text) == ms
