@@ -7,7 +7,8 @@ worker) imports nothing of Beamline, and only ``transforms/`` and the job import
 (``beam_pipeline/``) imports none of the operator's tools (``tools/``: the main job,
 the reconciliation, stack administration, producers, drills, the bench), which are
 not staged to workers.
-Read from the source with ``ast``, so an import inside a function counts too.
+Read from the source with ``ast`` in every module, subpackages included, so an import
+inside a function counts too.
 """
 
 import ast
@@ -41,7 +42,7 @@ def _imported(path: pathlib.Path) -> set[str]:
 def test_a_package_imports_nothing_from_the_layers_above_it(package):
     found = [
         f"{path.relative_to(ROOT)} imports {name}"
-        for path in sorted((ROOT / package).glob("*.py"))
+        for path in sorted((ROOT / package).rglob("*.py"))
         for name in sorted(_imported(path))
         if name.split(".")[0] in FORBIDDEN[package]
     ]
@@ -72,7 +73,7 @@ def test_the_tools_are_not_staged_to_workers_and_faker_is_theirs_alone():
     found = [
         f"{path.relative_to(ROOT)} imports {name}"
         for package in WORKER_PACKAGES
-        for path in sorted((ROOT / package).glob("*.py"))
+        for path in sorted((ROOT / package).rglob("*.py"))
         for name in sorted(_imported(path))
         if name.split(".")[0] == "faker"
     ]
