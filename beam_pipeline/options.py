@@ -29,7 +29,7 @@ from beam_pipeline.settings import StackSettings
 # How far behind the newest Kafka timestamp the watermark trails on a live topic.
 DEFAULT_MAX_DELAY_S = 5.0
 
-__all__ = ["BeamlineOptions", "Config", "ConfigError", "parse_offsets"]
+__all__ = ["BeamlineOptions", "Config", "ConfigError", "format_offsets", "parse_offsets"]
 
 _STREAMING_RUNNERS = {"PrismRunner", "FlinkRunner", "DataflowRunner", "PortableRunner"}
 
@@ -52,6 +52,12 @@ def parse_offsets(flag: str, text: str) -> dict[int, int]:
             ) from None
         offsets[p] = o
     return offsets
+
+
+def format_offsets(offsets: typing.Mapping) -> str:
+    """``{0: 120, "1": 95}`` → ``"0=120,1=95"`` (by partition number): ``parse_offsets``
+    read back; partitions may be ints or, from a JSON report, their strings."""
+    return ",".join(f"{p}={o}" for p, o in sorted(offsets.items(), key=lambda kv: int(kv[0])))
 
 
 def _partition_counts(
@@ -359,7 +365,7 @@ class Config:
                 "(--runner=PrismRunner)"
             )
         # An id forgotten only once its window has closed: a copy arriving after its
-        # TTL is then late (README, "Dedup after its TTL"), never counted twice.
+        # TTL is then late (docs/pipeline.md, Dedup after its TTL), never counted twice.
         horizon_s = window_size_s + allowed_lateness_s
         dedup_ttl_s = opts.dedup_ttl_s or max(DEFAULT_DEDUP_TTL_S, horizon_s)
         if not bounded and dedup_ttl_s < horizon_s:

@@ -22,6 +22,7 @@ import typing
 import psycopg2
 
 from beam_pipeline.errors import print_error
+from beam_pipeline.options import format_offsets
 from beam_pipeline.runners import RUNNER_PRESETS
 from beam_pipeline.settings import StackSettings
 from datasets.customer_events import CONTRACT, DATASET
@@ -192,15 +193,11 @@ def beamline_command(args, run_id: str, topic: str, report: dict) -> list[str]:
         f"--run_id={run_id}",
         f"--kafka_topic={topic}",
         f"--value_format={args.value_format}",
-        f"--kafka_start_offsets={_offsets(report['offsets_before'])}",
-        f"--kafka_stop_offsets={_offsets(report['offsets_after'])}",
+        f"--kafka_start_offsets={format_offsets(report['offsets_before'])}",
+        f"--kafka_stop_offsets={format_offsets(report['offsets_after'])}",
         f"--output_dir={args.output_dir}",
         *args.run_flags,  # any other flag goes to python -m run, as with ./run_local.sh
     ]
-
-
-def _offsets(offsets: typing.Mapping) -> str:
-    return ",".join(f"{p}={o}" for p, o in sorted(offsets.items(), key=lambda kv: int(kv[0])))
 
 
 def _ranges(report: dict) -> dict[int, tuple[int, int]]:

@@ -3,7 +3,7 @@
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipeline import driver
+from beam_pipeline import driver, options
 from beam_pipeline.earlier_parquet import set_aside_earlier_parquet, settle_earlier_parquet
 from beam_pipeline.job_wait import wait_for_job
 from beam_pipeline.options import Config, ConfigError
@@ -406,3 +406,14 @@ def test_a_run_that_never_starts_puts_the_earlier_parquet_files_back(tmp_path, m
     assert driver.main(argv) == 1
     assert earlier.read_text() == "earlier"
     assert not (tmp_path / "r1" / ".replaced").exists()
+
+
+@pytest.mark.parametrize(
+    "offsets, text",
+    [({0: 120, 1: 95}, "0=120,1=95"), ({"10": 5, "2": 7}, "2=7,10=5")],  # by number, not text
+)
+def test_offsets_format_as_the_flag_reads_them(offsets, text):
+    assert options.format_offsets(offsets) == text
+    assert options.parse_offsets("--kafka_start_offsets", text) == {
+        int(p): o for p, o in offsets.items()
+    }

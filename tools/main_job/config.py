@@ -18,7 +18,7 @@ import threading
 import time
 
 import datasets
-from beam_pipeline.options import DEFAULT_MAX_DELAY_S
+from beam_pipeline.options import DEFAULT_MAX_DELAY_S, format_offsets
 from beam_pipeline.runners import FLINK_REST_PORT, RUNNER_PRESETS
 from beam_pipeline.settings import StackSettings
 from schemas.dataset import Dataset
@@ -87,7 +87,7 @@ def make_parser(settings: StackSettings) -> argparse.ArgumentParser:
         help="streaming: share of events copied byte for byte once the event time has "
         "moved past the dedup TTL (window + allowed lateness unless --dedup_ttl_s is "
         "given) + watermark delay + 30 s: each must be a late event, never a second "
-        "PostgreSQL row (README, 'Dedup after its TTL')",
+        "PostgreSQL row (docs/pipeline.md, 'Dedup after its TTL')",
     )
     parser.add_argument(
         "--settle_s",
@@ -247,13 +247,13 @@ def prepare(argv: list[str] | None, parser: argparse.ArgumentParser | None = Non
 def job_flags(run: Run, start: dict, stop: dict | None = None) -> list[str]:
     """The flags of ``python -m run`` for ``run``: read from the ``start`` offsets
     (partition → offset), and to the ``stop`` offsets for a bounded run."""
-    bounded = [f"--kafka_stop_offsets={_offsets(stop)}"] if stop is not None else []
+    bounded = [f"--kafka_stop_offsets={format_offsets(stop)}"] if stop is not None else []
     return [
         f"--run_id={run.run_id}",
         f"--dataset={run.dataset.name}",
         f"--kafka_topic={run.topic}",
         f"--value_format={run.spec.value_format}",
-        f"--kafka_start_offsets={_offsets(start)}",
+        f"--kafka_start_offsets={format_offsets(start)}",
         *bounded,
         f"--output_dir={run.output_dir}",
         *run.run_flags,
@@ -273,10 +273,6 @@ def _check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, stre
             "--late_copies needs a streaming runner: a batch job remembers every id for the "
             "whole run, so a copy is a duplicate (use --runner prism|flink)"
         )
-
-
-def _offsets(offsets: dict) -> str:
-    return ",".join(f"{p}={o}" for p, o in sorted(offsets.items()))
 
 
 def _streaming_defaults(run_flags: list[str]) -> list[str]:
