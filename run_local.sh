@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Beamline's local stack and main job.  See README.md for the port table.
+# Beamline's local stack and main job.  Ports: docs/operating.md.
 #
 #   ./run_local.sh [--events N] set up if needed, start the stack, run the main job + reconcile
 #   ./run_local.sh setup        install and prepare everything (idempotent, fast when done)
@@ -11,7 +11,7 @@
 #   ./run_local.sh flink setup|start|stop|status|stop-job RUN_ID
 #                               the standalone Flink cluster for --runner flink-cluster
 #   ./run_local.sh drill NAME [--at 0.4] [main-job flags]
-#                               a streaming run with a fault mid-feed (see README, Reliability)
+#                               a streaming run with a fault mid-feed (docs/reliability.md)
 #   ./run_local.sh bench [--runner direct] [--events N] [--seed S]
 #                               Beamline vs a hand-written consumer and in-memory loop (100,000)
 set -euo pipefail

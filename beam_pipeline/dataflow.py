@@ -27,7 +27,7 @@ from transforms.sinks import JdbcTarget
 __all__ = ["DATAFLOW_PASSWORD_ENV", "dry_run_command", "pipeline_path", "run_on_dataflow"]
 
 # The variable a Dataflow job's Java workers read the writer's password from: a path
-# on this machine means nothing there (README, "Dataflow").
+# on this machine means nothing there (docs/dataflow.md).
 DATAFLOW_PASSWORD_ENV = "BEAMLINE_PG_WRITER_PASSWORD"
 
 

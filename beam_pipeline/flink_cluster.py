@@ -161,7 +161,7 @@ def stop_job_with_savepoint(
 
     No drain: Flink's ``drain`` (the final watermark through the job before it ends)
     ran the TaskManager out of heap on this job twice (1.1 GB and 2.1 GB), within 3
-    minutes of the request, and the savepoint failed (README, "Flink cluster")."""
+    minutes of the request, and the savepoint failed (docs/runners.md, Flink cluster)."""
     trigger = _request(
         master, f"/jobs/{jid}/stop", "POST", body={"targetDirectory": target_dir, "drain": False}
     )["request-id"]

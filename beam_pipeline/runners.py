@@ -69,7 +69,7 @@ __all__ = [
     "runner_name",
 ]
 
-# The runners Beamline runs on (README, "Runners"): what a bad --runner is told to use.
+# The runners Beamline runs on (README, Runners): what a bad --runner is told to use.
 RUNNERS = ("DirectRunner", "PrismRunner", "FlinkRunner", "DataflowRunner")
 
 # Beam's runners by lower-case class name, as Beam resolves a --runner value.

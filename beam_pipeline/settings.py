@@ -1,6 +1,6 @@
 """Where the local stack is, read from the environment that run_local.sh sets.
 
-The defaults are the README's port table.  Two PostgreSQL roles: the owner
+The defaults are the port table in docs/operating.md.  Two PostgreSQL roles: the owner
 (``BEAMLINE_PG_USER``) migrates the tables and the operator's tools read them; the
 pipeline writes as the writer (``BEAMLINE_PG_WRITER``), which may only select,
 insert and update the pipeline's tables.  Passwords never come from flags:

@@ -2,7 +2,7 @@
 
 Each module declares ``DATASET`` (``schemas.dataset.Dataset``): its contract and its
 generator's record maker, and binds its row types under their own names.  Adding a
-dataset is adding its module and its line below (README, "Adding a dataset").
+dataset is adding its module and its line below (docs/datasets.md, Adding a dataset).
 """
 
 from __future__ import annotations

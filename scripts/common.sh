@@ -2,7 +2,7 @@
 #
 # Every piece of local state lives under $BEAMLINE_HOME (default: .beamline/ in the
 # repository, ignored by git).  Ports and versions can be overridden from the
-# environment; the defaults are the README's port table.
+# environment; the defaults are the port table in docs/operating.md.
 
 ROOT="${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 export BEAMLINE_HOME="${BEAMLINE_HOME:-$ROOT/.beamline}"
@@ -14,7 +14,7 @@ export BEAMLINE_PG_USER="${BEAMLINE_PG_USER:-beamline}"
 export BEAMLINE_PG_WRITER="${BEAMLINE_PG_WRITER:-beamline_writer}"
 export BEAMLINE_PG_DB="${BEAMLINE_PG_DB:-beamline}"
 export BEAMLINE_KAFKA_PARTITIONS="${BEAMLINE_KAFKA_PARTITIONS:-3}"
-# Every PostgreSQL client checks the local server's certificate (README, "Transport security").
+# Every PostgreSQL client checks the local server's certificate (docs/operating.md, Transport security).
 export BEAMLINE_PG_SSLMODE="${BEAMLINE_PG_SSLMODE:-verify-full}"
 export BEAMLINE_PG_SSLROOTCERT="${BEAMLINE_PG_SSLROOTCERT-$BEAMLINE_HOME/secrets/pg-ca.pem}"
 

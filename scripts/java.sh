@@ -45,7 +45,7 @@ flink_setup() {
 }
 
 # native/loopback_bind.c, built beside the job server's jar: LD_PRELOAD'ed into the
-# Flink JVMs so that Beam's FnAPI servers bind loopback (README, Security).
+# Flink JVMs so that Beam's FnAPI servers bind loopback (docs/security.md).
 LOOPBACK_SRC="$ROOT/native/loopback_bind.c"
 loopback_lib() { echo "$(flink_job_server_dir)/libbeamline_loopback.so"; }
 

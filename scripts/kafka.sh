@@ -4,7 +4,7 @@
 # Two client listeners: PLAINTEXT on BEAMLINE_KAFKA_PORT, and SASL_SSL (SCRAM-SHA-512
 # over TLS, a self-signed certificate for 127.0.0.1) on BEAMLINE_KAFKA_SASL_PORT, for
 # user `beamline`, whose client settings setup writes to
-# .beamline/secrets/kafka-client.properties (README, "Transport security").
+# .beamline/secrets/kafka-client.properties (docs/operating.md, Transport security).
 
 KAFKA_DIR="$BEAMLINE_HOME/kafka"
 KAFKA_LIBS="$KAFKA_DIR/libs"

@@ -176,7 +176,7 @@ DRILLS = {
 
 def tally(terms: reconcile.Terms, audit: reconcile.OffsetAudit) -> dict[str, int]:
     """Where the produced records went, and what was lost or written twice.  A copy
-    that came after its id's dedup TTL has a Parquet row of its own by rule (README,
+    that came after its id's dedup TTL has a Parquet row of its own by rule (docs/pipeline.md,
     "Dedup after its TTL"): it is counted as a late copy, not as written twice."""
     parquet_extra = max(
         0, terms.parquet_events - terms.postgres_events - terms.superseded - terms.late_copies

@@ -2,7 +2,7 @@
 
 The main job, the drills, the benchmark and the Dataflow build each append what
 they measured to ``<home>/runs.jsonl`` (``.beamline/runs.jsonl``); the runner matrix
-in the README is generated from those lines (``python -m tools.runner_matrix``),
+in docs/runners.md is generated from those lines (``python -m tools.runner_matrix``),
 never typed.
 """
 

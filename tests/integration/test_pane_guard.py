@@ -50,7 +50,7 @@ def test_a_retried_earlier_pane_never_overwrites_a_later_one(pg):
 
 def test_a_later_copy_of_an_event_never_replaces_the_first_within_a_run(pg):
     # A copy that came after its id's dedup TTL is late, and written like every event
-    # (README, "Dedup after its TTL"): the row stays the first copy's.  The first
+    # (docs/pipeline.md, Dedup after its TTL): the row stays the first copy's.  The first
     # copy itself (a retried bundle, a re-run) rewrites it, and so does another run.
     table = DATASET.tables.main
     run_id = f"copy-{uuid.uuid4().hex[:8]}"

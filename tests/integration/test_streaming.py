@@ -271,7 +271,7 @@ def test_windows_fire_while_the_producer_sends_and_the_run_balances(
     )
     # The driver's Python servers, the expansion service's JVM and the Flink job
     # server (native/loopback_bind.c preloaded) listen on loopback only.  One upstream
-    # exposure is known and named (README, Security): Prism's Go job service binds
+    # exposure is known and named (docs/security.md): Prism's Go job service binds
     # every interface (jobservices.NewServer).
     upstream = ("prism",)
     assert [e for e in exposed if not any(name in e for name in upstream)] == [], exposed

@@ -255,7 +255,7 @@ def test_a_late_event_is_kept_counted_nowhere_and_dead_lettered_late(stream_pipe
 
 
 def test_a_copy_after_the_dedup_ttl_is_late_never_counted_twice(stream_pipeline):
-    # The rule for a copy that arrives after its id was forgotten (README, "Dedup
+    # The rule for a copy that arrives after its id was forgotten (docs/pipeline.md, "Dedup
     # after its TTL"): with the TTL covering window + allowed lateness (the job
     # refuses less), the copy's window has closed before its id's state expires, so
     # the copy is in the late lane: a `late` dead letter with its coordinates, kept

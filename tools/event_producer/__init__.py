@@ -20,7 +20,7 @@ numbers, the faults a pipeline must survive:
   and allowed lateness, for its late lane;
 - **late copies**: byte copies of an earlier valid event sent once the event time
   has moved on past the job's dedup TTL, so that its id has been forgotten (the
-  rule in the README's "Dedup after its TTL").
+  rule in docs/pipeline.md, "Dedup after its TTL").
 
 The batch is a pure function of the arguments of ``generate``: the same arguments
 give byte-identical messages.  All randomness comes from ``random.Random(seed)``

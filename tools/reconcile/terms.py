@@ -37,7 +37,7 @@ count columns, all from its contract; for customer events ``customer_events``,
 ``injected_replaced``    the producer's report: valid originals whose id another has
 ``late_copies``          late dead letters whose record is in no PostgreSQL ``<main>`` row
                          nor the duplicate log: copies that came after their id's dedup
-                         TTL (README, "Dedup after its TTL"); PostgreSQL keeps the first
+                         TTL (docs/pipeline.md, "Dedup after its TTL"); PostgreSQL keeps the first
 ``late_copy_items``      PostgreSQL ``<main>``: child items of those copies' ids (the
                          copies' child rows are in Parquet a second time)
 ``injected_late_copies`` the producer's report: copies sent after the dedup TTL
