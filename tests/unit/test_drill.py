@@ -207,3 +207,25 @@ def test_a_streaming_run_ends_with_the_right_code(
     assert (run.run_dir / "producer.json").exists()
     if fault is not None:
         assert fault.injected == (1 if fault._due else 0)
+        # A fault never injected, or whose injection raised, says so (drill all's cell).
+        assert bool(outcome.fault_problem) == (code == 1)
+
+
+def test_ctrl_c_in_a_streaming_run_reaches_an_outer_handler_of_ours_only():
+    import signal
+    import threading
+
+    from tools.main_job import streaming
+
+    heard, event = [], threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: heard.append("outer"))
+    try:
+        with streaming._ctrl_c_sets(event):
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+        assert event.is_set() and heard == ["outer"]
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with streaming._ctrl_c_sets(inner := threading.Event()):
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # no KeyboardInterrupt
+        assert inner.is_set()
+    finally:
+        signal.signal(signal.SIGINT, previous)

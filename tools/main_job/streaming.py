@@ -103,13 +103,15 @@ class Fault(typing.Protocol):
 
 @dataclasses.dataclass
 class StreamOutcome:
-    """The run's exit code, the producer's report (None: nothing was reconciled)
-    and the final reconciliation."""
+    """The run's exit code, the producer's report (None: nothing was reconciled),
+    the final reconciliation and, for a drill, why its fault did not do what it
+    says (never injected, or its injection raised; empty when it did)."""
 
     code: int
     report: dict | None
     terms: reconcile.Terms | None = None
     results: list[reconcile.Check] = dataclasses.field(default_factory=list)
+    fault_problem: str = ""
 
 
 def run_streaming(run: Run, fault: Fault | None = None) -> StreamOutcome:
@@ -170,8 +172,16 @@ def _wait_until_reading(run: Run, job: StreamingJob) -> Run | None:
 
 @contextlib.contextmanager
 def _ctrl_c_sets(event: threading.Event):
-    """Within: Ctrl-C (SIGINT) sets ``event`` instead of raising KeyboardInterrupt."""
-    previous = signal.signal(signal.SIGINT, lambda *_: event.set())
+    """Within: Ctrl-C (SIGINT) sets ``event`` instead of raising KeyboardInterrupt,
+    and calls an outer handler of our own too (``drill all`` stops its loop after
+    this run), never Python's default one (which raises)."""
+
+    def handler(signum, frame):
+        event.set()
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signum, frame)
+
+    previous = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
@@ -215,7 +225,7 @@ class _Injection:
 
     fault: Fault | None
     injected: bool = False
-    failed: bool = False  # its injection raised
+    error: str = ""  # what its injection raised
 
     @property
     def pending(self) -> bool:
@@ -231,8 +241,8 @@ class _Injection:
         except (flink_cluster.SavepointError, OSError, subprocess.CalledProcessError) as e:
             # The run goes on to its reconciliation, but the drill fails: its fault
             # was not what it says it measured.
-            print_error(f"the drill's fault failed: {e}")
-            self.failed = True
+            self.error = f"the drill's fault failed: {e}"
+            print_error(self.error)
         return True
 
 
@@ -292,11 +302,12 @@ def _finish(
         "offsets_committed": committed(run, report),
     }
     publish(run, terms, results, extra, record=injection.fault is None)
+    problem = injection.error
     if injection.pending:
-        print_error("the drill's fault was never injected (the job ended or was stopped first)")
-        code = code or 1
-    if injection.failed:
+        problem = "the drill's fault was never injected (the job ended or was stopped first)"
+        print_error(problem)
+    if problem:
         code = code or 1
     if code == 0 and not all(c.passed for c in results):
         code = 1
-    return StreamOutcome(code, report, terms, results)
+    return StreamOutcome(code, report, terms, results, problem)
