@@ -1,6 +1,7 @@
 """Fault drills: a streaming run of the main job with one fault injected mid-feed.
 
     ./run_local.sh drill NAME [--at 0.4] [--events N] [other main-job flags]
+    ./run_local.sh drill all|NAME --seeds N [--seed S] [other flags]
 
 Each drill is ``./run_local.sh --runner flink-cluster`` (the default; ``--runner``
 picks another streaming runner where the fault applies): a live feed of the
@@ -17,6 +18,12 @@ reconciliation and one summary:
 found in more than one row plus the Parquet rows beyond PostgreSQL's.  The exit
 code is 0 only when every check of the reconciliation passes.
 
+``all`` runs every drill, and ``--seeds N`` each drill N times with the seeds ``S``
+(``--seed``, default 1) to ``S + N - 1``: one streaming run after another, then the
+table of drill x seed (``tools/drill_series.py``) and ``k of n drill runs passed``;
+exit 0 only when every run passed.  A run that fails or raises is a FAIL cell and
+the series goes on; Ctrl-C stops it after the current run.
+
 Drills (the Flink cluster: ``./run_local.sh flink start`` first):
 
 - ``stop-resume``: stop the job with a savepoint (``./run_local.sh flink
@@ -31,21 +38,24 @@ Drills (the Flink cluster: ``./run_local.sh flink start`` first):
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import dataclasses
 import os
 import pathlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 import typing
 
 import datasets
 from beam_pipeline import flink_cluster
 from beam_pipeline.settings import REPO_ROOT, StackSettings
-from tools import ledger, main_job, reconcile
+from tools import drill_series, ledger, main_job, reconcile
 
-__all__ = ["DRILLS", "main", "summary"]
+__all__ = ["ALL", "DRILLS", "main", "make_parser", "run_drill", "summary", "tally"]
 
 _MASTER = main_job.CLUSTER_MASTER
 
@@ -172,6 +182,7 @@ DRILLS = {
     "poison-burst": PoisonBurst,
     "schema-drift": SchemaDrift,
 }
+ALL = "all"  # the drill name that runs every drill (tools/drill_series.py)
 
 
 def tally(terms: reconcile.Terms, audit: reconcile.OffsetAudit) -> dict[str, int]:
@@ -205,31 +216,24 @@ def summary(name: str, counts: dict[str, int], passed: bool) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def run_drill(
+    name: str, argv: list[str], parser: argparse.ArgumentParser, seed: int | None = None
+) -> drill_series.DrillResult:
+    """One drill: a streaming run of the main job with ``argv`` (the command line's
+    flags; ``parser`` the drill's, which knows them) and drill ``name``'s fault,
+    with ``seed`` (None: ``--seed``'s, else random), reconciled; prints its summary
+    line, records its ledger line and returns its outcome.  Raises what the run's
+    services raise (a series makes that a FAIL cell)."""
     settings = StackSettings.from_env()
-    parser = main_job.make_parser(settings)
-    parser.prog = "./run_local.sh drill NAME"
-    parser.description = __doc__.split("\n\n")[0]
-    parser.add_argument("drill", choices=sorted(DRILLS), help="the fault to inject")
-    parser.add_argument(
-        "--at", type=float, default=0.4, help="inject once this share of the feed's time passed"
-    )
-    parser.add_argument(
-        "--early",
-        action="store_true",
-        help="do not wait for the job's first rows (a fault during start-up)",
-    )
-    parser.set_defaults(runner="flink-cluster")
     known, _ = parser.parse_known_args(argv)
-    if not 0 <= known.at <= 1:
-        parser.error(f"--at is a share of the feed, 0 to 1 (got {known.at})")
-    fault = DRILLS[known.drill](known.at, known.early)
+    fault = DRILLS[name](known.at, known.early)
+    argv = [*argv, *([f"--seed={seed}"] if seed is not None else [])]  # the last one wins
     given = {f.split("=", 1)[0] for f in argv}
     argv += [f for f in fault.flags if f.split("=", 1)[0] not in given]
     outcome = main_job.stream(argv, fault, parser)
     if outcome.report is None:
-        return outcome.code or 1
+        reason = outcome.fault_problem or f"nothing reconciled (exit {outcome.code})"
+        return drill_series.DrillResult(name, seed, False, reason=reason, code=outcome.code or 1)
     run_id = outcome.report["run_id"]
     gathered = reconcile.gather(
         datasets.get(outcome.report["dataset"]),
@@ -239,14 +243,16 @@ def main(argv: list[str] | None = None) -> int:
         settings,
     )
     counts = tally(gathered.terms, gathered.audit)
-    line = summary(known.drill, counts, outcome.code == 0)
+    line = summary(name, counts, outcome.code == 0)
     print(line)
     passed = line.endswith("PASS")
+    seed = outcome.report.get("seed", seed)
     ledger.record(
         settings,
         "drill",
-        drill=known.drill,
+        drill=name,
         run_id=run_id,
+        seed=seed,
         runner=known.runner,
         events=known.events,
         at_share=known.at,
@@ -254,7 +260,102 @@ def main(argv: list[str] | None = None) -> int:
         passed=passed,
         **{k.replace(" ", "_").replace("-", "_"): v for k, v in counts.items()},
     )
-    return outcome.code or (0 if passed else 1)
+    return drill_series.DrillResult(
+        name,
+        seed,
+        passed,
+        counts,
+        injected_late=gathered.terms.injected_late,
+        reason="" if passed else _reason(outcome),
+        run_id=run_id,
+        code=outcome.code or (0 if passed else 1),
+    )
+
+
+def _reason(outcome: main_job.StreamOutcome) -> str:
+    """Why a reconciled run failed, one line: its fault, the job's exit, or the
+    checks that failed (empty when only the counts say it)."""
+    if outcome.fault_problem:
+        return outcome.fault_problem
+    failed = [c.name for c in outcome.results if not c.passed]
+    if failed:
+        return f"{len(failed)} check(s) failed: {failed[0]}" + (", …" if len(failed) > 1 else "")
+    return f"the job exited {outcome.code}" if outcome.code else ""
+
+
+def make_parser(settings: StackSettings) -> argparse.ArgumentParser:
+    """The main job's flags and the drill's: ``NAME`` (or ``all``), ``--at``,
+    ``--early``, ``--seeds``."""
+    parser = main_job.make_parser(settings)
+    parser.prog = "./run_local.sh drill NAME"
+    parser.description = __doc__.split("\n\n")[0]
+    parser.add_argument(
+        "drill", choices=[*sorted(DRILLS), ALL], help=f"the fault to inject; {ALL}: every one"
+    )
+    parser.add_argument(
+        "--at", type=float, default=0.4, help="inject once this share of the feed's time passed"
+    )
+    parser.add_argument(
+        "--early",
+        action="store_true",
+        help="do not wait for the job's first rows (a fault during start-up)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="run each drill this many times, with seeds --seed (default 1) and the ones "
+        "after it, then print the table of drill x seed",
+    )
+    parser.set_defaults(runner="flink-cluster")
+    return parser
+
+
+def main(argv: list[str] | None = None, run_one: drill_series.RunOne | None = None) -> int:
+    """``./run_local.sh drill NAME|all [--seeds N]``; ``run_one`` (a test's fake)
+    replaces ``run_drill``.  One drill without ``--seeds``: its exit code.  A series:
+    the table, and 0 only when every run passed."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = make_parser(StackSettings.from_env())
+    known, _ = parser.parse_known_args(argv)
+    if not 0 <= known.at <= 1:
+        parser.error(f"--at is a share of the feed, 0 to 1 (got {known.at})")
+    run_one = run_one or (lambda name, seed: run_drill(name, argv, parser, seed))
+    if known.drill != ALL and known.seeds is None:
+        return run_one(known.drill, known.seed).code  # one drill, as it always ran
+    try:
+        seed_list = drill_series.seeds(1 if known.seeds is None else known.seeds, known.seed)
+    except ValueError as e:
+        parser.error(str(e))
+    runs = drill_series.plan(list(DRILLS) if known.drill == ALL else [known.drill], seed_list)
+    print(
+        f"drill: {len(runs)} runs, one after another, seeds {', '.join(map(str, seed_list))} "
+        "(--seed and the ones after it); Ctrl-C stops after the current run",
+        flush=True,
+    )
+    stop = threading.Event()
+    with _ctrl_c_sets(stop):
+        results = drill_series.run_series(runs, run_one, stop)
+    print(drill_series.render(runs, results))
+    return drill_series.exit_code(runs, results)
+
+
+@contextlib.contextmanager
+def _ctrl_c_sets(stop: threading.Event):
+    """Within: a first Ctrl-C sets ``stop`` (the series ends after the current run;
+    a streaming run also stops in order); a second raises KeyboardInterrupt."""
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("drill: Ctrl-C: stopping after this run (again: at once)", flush=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

@@ -229,3 +229,151 @@ def test_ctrl_c_in_a_streaming_run_reaches_an_outer_handler_of_ours_only():
         assert inner.is_set()
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+# drill all / --seeds: the series, with the single-drill runner a fake (no services).
+
+from tools import drill_series  # noqa: E402
+from tools.drill_series import DrillResult  # noqa: E402
+
+COUNTS = {"produced": 100, "lost": 0, "written twice": 0, "late": 2}
+
+
+def _passed(name, seed):
+    return DrillResult(name, seed, True, COUNTS, injected_late=2, run_id=f"{name}-{seed}")
+
+
+class _Fake:
+    """The single-drill runner: records its calls; ``outcomes`` maps (drill, seed) to
+    a result, an exception to raise, or a callable run in its place."""
+
+    def __init__(self, **outcomes):
+        self.calls, self.outcomes = [], outcomes
+
+    def __call__(self, name, seed):
+        self.calls.append((name, seed))
+        outcome = self.outcomes.get(f"{name}/{seed}")
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if callable(outcome):
+            outcome()
+        return outcome if isinstance(outcome, DrillResult) else _passed(name, seed)
+
+
+@pytest.mark.parametrize(
+    "count, first, seeds",
+    [(3, None, [1, 2, 3]), (2, 10, [10, 11]), (1, 0, [0])],
+)
+def test_the_seeds_of_a_series_start_at_seed_and_count_up(count, first, seeds):
+    assert drill_series.seeds(count, first) == seeds
+
+
+def test_a_series_needs_at_least_one_seed(capsys):
+    with pytest.raises(ValueError, match="at least 1"):
+        drill_series.seeds(0, None)
+    with pytest.raises(SystemExit) as exited:
+        drill.main(["all", "--seeds", "0"], run_one=_Fake())
+    assert exited.value.code == 2 and "--seeds" in capsys.readouterr().err
+
+
+def test_drill_all_runs_every_drill_with_every_seed_in_order_and_passes(capsys):
+    fake = _Fake()
+    assert drill.main(["all", "--seeds", "2", "--events", "500"], run_one=fake) == 0
+    assert fake.calls == [(d, s) for d in drill.DRILLS for s in (1, 2)]
+    out = capsys.readouterr().out
+    assert "seeds 1, 2 (--seed and the ones after it)" in out
+    assert out.rstrip().endswith("12 of 12 drill runs passed")
+
+
+def test_a_failing_or_raising_drill_is_a_fail_cell_and_the_series_goes_on(capsys):
+    lost = DrillResult("stop-resume", 2, False, {**COUNTS, "lost": 3}, injected_late=2)
+    fake = _Fake(**{"stop-resume/2": lost, "broker-restart/1": OSError("no such service\nmore")})
+    assert drill.main(["all", "--seeds", "2"], run_one=fake) == 1
+    assert len(fake.calls) == 12  # every run ran
+    table = capsys.readouterr().out.splitlines()[-8:]
+    assert table[0].split() == ["drill", "seed", "1", "seed", "2"]
+    assert table[1].startswith("stop-resume       PASS lost 0, twice 0, late 2 of 2")
+    assert table[1].endswith("FAIL lost 3, twice 0, late 2 of 2")
+    assert "FAIL: raised OSError: no such service" in table[3]
+    assert table[-1] == "10 of 12 drill runs passed"
+
+
+def test_seeds_work_with_one_drill_from_seed():
+    fake = _Fake()
+    assert drill.main(["taskmanager-kill", "--seeds", "3", "--seed", "7"], run_one=fake) == 0
+    assert fake.calls == [("taskmanager-kill", 7), ("taskmanager-kill", 8), ("taskmanager-kill", 9)]
+
+
+def test_one_drill_without_seeds_runs_once_with_its_own_exit_code_and_no_table(capsys):
+    failed = DrillResult("poison-burst", None, False, reason="x", code=3)
+    fake = _Fake(**{"poison-burst/None": failed})
+    assert drill.main(["poison-burst"], run_one=fake) == 3
+    assert fake.calls == [("poison-burst", None)]
+    assert "drill runs passed" not in capsys.readouterr().out
+
+
+def test_ctrl_c_stops_the_series_after_the_current_run_and_prints_what_ran(capsys):
+    import signal
+
+    def ctrl_c():  # what SIGINT runs while a drill is running
+        signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+
+    fake = _Fake(**{"stop-resume/2": ctrl_c})
+    assert drill.main(["all", "--seeds", "2"], run_one=fake) == 1
+    assert fake.calls == [("stop-resume", 1), ("stop-resume", 2)]
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "2 of 2 drill runs passed (stopped after 2 of 12 planned)"
+    assert out[-2].startswith("schema-drift") and out[-2].count("(not run)") == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_ctrl_c_twice_ends_the_current_run_as_a_fail():
+    runs = drill_series.plan(["a", "b"], [1])
+    results = drill_series.run_series(runs, _Fake(**{"a/1": KeyboardInterrupt()}))
+    assert [(r.drill, r.passed, r.reason) for r in results] == [
+        ("a", False, "interrupted (Ctrl-C)")
+    ]
+    assert drill_series.exit_code(runs, results) == 1
+
+
+def test_the_table_puts_drills_down_and_seeds_across():
+    runs = drill_series.plan(["stop-resume", "postgres-down"], [1, 2])
+    results = [
+        _passed("stop-resume", 1),
+        DrillResult("stop-resume", 2, False, COUNTS, 2, reason="the job exited 1"),
+        DrillResult.raised("postgres-down", 1, OSError("no such service")),
+    ]
+    assert drill_series.render(runs, results) == (
+        # Each column as wide as its widest cell, two spaces between.
+        "drill          seed 1                                 seed 2\n"
+        "stop-resume    PASS lost 0, twice 0, late 2 of 2      "
+        "FAIL lost 0, twice 0, late 2 of 2: the job exited 1\n"
+        "postgres-down  FAIL: raised OSError: no such service  (not run)\n"
+        "1 of 3 drill runs passed (stopped after 3 of 4 planned)"
+    )
+    assert drill_series.exit_code(runs, results) == 1
+    assert drill_series.exit_code(runs[:1], results[:1]) == 0
+
+
+def test_run_drill_passes_its_seed_and_fault_flags_and_returns_its_outcome(monkeypatch):
+    from types import SimpleNamespace
+
+    from beam_pipeline.settings import StackSettings
+
+    sent = []
+    outcome = main_job.StreamOutcome(0, {"run_id": "r9", "dataset": "events", "seed": 5})
+    monkeypatch.setattr(main_job, "stream", lambda argv, f, p: sent.append(argv) or outcome)
+    monkeypatch.setattr(drill.datasets, "get", lambda name: name)
+    gathered = SimpleNamespace(terms=TERMS, audit=EXACT)
+    monkeypatch.setattr(drill.reconcile, "gather", lambda *a: gathered)
+    parser = drill.make_parser(StackSettings.from_env())
+    argv = ["all", "--seed", "1"]
+    result = drill.run_drill("poison-burst", argv, parser, seed=5)
+    assert sent == [[*argv, "--seed=5", "--malformed=0.05", "--invalid=0.05"]]
+    assert (result.passed, result.seed, result.run_id, result.code) == (True, 5, "r9", 0)
+    assert result.cell() == "PASS lost 0, twice 0, late 2 of 2"
+    # The run whose fault failed before anything was reconciled: a FAIL with its reason.
+    outcome = main_job.StreamOutcome(1, None, fault_problem="the drill's fault failed: boom")
+    failed = drill.run_drill("postgres-down", argv, parser, seed=6)
+    assert failed.cell() == "FAIL: the drill's fault failed: boom"
+    assert failed.code == 1
