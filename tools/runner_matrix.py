@@ -5,10 +5,12 @@ ledger (tools/ledger.py).
     python -m tools.runner_matrix --write      and put them in docs/runners.md
     python -m tools.runner_matrix dataflow     build the Dataflow job offline, record it
 
-Each cell is the newest ledger line of its kind for its runner: the main job
-(``./run_local.sh --runner R``), the drills (``./run_local.sh drill NAME``), the
-benchmark (``./run_local.sh bench --runner R``) and the Dataflow build.  The lines the
-table uses are kept in ``docs/runner-matrix.jsonl`` (committed), so the table can be
+Each cell of the runner matrix is the newest ledger line of its kind for its runner:
+the main job (``./run_local.sh --runner R``), the drills (``./run_local.sh drill
+NAME``), the benchmark (``./run_local.sh bench --runner R``) and the Dataflow build.
+The drill table counts every run of each drill on each runner (its passes out of its
+runs, e.g. ``2/3 PASS``) and shows the newest one's figures.  The lines the tables use
+are kept in ``docs/runner-matrix.jsonl`` (committed), so the table can be
 regenerated on a machine that has not run them all; a unit test checks that the
 page's tables are what those lines give.
 """
@@ -81,14 +83,24 @@ def _key(line: dict) -> tuple | None:
     return None
 
 
+def _identity(line: dict) -> tuple | None:
+    """What a kept line stands for: its cell, and for a drill its run too (every
+    drill run counts in the drill table; the same run read twice counts once)."""
+    key = _key(line)
+    if key is None or line["kind"] != "drill":
+        return key
+    return (*key, line.get("run_id"))
+
+
 def select(lines: typing.Iterable[dict]) -> list[dict]:
-    """The newest line of each cell, in the order they were recorded."""
-    newest: dict[tuple, dict] = {}
+    """The newest line of each cell and every drill run (once), in the order they
+    were recorded."""
+    kept: dict[tuple, dict] = {}
     for line in sorted(lines, key=lambda x: x.get("at", "")):
-        key = _key(line)
-        if key is not None and key[0] in RUNNERS:
-            newest[key] = line
-    return sorted(newest.values(), key=lambda x: x["at"])
+        identity = _identity(line)
+        if identity is not None and identity[0] in RUNNERS:
+            kept[identity] = line
+    return sorted(kept.values(), key=lambda x: x["at"])
 
 
 def _n(value) -> str:
@@ -150,7 +162,7 @@ def _dataflow_row(line: dict | None) -> list[str]:
 
 def render(lines: typing.Iterable[dict]) -> str:
     """The Markdown table of the newest line of each cell."""
-    cells = {_key(line): line for line in select(lines)}
+    cells = {_key(line): line for line in select(lines)}  # in time order: the newest wins
     rows = [COLUMNS, ("---",) * len(COLUMNS)]
     for runner, label in RUNNERS.items():
         if runner == "dataflow":
@@ -171,6 +183,8 @@ def render(lines: typing.Iterable[dict]) -> str:
 _DRILL_COLUMNS = (
     "drill",
     "runner",
+    "runs passed",
+    "newest run",
     "fault at",
     "produced",
     "landed",
@@ -179,33 +193,30 @@ _DRILL_COLUMNS = (
     "late",
     "lost",
     "written twice",
-    "result",
 )
+_DRILL_COUNTS = _DRILL_COLUMNS[5:]  # the newest run's, from its line's fields
 
 
 def render_drills(lines: typing.Iterable[dict]) -> str:
-    """The Markdown table of the newest line of each (runner, drill)."""
+    """The Markdown table with a row per (runner, drill), in the order of their
+    newest runs: its passes out of its runs (``2/3 PASS``), then the newest run's
+    id, date, fault and counts."""
+    runs: dict[tuple, list[dict]] = {}
+    for line in (x for x in select(lines) if x["kind"] == "drill"):
+        runs.setdefault(_key(line), []).append(line)
     rows = [_DRILL_COLUMNS, ("---",) * len(_DRILL_COLUMNS)]
-    for d in (x for x in select(lines) if x["kind"] == "drill"):
+    for group in sorted(runs.values(), key=lambda g: g[-1]["at"]):
+        d = group[-1]
         at = f"{d['at_share']:.0%} of the feed" + (", during start-up" if d["early"] else "")
+        newest = f"{'PASS' if d['passed'] else 'FAIL'}, `{d['run_id']}`, {d['at'][:10]}"
         rows.append(
             [
                 f"`{d['drill']}`",
                 d["runner"],
+                f"{sum(x['passed'] for x in group)}/{len(group)} PASS",
+                newest,
                 at,
-                *(
-                    _n(d[k])
-                    for k in (
-                        "produced",
-                        "landed",
-                        "dead_lettered",
-                        "duplicates",
-                        "late",
-                        "lost",
-                        "written_twice",
-                    )
-                ),
-                f"{'PASS' if d['passed'] else 'FAIL'} (run `{d['run_id']}`)",
+                *(_n(d[k.replace(" ", "_").replace("-", "_")]) for k in _DRILL_COUNTS),
             ]
         )
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)

@@ -104,31 +104,41 @@ def test_drills_and_the_bench_fill_their_own_cells():
     assert row[7] == "153 (0.070), 20,000 events"
 
 
-def test_the_drill_table_has_a_row_per_runner_and_drill():
+def test_the_drill_table_counts_every_run_of_a_drill_and_shows_the_newest():
     lines = [
         {
             "kind": "drill",
-            "at": f"2026-12-03T10:0{i}:00+00:00",
+            "at": f"2026-12-0{3 + i}T10:00:00+00:00",
             "runner": "flink-cluster",
             "drill": drill,
             "run_id": f"d{i}",
             "at_share": 0.4,
             "early": early,
-            "passed": True,
+            "passed": passed,
             **dict.fromkeys(("produced", "landed", "dead_lettered", "duplicates"), 10),
             "late": 1,
             "lost": 0,
-            "written_twice": 0,
+            "written_twice": i,
         }
-        for i, (drill, early) in enumerate(
-            [("stop-resume", False), ("taskmanager-kill", False), ("stop-resume", True)]
+        for i, (drill, early, passed) in enumerate(
+            [
+                ("stop-resume", False, True),
+                ("taskmanager-kill", False, True),
+                ("stop-resume", True, False),
+            ]
         )
     ]
-    rows = runner_matrix.render_drills(lines).splitlines()[2:]
-    assert len(rows) == 2  # the newer stop-resume replaced the older
-    assert rows[0].startswith("| `taskmanager-kill` | flink-cluster | 40% of the feed | 10 |")
-    assert rows[1].endswith("| 1 | 0 | 0 | PASS (run `d2`) |")
-    assert "40% of the feed, during start-up" in rows[1]
+    # d0 again, as the committed lines and the ledger both hold it: one run, not two.
+    rows = runner_matrix.render_drills([*lines, dict(lines[0])]).splitlines()[2:]
+    assert rows == [
+        "| `taskmanager-kill` | flink-cluster | 1/1 PASS | PASS, `d1`, 2026-12-04 | "
+        "40% of the feed | 10 | 10 | 10 | 10 | 1 | 0 | 1 |",
+        "| `stop-resume` | flink-cluster | 1/2 PASS | FAIL, `d2`, 2026-12-05 | "
+        "40% of the feed, during start-up | 10 | 10 | 10 | 10 | 1 | 0 | 2 |",
+    ]
+    # The runner matrix's own drill cells still show the newest run only.
+    row = _row(runner_matrix.render(lines), runner_matrix.RUNNERS["flink-cluster"])
+    assert row[5].endswith("(run `d2`)") and row[6].endswith("(run `d1`)")
 
 
 def test_splice_replaces_only_the_text_between_the_markers():
