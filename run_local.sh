@@ -12,6 +12,8 @@
 #                               the standalone Flink cluster for --runner flink-cluster
 #   ./run_local.sh drill NAME [--at 0.4] [main-job flags]
 #                               a streaming run with a fault mid-feed (docs/reliability.md)
+#   ./run_local.sh drill all --seeds N [--seed S] [main-job flags]
+#                               every drill with seeds S (default 1) to S+N-1, then a table
 #   ./run_local.sh bench [--runner direct] [--events N] [--seed S]
 #                               Beamline vs a hand-written consumer and in-memory loop (100,000)
 set -euo pipefail
@@ -148,7 +150,7 @@ case "${1:-}" in
   bench) shift; cmd_bench "$@" ;;
   flink) shift; cmd_flink "$@" ;;
   drill) shift; cmd_drill "$@" ;;
-  -h | --help | help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h | --help | help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' ;;
   "" | -*) cmd_main "$@" ;;
   *) die "unknown command '$1': use setup, start, stop, status, test, bench, flink or drill (./run_local.sh --help)" ;;
 esac
