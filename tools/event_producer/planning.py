@@ -8,8 +8,9 @@ pure function of its arguments and the generator's state.
 The roles of original ``i`` (``0 <= i < count``), exactly one each:
 
 - ``valid``: sent at its nominal event time;
-- ``malformed/<kind>``, ``invalid/<kind>``: poison, the kinds the value format's
-  (``invalid/drift_*``: a producer whose schema drifted, JSON only);
+- ``malformed/<kind>``, ``invalid/<kind>``: poison, of the kinds the value
+  format makes (``formats.ValueFormat``; ``invalid/drift_*``: a producer whose
+  schema drifted, JSON only);
 - ``out_of_order``: valid, sent 5–30 s behind the latest valid event time sent
   before it (within a streaming job's allowed lateness);
 - ``late``: valid, sent ``late_shift_ms`` to ``late_shift_ms + 5 s`` behind it
