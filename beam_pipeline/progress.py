@@ -6,13 +6,17 @@ a job ends).  Part of the job; the reconciliation reads the same way.
 
 from __future__ import annotations
 
+import contextlib
+import typing
+
 import psycopg2
 
 from beam_pipeline.settings import StackSettings
 from schemas import tables
 from schemas.dataset import Dataset
+from transforms.aggregate import LATE_STAGE
 
-__all__ = ["rows_so_far", "scalar"]
+__all__ = ["read_only_cursor", "rows_so_far", "scalar"]
 
 
 def rows_so_far(settings: StackSettings, dataset: Dataset, run_id: str) -> dict[str, int]:
@@ -25,17 +29,25 @@ def rows_so_far(settings: StackSettings, dataset: Dataset, run_id: str) -> dict[
         "events": (f"SELECT count(*) FROM {main} WHERE run_id = %s", own),
         "dead_letters": (f"SELECT count(*) FROM {dead} WHERE run_id = %s AND dataset = %s", shared),
         "late": (
-            f"SELECT count(*) FROM {dead} WHERE run_id = %s AND dataset = %s AND stage = 'late'",
-            shared,
+            f"SELECT count(*) FROM {dead} WHERE run_id = %s AND dataset = %s AND stage = %s",
+            (*shared, LATE_STAGE),
         ),
         "duplicates": (f"SELECT count(*) FROM {dups} WHERE run_id = %s AND dataset = %s", shared),
         "windowed": (f"SELECT sum({count}) FROM {aggregate.name} WHERE run_id = %s", own),
     }
+    with read_only_cursor(settings) as cur:
+        return {name: scalar(cur, sql, *params) for name, (sql, params) in queries.items()}
+
+
+@contextlib.contextmanager
+def read_only_cursor(settings: StackSettings) -> typing.Iterator:
+    """A cursor on a read-only, autocommit session as the owner role; the connection
+    is closed after."""
     connection = psycopg2.connect(**settings.psycopg2_kwargs())
     connection.set_session(readonly=True, autocommit=True)
     try:
         with connection.cursor() as cur:
-            return {name: scalar(cur, sql, *params) for name, (sql, params) in queries.items()}
+            yield cur
     finally:
         connection.close()
 

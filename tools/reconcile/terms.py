@@ -55,15 +55,12 @@ without a field); nothing is skipped silently.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import pathlib
 import typing
 
-import psycopg2
-
 from beam_pipeline.graph import DEAD_LETTER_TOPIC
-from beam_pipeline.progress import scalar
+from beam_pipeline.progress import read_only_cursor, scalar
 from beam_pipeline.settings import StackSettings
 from schemas import tables
 from schemas.dataset import Dataset
@@ -78,6 +75,7 @@ from tools.reconcile.balance import (
 )
 from tools.reconcile.kafka import count_dead_letter_messages
 from tools.reconcile.parquet import parquet_row_count, parquet_rows
+from transforms.aggregate import LATE_STAGE
 
 __all__ = [
     "Gathered",
@@ -133,7 +131,7 @@ def gather(
 ) -> Gathered:
     """Reads every term from its source, and the coordinates for the offset audits."""
     parquet = read_parquet(dataset, output_dir / run_id)
-    with _read_only(settings) as cur:
+    with read_only_cursor(settings) as cur:
         postgres = read_postgres(cur, dataset, run_id)
         copies = postgres.late_copies()
         copied = set(copies)
@@ -215,7 +213,7 @@ def read_postgres(cur, dataset: Dataset, run_id: str) -> PostgresRead:
     own, q = (run_id,), "WHERE run_id = %s"
     # The shared tables: this dataset's rows of the run (its name leads their keys).
     shared, qs = (run_id, dataset.name), "WHERE run_id = %s AND dataset = %s"
-    not_late, is_late = f"{qs} AND stage <> 'late'", f"{qs} AND stage = 'late'"
+    not_late, is_late = f"{qs} AND stage <> '{LATE_STAGE}'", f"{qs} AND stage = '{LATE_STAGE}'"
     stages = f"SELECT sum(record_count) FROM {tables.STAGE_COUNTS.name} {qs} AND stage = "
     columns = "SELECT kafka_topic, kafka_partition, kafka_offset FROM"
 
@@ -231,7 +229,7 @@ def read_postgres(cur, dataset: Dataset, run_id: str) -> PostgresRead:
         late=scalar(cur, f"SELECT count(*) FROM {dead} {is_late}", *shared),
         gold_total=scalar(cur, f"SELECT sum({count_column}) FROM {counts} {q}", *own),
         stage_read=scalar(cur, stages + "'read'", *shared),
-        stage_late=scalar(cur, stages + "'late'", *shared),
+        stage_late=scalar(cur, stages + f"'{LATE_STAGE}'", *shared),
         child_items=_child_items(cur, dataset, run_id),
         postgres_children=sum(
             scalar(cur, f"SELECT count(*) FROM {t.name} {q}", *own) for t in dataset.tables.children
@@ -322,15 +320,3 @@ def _child_items(cur, dataset: Dataset, run_id: str, ids: list | None = None) ->
         )
         for child in dataset.contract.children
     )
-
-
-@contextlib.contextmanager
-def _read_only(settings: StackSettings) -> typing.Iterator:
-    """A cursor on a read-only, autocommit session; the connection closed after."""
-    connection = psycopg2.connect(**settings.psycopg2_kwargs())
-    connection.set_session(readonly=True, autocommit=True)
-    try:
-        with connection.cursor() as cur:
-            yield cur
-    finally:
-        connection.close()
