@@ -74,6 +74,15 @@ class GraphParams:
     (a count per stage is small state), so that a copy arriving after its id was
     forgotten is still counted.  ``batch``: the job runs in batch mode (its
     watermark passes only at the end of its input), so dedup sets no expiry timers.
+
+    ``arrival_delay_ms``: set for a live (unbounded) read, whose watermark trails the
+    records' Kafka timestamps by this much.  Then whether an event is late for its
+    window, and whether a copy came after its id's dedup TTL, is judged by the
+    event's own record: its arrival is its Kafka timestamp minus this delay
+    (docs/reliability.md, "The late decision").  A restore replays the same records
+    and reaches the same verdicts, whichever way the runtime watermark moves.  The
+    windows and ids are kept ``state_grace_s`` past their close for that rule.
+    ``None``: the runtime watermark decides (a bounded read: nothing is late).
     """
 
     run_id: str
@@ -83,6 +92,13 @@ class GraphParams:
     allowed_lateness_s: typing.Optional[int] = None
     value_format: str = "json"  # json, avro or avro_confluent
     batch: bool = False
+    arrival_delay_ms: typing.Optional[int] = None
+    state_grace_s: int = 60
+
+    def arrival_ms(self) -> typing.Optional[typing.Callable[[KafkaRecord], int]]:
+        """A record → its arrival in event time, or None (the watermark decides)."""
+        delay = self.arrival_delay_ms
+        return None if delay is None else lambda record: record.timestamp_ms - delay
 
     def for_dataset(self, dataset: Dataset) -> GraphParams:
         """These parameters with the dataset's defaults where none was given."""
@@ -182,12 +198,15 @@ def build_graph(
     conformed = normalised.rows | "ConformToSinks" >> ConformToSinks(
         dataset.tables.main, functools.partial(dead_letter, run_id=run_id)
     )
+    arrival = params.arrival_ms()
     deduplicated = conformed.rows | "Deduplicate" >> DeduplicateById(
         contract.id_column(),
         params.dedup_ttl_s,
         run_id,
         order_by=contract.order_column(),
         expire=not params.batch,
+        arrival_ms=arrival,
+        grace_s=params.state_grace_s,
     )
     events = deduplicated.unique | "DropRecords" >> beam.Map(_row).with_output_types(row_type)
     group_key, measures = dataset.group_key, dataset.measures
@@ -199,6 +218,8 @@ def build_graph(
         allowed_lateness_s=params.allowed_lateness_s,
         window_period_s=params.window_period_s,
         sums=None if measures is None else lambda pair: measures(pair[1]),
+        arrival_ms=None if arrival is None else lambda pair: arrival(pair[0]),
+        grace_s=params.state_grace_s,
     )
     counts = aggregated.counts | "AsCounts" >> beam.Map(lambda c: c).with_output_types(
         pane_row_type

@@ -52,6 +52,7 @@ def build_job_graph(
             allowed_lateness_s=config.allowed_lateness_s,
             value_format=config.value_format,
             batch=not pipeline.options.view_as(StandardOptions).streaming,
+            arrival_delay_ms=round(config.kafka_max_delay_s * 1000) if config.unbounded else None,
         ),
         production_sinks(
             dataset,

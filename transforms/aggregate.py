@@ -15,19 +15,34 @@ the late output, never neither.
 Per key the state is the map of open windows (count, next pane index, whether
 the on-time pane fired, the totals of ``sums``) and one number,
 ``closed_through``: the latest event-time timer that fired (milliseconds).  A
-timer at ``t`` fires only once the input watermark has passed ``t``, so a window
-whose close (``end - 1µs + allowed_lateness``, Beam's own garbage-collection
-time) is at or before ``closed_through`` is certainly expired: records for it are
-late.  One watermark timer per key is set to the earliest
-pending deadline:
+timer at ``t`` fires only once the input watermark has passed ``t``.  A window's
+close is ``end - 1µs + allowed_lateness`` (Beam's own garbage-collection time).
+
+**Which records are late.**  With ``arrival_ms`` (element → when its record
+arrived, in event time: its Kafka timestamp minus the read's watermark delay), a
+record is late for a window when the window closed at or before its arrival:
+a function of the record alone, so a replay after a restore, another runner or
+another interleaving of partitions judges every record the same way.  The
+window's state is kept ``grace_s`` past its close, so that the rule, not the
+runtime watermark, decides (a record the rule calls on time whose window's state
+is already gone goes to the late lane too, counted by ``late_after_state_dropped``).
+Without ``arrival_ms`` the runtime watermark decides: a window whose close is at
+or before ``closed_through`` is expired.  One watermark timer per key is set to
+the earliest pending deadline:
 
 - at the window's end (its ``max_timestamp``), the **on-time pane** (pane 0);
-- each record arriving after that and before the close, a **late pane** with the
-  accumulated count and the next pane index;
-- at the close, the window's state is dropped.
+- each record counted after that, a **late pane** with the accumulated count and
+  the next pane index;
+- at the close plus ``grace_s``, the window's state is dropped.
+
+A window's count only grows, pane after pane: with the arrival rule, every pane
+ever emitted for a window (before a crash or after the restore) counts a subset of
+the records its last pane counts, so **the pane with the largest count is the
+final one** whatever the pane indexes say (a restore fires panes again, with other
+indexes).  Sinks keep the row of the largest count (``schemas.tables``).
 
 State is therefore bounded by the keys times the windows open at once
-(``1 + allowed_lateness / period``); no processing-time timer is used.
+(``1 + (allowed_lateness + grace) / period``); no processing-time timer is used.
 
 On a bounded read (the DirectRunner) the watermark jumps to the end once all is
 read, so every window fires exactly one on-time pane and nothing is ever late.
@@ -101,8 +116,12 @@ class _CountPanesFn(beam.DoFn):
         to_row: ToRow,
         weighted: bool,
         sums: typing.Optional[typing.Callable[[typing.Any], tuple]] = None,
+        arrival_ms: typing.Optional[typing.Callable[[typing.Any], int]] = None,
+        grace_s: int = 0,
     ):
         self._windowfn = windowfn
+        self._arrival_ms = arrival_ms
+        self._grace_ms = grace_s * 1000
         self._sums = sums
         self._weighted = weighted  # elements are counts already combined (an int each)
         self._lateness_ms = allowed_lateness_s * 1000
@@ -112,6 +131,7 @@ class _CountPanesFn(beam.DoFn):
         self._late = Metrics.counter(self.__class__, "late_records")
         self._partly_late = Metrics.counter(self.__class__, "records_missing_some_windows")
         self._closed = Metrics.counter(self.__class__, "windows_closed")
+        self._dropped_early = Metrics.counter(self.__class__, "late_after_state_dropped")
 
     def setup(self):
         state_weight.install()
@@ -119,6 +139,10 @@ class _CountPanesFn(beam.DoFn):
 
     def _close_ms(self, win: _Window) -> int:
         return win.max_ms + self._lateness_ms
+
+    def _drop_ms(self, win: _Window) -> int:
+        """When the window's state goes: its close plus the grace."""
+        return win.max_ms + self._lateness_ms + self._grace_ms
 
     def _pane(self, key, win: _Window, entry: list, timing: str):
         pane_index = entry[1]
@@ -132,7 +156,7 @@ class _CountPanesFn(beam.DoFn):
 
     def _next_deadline(self, open_windows: dict) -> int | None:
         deadlines = [
-            self._close_ms(_Window(*w)) if fired else _Window(*w).max_ms
+            self._drop_ms(_Window(*w)) if fired else _Window(*w).max_ms
             for w, (_, _, fired, _) in open_windows.items()
         ]
         return min(deadlines, default=None)
@@ -152,6 +176,7 @@ class _CountPanesFn(beam.DoFn):
         key, value = element
         closed_through, open_windows = state.read() or (None, {})
         weight = value if self._weighted else 1
+        arrival = None if self._arrival_ms is None else self._arrival_ms(value)
         measures = self._sums(value) if self._sums is not None else ()
         wins = [
             _Window(w.start.micros // 1000, w.end.micros // 1000)
@@ -159,8 +184,13 @@ class _CountPanesFn(beam.DoFn):
         ]
         missed = []
         for win in wins:
-            if closed_through is not None and self._close_ms(win) <= closed_through:
-                missed.append(win)
+            if closed_through is not None and self._drop_ms(win) <= closed_through:
+                missed.append(win)  # its state is gone
+                if arrival is not None and arrival < self._close_ms(win):
+                    self._dropped_early.inc(weight)
+                continue
+            if arrival is not None and self._close_ms(win) <= arrival:
+                missed.append(win)  # it had closed when the record arrived
                 continue
             entry = open_windows.setdefault(tuple(win), [0, 0, False, [0] * len(measures)])
             entry[0] += weight
@@ -197,7 +227,7 @@ class _CountPanesFn(beam.DoFn):
             if not entry[2] and win.max_ms <= now:
                 entry[2] = True
                 yield self._pane(key, win, entry, ON_TIME)
-            if self._close_ms(win) <= now:
+            if self._drop_ms(win) <= now:
                 del open_windows[w]
                 self._closed.inc()
         self._save(closed_through, open_windows, state, fire)
@@ -240,10 +270,11 @@ class CountPerWindow(beam.PTransform):
     window_start_ms, window_end_ms, pane_index, timing)`` for every pane of every
     (window, key) that holds an element — pane 0 ``on_time`` when the watermark
     passes the window's end, then one ``late`` pane per late element, each with the
-    count so far.  A sink that keeps the row of the highest ``pane_index`` holds
-    the final count.  ``[LATE_TAG]``: one ``LateArrival`` per element that arrived
-    after all of its windows had closed (the window's end plus
-    ``allowed_lateness_s``, in event time); it is in no count.
+    count so far.  A sink that keeps the row of the largest count (then the
+    highest ``pane_index``) holds the final count, also across a restore.
+    ``[LATE_TAG]``: one ``LateArrival`` per element that arrived after all of its
+    windows had closed (the window's end plus ``allowed_lateness_s``, in event
+    time); it is in no count.
 
     Args:
       key: the element field to count by, or a function of the element.
@@ -259,6 +290,13 @@ class CountPerWindow(beam.PTransform):
       sums: element → a tuple of numbers, summed per pane like the count; ``to_row``
         then gets the totals as a seventh argument.  Not with ``combine_in_bundle``
         (the late lane must carry the elements).
+      arrival_ms: element → when it arrived, in event time (milliseconds): an
+        element is late for a window that closed at or before that time, whatever
+        the runtime watermark says (the module's docstring).  Not with
+        ``combine_in_bundle``.
+      grace_s: with ``arrival_ms``, how long past its close a window's state is kept
+        for elements the rule still calls on time (more than the read's lag behind
+        the clock it stamps records with).
     """
 
     def __init__(
@@ -272,11 +310,19 @@ class CountPerWindow(beam.PTransform):
         window_period_s: int | None = None,
         combine_in_bundle: bool = False,
         sums: typing.Optional[typing.Callable[[typing.Any], tuple]] = None,
+        arrival_ms: typing.Optional[typing.Callable[[typing.Any], int]] = None,
+        grace_s: int = 0,
     ):
         super().__init__()
         if sums is not None and combine_in_bundle:
             raise ValueError("sums need the elements: not with combine_in_bundle")
+        if arrival_ms is not None and combine_in_bundle:
+            raise ValueError("arrival_ms needs the elements: not with combine_in_bundle")
+        if grace_s < 0:
+            raise ValueError(f"grace_s must not be negative (got {grace_s})")
         self._sums = sums
+        self._arrival_ms = arrival_ms
+        self._grace_s = grace_s if arrival_ms is not None else 0
         if window_size_s <= 0:
             raise ValueError(f"window_size_s must be positive (got {window_size_s})")
         if allowed_lateness_s < 0:
@@ -313,5 +359,7 @@ class CountPerWindow(beam.PTransform):
                 self._to_row,
                 self._combine_in_bundle,
                 self._sums,
+                self._arrival_ms,
+                self._grace_s,
             )
         ).with_outputs(LATE_TAG, main="counts")

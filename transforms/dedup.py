@@ -9,6 +9,13 @@ the wall clock.  This composite keeps one small state cell per id and clears it
 with an **event-time** timer ``ttl_s`` after the first copy's timestamp, so state
 is bounded by the rate of distinct ids times the TTL, and a replay of old data
 expires exactly as the original did.
+
+With ``arrival_ms`` (a record → when it arrived, in event time: its Kafka
+timestamp minus the read's watermark delay) whether an id is still remembered is
+decided by the copy itself: a copy that arrived at or after the kept copy's
+timestamp plus the TTL starts the id afresh, whatever the runtime watermark had
+done by then, so a replay after a restore judges every copy as the first run did.
+The state is then kept ``grace_s`` longer than the TTL, for the rule to read.
 """
 
 import typing
@@ -39,12 +46,23 @@ class _OneCopyPerIdFn(beam.DoFn):
     the writes land in.
     """
 
-    # (partition, offset, Kafka timestamp, order value or None) of the kept copy.
+    # (partition, offset, Kafka timestamp, order value or None, forgotten from (ms of
+    # event time)) of the kept copy.
     KEPT = ReadModifyWriteStateSpec("kept", coders.PickleCoder())
     EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
 
-    def __init__(self, ttl_s: int, run_id: str, order_by: str | None, expire: bool = True):
+    def __init__(
+        self,
+        ttl_s: int,
+        run_id: str,
+        order_by: str | None,
+        expire: bool = True,
+        arrival_ms: typing.Optional[typing.Callable[[typing.Any], int]] = None,
+        grace_s: int = 0,
+    ):
         self._ttl = Duration(seconds=ttl_s)
+        self._arrival_ms = arrival_ms
+        self._grace = Duration(seconds=grace_s if arrival_ms is not None else 0)
         self._expire = expire
         self._run_id = run_id
         self._order_by = order_by
@@ -65,8 +83,15 @@ class _OneCopyPerIdFn(beam.DoFn):
     ):
         event_id, (record, row) = element
         order = getattr(row, self._order_by) if self._order_by else None
-        this = (record.partition, record.offset, record.timestamp_ms, order)
+        forgotten_from_ms = (timestamp + self._ttl).micros // 1000
+        this = (record.partition, record.offset, record.timestamp_ms, order, forgotten_from_ms)
         previous = kept.read()
+        if (
+            previous is not None
+            and self._arrival_ms is not None
+            and self._arrival_ms(record) >= previous[4]
+        ):
+            previous = None  # it came after its id's TTL: a first copy again
         if previous is not None and (self._order_by is None or order <= previous[3]):
             self._duplicates.inc()
             yield beam.pvalue.TaggedOutput(
@@ -82,7 +107,7 @@ class _OneCopyPerIdFn(beam.DoFn):
             )
         kept.write(this)
         if self._expire:
-            expiry.set(timestamp + self._ttl)
+            expiry.set(timestamp + self._ttl + self._grace)
         yield element[1]
 
     def _logged(self, event_id: str, topic: str, dropped: tuple, kept: tuple) -> Duplicate:
@@ -134,6 +159,9 @@ class DeduplicateById(beam.PTransform):
         end anyway and every id is remembered for the whole run, timers or not.
         Skipping them is the same output for about 85 µs less an element on the
         FnApiRunner (a timer is set, collected and fired per id).
+      arrival_ms: a ``KafkaRecord`` → when it arrived, in event time: whether an
+        id is remembered is then the copy's own verdict (the module's docstring).
+      grace_s: with ``arrival_ms``, how much longer than the TTL the state is kept.
     """
 
     def __init__(
@@ -144,6 +172,8 @@ class DeduplicateById(beam.PTransform):
         order_by: str | None = None,
         *,
         expire: bool = True,
+        arrival_ms: typing.Optional[typing.Callable[[typing.Any], int]] = None,
+        grace_s: int = 0,
     ):
         super().__init__()
         if ttl_s <= 0:
@@ -153,10 +183,19 @@ class DeduplicateById(beam.PTransform):
         self._run_id = run_id
         self._order_by = order_by
         self._expire = expire
+        self._arrival_ms = arrival_ms
+        self._grace_s = grace_s
 
     def expand(self, pairs):
         id_field = self._id_field
-        fn = _OneCopyPerIdFn(self._ttl_s, self._run_id, self._order_by, self._expire)
+        fn = _OneCopyPerIdFn(
+            self._ttl_s,
+            self._run_id,
+            self._order_by,
+            self._expire,
+            self._arrival_ms,
+            self._grace_s,
+        )
         return (
             pairs
             | "KeyById"

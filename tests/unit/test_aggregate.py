@@ -258,3 +258,125 @@ def test_sums_need_the_elements():
             DATASET.group_key, 60, TO_ROW, CustomerEventCountsRow,
             sums=lambda e: (1,), combine_in_bundle=True,
         )  # fmt: skip
+
+
+def _sent(event_type, seconds, arrived_s, n=0):
+    """A record of event time ``seconds`` that arrived at ``arrived_s`` (its Kafka
+    timestamp minus the read's delay, in event time)."""
+    return TimestampedValue(beam.Row(event_type=event_type, n=n, arrived_s=arrived_s), seconds)
+
+
+def _by_arrival(grace_s=60):
+    return CountPerWindow(
+        DATASET.group_key,
+        60,
+        TO_ROW,
+        CustomerEventCountsRow,
+        allowed_lateness_s=30,
+        arrival_ms=lambda e: e.arrived_s * 1000,
+        grace_s=grace_s,
+    )
+
+
+# One window [0, 60) of play, allowed lateness 30 s (closed from 89.999 s on):
+#   a play@10 and b play@20 arrive at 10 s and 20 s, c play@30 at 70 s (after the
+#   window's end, before its close: counted), d play@50 (n=7) at 95 s (after the close:
+#   late), and search@70 at 75 s.
+_RECORDS = [
+    _sent("play", 10, 10),
+    _sent("play", 20, 20),
+    _sent("play", 30, 70),
+    _sent("play", 50, 95, n=7),
+    _sent("search", 70, 75),
+]
+# Live: the watermark follows the arrivals; the on-time pane fires after a and b.
+LIVE = (
+    TestStream()
+    .advance_watermark_to(0)
+    .add_elements(_RECORDS[:2])
+    .advance_watermark_to(61)
+    .add_elements(_RECORDS[2:3])
+    .advance_watermark_to(91)
+    .add_elements(_RECORDS[3:])
+    .advance_watermark_to(200)
+    .advance_watermark_to_infinity()
+)
+
+
+def _restored():
+    """Run c82680a3d90c's situation: the job restored from a checkpoint taken after a
+    and b were read, before c; Kafka replays c, d and the rest as a backlog, all read
+    before the restored watermark (the newest timestamp read minus the delay) passes
+    the window's end."""
+    return (
+        TestStream()
+        .advance_watermark_to(0)
+        .add_elements(_RECORDS[:2])
+        .add_elements(_RECORDS[2:])
+        .advance_watermark_to(200)
+        .advance_watermark_to_infinity()
+    )
+
+
+@pytest.mark.parametrize(
+    "stream, panes",
+    [
+        (
+            LIVE,
+            [
+                _row(0, 60, "play", 2, 0, ON_TIME),
+                _row(0, 60, "play", 3, 1, LATE),
+                _row(60, 120, "search", 1, 0, ON_TIME),
+            ],
+        ),
+        # Another pane sequence (pane 0 holds all three), the same last count and the
+        # same late lane.
+        (_restored(), [_row(0, 60, "play", 3, 0, ON_TIME), _row(60, 120, "search", 1, 0, ON_TIME)]),
+    ],
+    ids=["live", "restored"],
+)
+def test_a_record_is_late_by_its_own_arrival_whatever_the_watermark(stream_pipeline, stream, panes):
+    with stream_pipeline as p:
+        out = p | stream | _by_arrival()
+        assert_that(out.counts, equal_to(panes), label="CheckPanes")
+        assert_that(out[LATE_TAG] | beam.Map(_n), equal_to([7]), label="CheckLateLane")
+
+
+def test_by_the_watermark_a_restore_counts_a_late_record(stream_pipeline):
+    # The same restored stream judged by the runtime watermark (before issue 23): d
+    # arrived after its window closed, yet it is counted, and the late lane is empty.
+    with stream_pipeline as p:
+        out = p | _restored() | _count(lateness=30)
+        assert_that(
+            out.counts,
+            equal_to([_row(0, 60, "play", 4, 0, ON_TIME), _row(60, 120, "search", 1, 0, ON_TIME)]),
+            label="CheckPanes",
+        )
+        assert_that(out[LATE_TAG] | beam.Map(_n), equal_to([]), label="CheckLateLane")
+
+
+def test_a_record_after_its_windows_state_is_gone_is_late_too(stream_pipeline):
+    # No grace: the window's state goes at its close (89.999 s).  c arrived at 70 s,
+    # on time by the rule, but is read after the watermark passed 91 s: nothing can
+    # count it any more, so it goes to the late lane (counter late_after_state_dropped).
+    stream = (
+        TestStream()
+        .advance_watermark_to(0)
+        .add_elements(_RECORDS[:2])
+        .advance_watermark_to(91)
+        .add_elements([_sent("play", 30, 70, n=3)])
+        .advance_watermark_to(200)
+        .advance_watermark_to_infinity()
+    )
+    with stream_pipeline as p:
+        out = p | stream | _by_arrival(grace_s=0)
+        assert_that(out.counts, equal_to([_row(0, 60, "play", 2, 0, ON_TIME)]), label="CheckPanes")
+        assert_that(out[LATE_TAG] | beam.Map(_n), equal_to([3]), label="CheckLateLane")
+
+
+def test_arrival_needs_the_elements():
+    with pytest.raises(ValueError, match="combine_in_bundle"):
+        CountPerWindow(
+            DATASET.group_key, 60, TO_ROW, CustomerEventCountsRow,
+            arrival_ms=lambda e: 0, combine_in_bundle=True,
+        )  # fmt: skip
