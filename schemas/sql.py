@@ -14,7 +14,7 @@ import typing
 from schemas.contract import Aggregate
 from schemas.records import COORDINATE_COLUMNS
 
-__all__ = ["rollup_views", "table_upsert", "upsert_statement"]
+__all__ = ["forward_only_clause", "rollup_views", "table_upsert", "upsert_statement"]
 
 
 def table_upsert(table) -> str:
@@ -24,7 +24,7 @@ def table_upsert(table) -> str:
         table.row_type,
         table.key_columns,
         table.casts,
-        table.forward_only,
+        table.forward_only or None,
         first_copy_only=table.first_copy_only,
     )
 
@@ -34,7 +34,7 @@ def upsert_statement(
     row_type: type,
     key_columns: typing.Sequence[str],
     casts: typing.Mapping[str, str] | None = None,
-    forward_only: str | None = None,
+    forward_only: str | typing.Sequence[str] | None = None,
     *,
     first_copy_only: bool = False,
 ) -> str:
@@ -43,9 +43,10 @@ def upsert_statement(
     The statement binds fields positionally in the row's field order, which is how
     the Java writer binds them.  ``casts`` maps a column to the SQL type its text
     is cast to (``CAST(? AS jsonb)``: strings are bound as varchar).  With
-    ``forward_only``, an update happens only when the incoming row's value of that
-    column is at least the stored one, so a retried earlier pane (or an older
-    version of a record) can never overwrite a later one.  With ``first_copy_only``
+    ``forward_only`` (a column, or columns compared in order as a tuple), an update
+    happens only when the incoming row's value is at least the stored one, so a
+    retried earlier pane (or an older version of a record) can never overwrite a
+    later one.  With ``first_copy_only``
     (rows with ``run_id`` and Kafka coordinates), a key's row is rewritten within a
     run only by the record that wrote it (a retried bundle, a re-run), never by
     another copy of it: a copy that came after the dedup TTL leaves the first one.
@@ -75,13 +76,25 @@ def upsert_statement(
         theirs = ", ".join(f"EXCLUDED.{c}" for c in COORDINATE_COLUMNS)
         statement += f" WHERE t.run_id IS DISTINCT FROM EXCLUDED.run_id OR ({mine}) = ({theirs})"
     if forward_only is not None:
-        if forward_only not in columns:
-            raise ValueError(f"forward_only column {forward_only!r} is not a field")
-        # A row written before the column existed (NULL) may be replaced.
-        statement += (
-            f" WHERE t.{forward_only} IS NULL OR EXCLUDED.{forward_only} >= t.{forward_only}"
-        )
+        guard = (forward_only,) if isinstance(forward_only, str) else tuple(forward_only)
+        for column in guard:
+            if column not in columns:
+                raise ValueError(f"forward_only column {column!r} is not a field")
+        statement += f" WHERE {forward_only_clause(guard)}"
     return statement
+
+
+def forward_only_clause(columns: typing.Sequence[str]) -> str:
+    """The upsert's ``WHERE`` for a ``forward_only`` guard: the incoming row
+    (``EXCLUDED``) is at least the stored one (``t``) on ``columns``, compared in order
+    as a row value.  A row written before the first column existed (NULL) may be
+    replaced."""
+    first = columns[0]
+    if len(columns) == 1:
+        return f"t.{first} IS NULL OR EXCLUDED.{first} >= t.{first}"
+    new = ", ".join(f"EXCLUDED.{c}" for c in columns)
+    old = ", ".join(f"t.{c}" for c in columns)
+    return f"t.{first} IS NULL OR ({new}) >= ({old})"
 
 
 def rollup_views(aggregate: Aggregate) -> dict[str, str]:

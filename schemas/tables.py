@@ -32,7 +32,9 @@ class Table:
       casts: column → SQL type its bound text is cast to (``jsonb``).
       sql_types: column → SQL type where the default from the Python type is wrong.
       generated_times: ``*_ms`` columns that get a generated ``timestamptz`` beside them.
-      forward_only: a column the upsert never lets go backwards (``pane_index``).
+      forward_only: the columns the upsert never lets go backwards, compared in order
+        (an aggregate's: its count, then ``pane_index``; a ``keep_latest`` main
+        table's: its order column).
       first_copy_only: within a run, a key's row is rewritten only by the record
         that wrote it, never by another copy (a main table that drops later copies).
     """
@@ -43,7 +45,7 @@ class Table:
     casts: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
     sql_types: typing.Mapping[str, str] = dataclasses.field(default_factory=dict)
     generated_times: tuple[str, ...] = ()
-    forward_only: typing.Optional[str] = None
+    forward_only: tuple[str, ...] = ()
     first_copy_only: bool = False
 
 
@@ -64,7 +66,7 @@ STAGE_COUNTS = Table(
     StageCount,
     ("dataset", "run_id", "window_start_ms", "window_end_ms", "stage"),
     generated_times=("window_start_ms",),
-    forward_only="pane_index",
+    forward_only=("record_count", "pane_index"),
 )
 
 # The tables every dataset shares, in the order migrations create them.
@@ -107,7 +109,7 @@ def _main_table(contract: Contract) -> Table:
         casts={"payload": "jsonb"},
         sql_types={"payload": "jsonb", "kafka_partition": "integer"},
         generated_times=timestamps,
-        forward_only=contract.order_column(),
+        forward_only=(contract.order_column(),) if contract.order_column() else (),
         first_copy_only=contract.dedup.kind == "drop_later_copies",
     )
 
@@ -135,5 +137,8 @@ def _aggregate_table(contract: Contract) -> Table:
         contract.aggregate_row_type(),
         ("run_id", "window_start_ms", "window_end_ms", *agg.keys),
         generated_times=("window_start_ms",),
-        forward_only="pane_index",
+        # A window's count only grows (transforms.aggregate): the row of the largest
+        # count is the final one, even when a restore fired its panes again with other
+        # indexes.
+        forward_only=(agg.count_column, "pane_index"),
     )

@@ -26,6 +26,7 @@ from beam_pipeline.kafka_security import client_config
 from datasets.customer_events import DATASET, CustomerEventCountsRow, CustomerEventsRow
 from schemas import tables
 from schemas.records import DeadLetter, KafkaRecord
+from schemas.sql import forward_only_clause
 from tools.bench_step import Outcome, RecordStep
 from transforms.sinks import arrow_schema
 
@@ -203,8 +204,7 @@ def _upsert(cur, table, rows: list) -> None:
         f"ON CONFLICT ({', '.join(table.key_columns)}) DO UPDATE SET {updates}"
     )
     if table.forward_only:
-        f = table.forward_only
-        statement += f" WHERE t.{f} IS NULL OR EXCLUDED.{f} >= t.{f}"
+        statement += f" WHERE {forward_only_clause(table.forward_only)}"
     cur.execute(statement)
 
 

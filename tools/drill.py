@@ -64,12 +64,10 @@ _MASTER = main_job.CLUSTER_MASTER
 class _Fault:
     """Due once ``at`` of the feed's time has passed and, unless ``early``, the run
     has rows in PostgreSQL (a fault before the job is up tests start-up, not the
-    fault).  ``stops_job``: the job stops reading for a while (its backlog is then
-    read behind the watermark: see ``reconcile.checks``)."""
+    fault)."""
 
     at: float
     early: bool
-    stops_job: typing.ClassVar[bool] = True
     flags: typing.ClassVar[tuple[str, ...]] = ()  # the main job's flags it needs
 
     def due(self, feed: main_job.Feed) -> bool:
@@ -149,10 +147,7 @@ class PostgresDown(_ServiceDown):
 
 
 class _FeedFault(_Fault):
-    """A fault in the records themselves, set by the main job's ``flags``: the job
-    never stops, so the late lane stays exact."""
-
-    stops_job = False
+    """A fault in the records themselves, set by the main job's ``flags``."""
 
     def due(self, feed: main_job.Feed) -> bool:
         return True

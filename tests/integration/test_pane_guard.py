@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from datasets.customer_events import DATASET, CustomerEventCountsRow
-from schemas.sql import table_upsert
+from schemas.sql import table_upsert, upsert_statement
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +46,38 @@ def test_a_retried_earlier_pane_never_overwrites_a_later_one(pg):
     _write(pg, pane(7, 2, "late"))  # the same pane again: idempotent
     _write(pg, pane(8, 3, "late"))  # a later pane: accepted
     assert _stored(pg, run_id) == [(8, 3, "late")]
+
+
+def test_a_restored_pane_with_the_larger_count_wins_whatever_its_index(pg):
+    # Run c82680a3d90c, window 1796669380000 content_play: before the TaskManager was
+    # killed the job wrote pane 0 (on time) and pane 1 (late); restored from a
+    # checkpoint taken before pane 0, it read the window's events again and fired
+    # pane 0 with all of them.  A window's count only grows, so that is the last pane.
+    table = DATASET.tables.aggregate
+    sequence = [(564, 0, "on_time"), (565, 1, "late"), (569, 0, "on_time")]
+
+    def stored_after(sql):
+        run_id = f"restore-{uuid.uuid4().hex[:8]}"
+        with pg.cursor() as cur:
+            for count, index, timing in sequence:
+                row = CustomerEventCountsRow(
+                    1_796_669_380_000,
+                    1_796_669_390_000,
+                    "content_play",
+                    count,
+                    index,
+                    timing,
+                    run_id,
+                )
+                cur.execute(sql.replace("?", "%s"), tuple(row))
+        return _stored(pg, run_id)
+
+    assert stored_after(table_upsert(table)) == [(569, 0, "on_time")]
+    # The guard on the pane index alone (before issue 23) kept the smaller count.
+    by_index = upsert_statement(
+        table.name, table.row_type, table.key_columns, forward_only="pane_index"
+    )
+    assert stored_after(by_index) == [(565, 1, "late")]
 
 
 def test_a_later_copy_of_an_event_never_replaces_the_first_within_a_run(pg):

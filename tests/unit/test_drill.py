@@ -155,8 +155,6 @@ class _Process:
 
 
 class _DueFault:
-    stops_job = False
-
     def __init__(self, due: bool, raises: bool = False):
         self._due, self._raises, self.injected = due, raises, 0
 
@@ -194,7 +192,7 @@ def test_a_streaming_run_ends_with_the_right_code(
     report = {"run_id": "r", "topic": "t", "offsets_before": {"0": 0}, "offsets_after": {"0": 9}}
     monkeypatch.setattr(main_job.Run, "send", lambda run, live, stop: report)
     checks = [SimpleNamespace(name="balance", passed=balanced)]
-    monkeypatch.setattr(streaming, "reconcile_run", lambda run, rep, late_exact: (None, checks))
+    monkeypatch.setattr(streaming, "reconcile_run", lambda run, rep: (None, checks))
     monkeypatch.setattr(streaming, "committed", lambda run, rep: 9)
     published = []
     monkeypatch.setattr(

@@ -22,15 +22,10 @@ def keep_report(run: Run, report: dict) -> None:
     (run.run_dir / reconcile.REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
 
 
-def reconcile_run(
-    run: Run, report: dict, late_exact: bool = True
-) -> tuple[reconcile.Terms, list[reconcile.Check]]:
+def reconcile_run(run: Run, report: dict) -> tuple[reconcile.Terms, list[reconcile.Check]]:
     """The run reconciled from its sinks against the producer's ``report``.
-    ``late_exact``: the late lane must hold exactly the late events sent (not when
-    the job stopped reading for a while).  Raises what the sinks' clients raise."""
-    return reconcile.reconcile(
-        run.dataset, run.run_id, report, run.run_dir.parent, run.settings, late_exact
-    )
+    Raises what the sinks' clients raise."""
+    return reconcile.reconcile(run.dataset, run.run_id, report, run.run_dir.parent, run.settings)
 
 
 def publish(

@@ -91,10 +91,7 @@ class Feed:
 
 
 class Fault(typing.Protocol):
-    """A drill's fault, injected once into a streaming run (tools/drill.py);
-    ``stops_job``: the job stops reading for a while."""
-
-    stops_job: bool
+    """A drill's fault, injected once into a streaming run (tools/drill.py)."""
 
     def due(self, feed: Feed) -> bool: ...
 
@@ -125,8 +122,6 @@ def run_streaming(run: Run, fault: Fault | None = None) -> StreamOutcome:
     run = _wait_until_reading(run, job)
     if run is None:
         return StreamOutcome(1, None)
-    # A job that stopped reading for a while reads its backlog behind the watermark.
-    late_exact = fault is None or not fault.stops_job
     injection = _Injection(fault)
     interrupted = threading.Event()
     sender = _Sender(run)
@@ -134,14 +129,14 @@ def run_streaming(run: Run, fault: Fault | None = None) -> StreamOutcome:
         with _ctrl_c_sets(interrupted):
             sender.start()
             started = time.monotonic()
-            _watch(run, job, sender, injection, interrupted, late_exact)
+            _watch(run, job, sender, injection, interrupted)
             sender.stop()
     finally:
         code = job.wait(180, interrupt=True)
     if sender.report is None:
         print_error("the producer did not finish: nothing to reconcile")
         return StreamOutcome(1, None)
-    return _finish(run, sender.report, code, injection, started, late_exact)
+    return _finish(run, sender.report, code, injection, started)
 
 
 def _start_job(run: Run) -> StreamingJob:
@@ -252,7 +247,6 @@ def _watch(
     sender: _Sender,
     injection: _Injection,
     interrupted: threading.Event,
-    late_exact: bool,
 ) -> None:
     """Polls until the job ends or Ctrl-C: injects the fault when it is due; once
     every record is sent and the fault injected, returns when the run balances or
@@ -273,7 +267,7 @@ def _watch(
             continue
         settling_since = settling_since or time.monotonic()
         try:
-            _, results = reconcile_run(run, sender.report, late_exact)
+            _, results = reconcile_run(run, sender.report)
         except (psycopg2.Error, KafkaException) as e:  # a drill's service is down
             print(f"run {run.run_id}: cannot reconcile yet: {str(e).strip()}", flush=True)
             continue
@@ -289,12 +283,12 @@ def _watch(
 
 
 def _finish(
-    run: Run, report: dict, code: int, injection: _Injection, started: float, late_exact: bool
+    run: Run, report: dict, code: int, injection: _Injection, started: float
 ) -> StreamOutcome:
     """Keeps the report, reconciles and prints the run; a drill records its own
     ledger line.  ``code``: the job's exit code."""
     keep_report(run, report)
-    terms, results = reconcile_run(run, report, late_exact)
+    terms, results = reconcile_run(run, report)
     extra = {
         "events": run.spec.count,
         "runner": run.runner,

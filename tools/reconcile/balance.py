@@ -70,13 +70,17 @@ def coordinate(row: typing.Mapping) -> Coordinate:
     return tuple(row[c] for c in COORDINATE_COLUMNS)
 
 
-def final_panes(counts: list[dict], keys: typing.Sequence[str]) -> dict[tuple, dict]:
-    """(window start, *keys) → the row of its highest pane, from the aggregate's
-    Parquet rows (they hold every pane written)."""
+def final_panes(counts: list[dict], keys: typing.Sequence[str], count: str) -> dict[tuple, dict]:
+    """(window start, *keys) → the row of its final pane, from the aggregate's
+    Parquet rows (they hold every pane written): the largest ``count``, then the
+    highest pane index, as PostgreSQL's guard keeps it.  A window's count only grows,
+    so this is its last pane even when a restore fired panes again with other
+    indexes (transforms/aggregate.py)."""
     final: dict[tuple, dict] = {}
     for c in counts:
         window = (c["window_start_ms"], *(c[k] for k in keys))
-        if window not in final or c["pane_index"] > final[window]["pane_index"]:
+        rank = (c[count], c["pane_index"])
+        if window not in final or rank > (final[window][count], final[window]["pane_index"]):
             final[window] = c
     return final
 
@@ -89,7 +93,7 @@ class WindowBalance(typing.NamedTuple):
 def window_balance(
     dataset: Dataset, events: list[dict], counts: list[dict], late: typing.Iterable[Coordinate]
 ) -> WindowBalance:
-    """Each (window, group)'s final pane (the highest) against its events.
+    """Each (window, group)'s final pane (the largest count) against its events.
 
     ``events`` and ``counts`` are the Parquet rows of the main table and the
     aggregate; windows are fixed, aligned to the epoch, of the length the count rows
@@ -102,7 +106,7 @@ def window_balance(
     keys, count = agg.keys, agg.count_column
     time = contract.column(contract.event_time_field).name
     size = max((c["window_end_ms"] - c["window_start_ms"] for c in counts), default=1)
-    final = final_panes(counts, keys)
+    final = final_panes(counts, keys, count)
     late = set(late)
     per_window: collections.Counter = collections.Counter()
     late_per_window: collections.Counter = collections.Counter()

@@ -27,7 +27,6 @@ __all__ = [
     "Rule",
     "Run",
     "Term",
-    "at_most",
     "equal",
     "equation",
 ]
@@ -51,7 +50,6 @@ class Run:
     means: tuple[str, ...] = ()  # the aggregate's averaged fields
     raw: OffsetAudit | None = None  # the raw records', where the contract keeps them
     children: bool = False  # the contract fans out to child tables
-    late_exact: bool = True  # False: a drill stopped the job
 
     @property
     def averages(self) -> str:
@@ -84,19 +82,16 @@ Side = tuple[Term, ...]
 
 @dataclasses.dataclass(frozen=True)
 class Relation:
-    """Sums of terms chained by ``==`` (every side equal) or, for a ``bound``, ``<=``
-    (the first side at most the second)."""
+    """Sums of terms chained by ``==``: every side equal."""
 
     sides: tuple[Side, ...]
-    bound: bool = False
 
     def holds(self, run: Run) -> bool:
         sums = [sum(-t.value(run) if t.minus else t.value(run) for t in s) for s in self.sides]
-        return sums[0] <= sums[1] if self.bound else len(set(sums)) == 1
+        return len(set(sums)) == 1
 
     def name(self, run: Run) -> str:
-        operator = " <= " if self.bound else " == "
-        return operator.join(_text(side, run, lambda t: t.label or t.field) for side in self.sides)
+        return " == ".join(_text(side, run, lambda t: t.label or t.field) for side in self.sides)
 
     def detail(self, run: Run) -> str:
         """The sides in numbers: ``a vs b`` for two, ``a == b == c`` for a chain."""
@@ -146,11 +141,6 @@ def equal(*sides: Term | str | tuple[Term | str, ...]) -> Relation:
     """Every side equal; a side is a term (a field's name or a :class:`Term`) or a
     tuple of terms, summed."""
     return Relation(tuple(_side(s) for s in sides))
-
-
-def at_most(left: Term | str | tuple, right: Term | str | tuple) -> Relation:
-    """The left side at most the right."""
-    return Relation((_side(left), _side(right)), bound=True)
 
 
 def equation(

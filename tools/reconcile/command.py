@@ -32,15 +32,11 @@ def reconcile(
     report: dict,
     output_dir: pathlib.Path,
     settings: StackSettings,
-    late_exact: bool = True,
 ) -> tuple[Terms, list[Check]]:
-    """The run's terms, read from its sinks, and every check of them (see
-    :func:`~tools.reconcile.equations.checks` for ``late_exact``)."""
+    """The run's terms, read from its sinks, and every check of them."""
     terms, audit, raw = gather(dataset, run_id, report, output_dir, settings)
     contract = dataset.contract
-    return terms, checks(
-        terms, audit, contract.aggregate.means, raw, bool(contract.children), late_exact
-    )
+    return terms, checks(terms, audit, contract.aggregate.means, raw, bool(contract.children))
 
 
 def main(argv=None) -> int:

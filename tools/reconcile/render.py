@@ -93,6 +93,8 @@ def _sources(dataset: Dataset) -> dict[str, str]:
         "late": f"PostgreSQL {dead}: rows of stage late",
         "unbalanced_windows": "windows where count + late events != events",
         "off_averages": "windows where an average != the mean of its events",
+        "windows_disagreeing": f"windows where PostgreSQL {aggregate}.{count} != "
+        "Parquet's final pane",
         "parquet_raw": f"Parquet {dataset.contract.raw_output}/: rows",
         "child_items": f"PostgreSQL {main}: items of the {n} arrays with child tables",
         "postgres_children": f"PostgreSQL: rows of the {n} child tables",

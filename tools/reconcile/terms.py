@@ -17,8 +17,11 @@ count columns, all from its contract; for customer events ``customer_events``,
 ``kafka_dead_letters``   the dead-letter topic: distinct source records in the run's messages
 ``gold_total``           PostgreSQL ``<aggregate>``: sum of ``<count>`` (latest panes)
 ``parquet_gold_total``   the Parquet files under ``<output>/<run>/<aggregate>/``: sum of
-                         the counts of each window's highest pane
-``unbalanced_windows``   (window, group) pairs whose count (highest pane, Parquet) + late
+                         the counts of each window's final pane (the largest count)
+``windows_disagreeing``  (window, group) pairs whose PostgreSQL ``<count>`` differs from
+                         the count of that window's final pane in Parquet (or that
+                         only one of them holds)
+``unbalanced_windows``   (window, group) pairs whose count (final pane, Parquet) + late
                          events differs from the events of that window and group in
                          the Parquet files of ``<main>``
 ``parquet_raw``          the Parquet files under ``<output>/<run>/<raw_output>/``: rows
@@ -27,7 +30,7 @@ count columns, all from its contract; for customer events ``customer_events``,
                          tables, over the run's events (only for a contract with children)
 ``postgres_children``    PostgreSQL: rows of the child tables
 ``parquet_children``     the Parquet files of the child tables: rows
-``off_averages``         (window, group) pairs whose averages (highest pane, Parquet)
+``off_averages``         (window, group) pairs whose averages (final pane, Parquet)
                          differ from the mean over its events that are not late (only
                          for an aggregate with ``means``)
 ``superseded``           duplicate-log rows whose own record is in the Parquet files of
@@ -118,6 +121,7 @@ class Terms:
     late_copies: int = 0  # late copies of a kept event, after its id's dedup TTL
     late_copy_items: int = 0  # child items of those copies (in Parquet twice)
     injected_late_copies: int = 0
+    windows_disagreeing: int = 0  # (window, group) pairs: PostgreSQL's count != Parquet's final
 
 
 class Gathered(typing.NamedTuple):
@@ -197,6 +201,7 @@ class PostgresRead(typing.NamedTuple):
     dead_letter_seen: list[Coordinate]  # the late lane excepted
     late_seen: list[Coordinate]
     duplicate_seen: list[Coordinate]
+    window_counts: dict[tuple, int]  # (window start, *keys) → the aggregate's count
 
     def late_copies(self) -> list[Coordinate]:
         """Late records in no events row nor the duplicate log: copies that came
@@ -238,7 +243,18 @@ def read_postgres(cur, dataset: Dataset, run_id: str) -> PostgresRead:
         dead_letter_seen=coordinates(dead, not_late, shared),
         late_seen=coordinates(dead, is_late, shared),
         duplicate_seen=coordinates(dups, qs, shared),
+        window_counts=_window_counts(cur, dataset, run_id),
     )
+
+
+def _window_counts(cur, dataset: Dataset, run_id: str) -> dict[tuple, int]:
+    """(window start, *keys) → the count PostgreSQL holds for the run."""
+    agg = dataset.contract.aggregate
+    columns = ", ".join(["window_start_ms", *agg.keys, agg.count_column])
+    cur.execute(
+        f"SELECT {columns} FROM {dataset.tables.aggregate.name} WHERE run_id = %s", (run_id,)
+    )
+    return {tuple(row[:-1]): int(row[-1]) for row in cur.fetchall()}
 
 
 def derive(
@@ -257,6 +273,10 @@ def derive(
     emitted_set = set(emitted)
     copies = postgres.late_copies()
     balance = window_balance(dataset, parquet.events, parquet.counts, postgres.late_seen)
+    final = {
+        window: row[agg.count_column]
+        for window, row in final_panes(parquet.counts, agg.keys, agg.count_column).items()
+    }
     terms = Terms(
         produced=sum(int(n) for n in report["produced"].values()),
         valid_unique=postgres.valid_unique,
@@ -267,9 +287,7 @@ def derive(
         parquet_dead_letters=parquet.dead_letters,
         kafka_dead_letters=kafka_dead_letters,
         gold_total=postgres.gold_total,
-        parquet_gold_total=sum(
-            row[agg.count_column] for row in final_panes(parquet.counts, agg.keys).values()
-        ),
+        parquet_gold_total=sum(final.values()),
         injected_duplicates=int(injected["duplicates"]),
         injected_dead_letters=int(injected["malformed"]) + int(injected["invalid"]),
         late=postgres.late,
@@ -287,6 +305,11 @@ def derive(
         late_copies=len(copies),
         late_copy_items=late_copy_items,
         injected_late_copies=int(injected.get("late_copies", 0)),
+        windows_disagreeing=sum(
+            1
+            for window in final.keys() | postgres.window_counts.keys()
+            if final.get(window) != postgres.window_counts.get(window)
+        ),
     )
     seen = postgres.event_seen + postgres.dead_letter_seen + postgres.duplicate_seen + copies
     ranges = _offset_ranges(report)
