@@ -185,7 +185,7 @@ class Classified:
     """Each message judged only by the decoder, the schema and byte equality."""
 
     valid: list  # (index, key, event dict, kafka timestamp) of first sightings
-    duplicates: list  # indices of byte-identical repeats of an earlier message
+    duplicates: list  # indices of repeats of an earlier message's key and value bytes
     malformed: list  # (index, DecodeError)
     invalid: list  # (index, decoded dict)
 
@@ -193,13 +193,13 @@ class Classified:
 @pytest.fixture(scope="module")
 def classified(batch) -> Classified:
     result = Classified([], [], [], [])
-    seen = set()
+    seen = set()  # (key, value): a copy has its own, later Kafka timestamp
     for index, message in enumerate(batch.messages):
         key, value, timestamp = message
-        if message in seen:
+        if (key, value) in seen:
             result.duplicates.append(index)
             continue
-        seen.add(message)
+        seen.add((key, value))
         try:
             document = decode_json_object(value)
         except DecodeError as e:
@@ -297,16 +297,19 @@ def test_decoder_and_schema_agree_with_the_report(batch, classified):
 
 
 def test_duplicates_copy_an_earlier_valid_message(batch, classified):
-    valid_messages = {batch.messages[i] for i, _, _, _ in classified.valid}
+    valid_messages = {batch.messages[i][:2] for i, _, _, _ in classified.valid}
     first_seen = {}
-    for index, message in enumerate(batch.messages):
-        first_seen.setdefault(message, index)
+    for index, (key, value, _) in enumerate(batch.messages):
+        first_seen.setdefault((key, value), index)
     for index in classified.duplicates:
-        message = batch.messages[index]
-        assert message in valid_messages  # same key, value and Kafka timestamp
-        assert first_seen[message] < index
+        key, value, timestamp = batch.messages[index]
+        assert (key, value) in valid_messages  # same key and value bytes
+        source = first_seen[(key, value)]
+        assert source < index
+        assert timestamp >= batch.messages[source][2]  # stamped when it is sent
     # Each duplicate repeats a different event, and no original is sent twice otherwise.
-    assert len({batch.messages[i] for i in classified.duplicates}) == batch.injected.duplicates
+    repeated = {batch.messages[i][:2] for i in classified.duplicates}
+    assert len(repeated) == batch.injected.duplicates
 
 
 def test_valid_events_have_the_full_shape(batch, classified):
@@ -336,9 +339,97 @@ def test_event_ids_count_the_original_events(batch):
         assert f'"event_id":"run-t-{seq:08d}"'.encode() in value or not value.startswith(b"{")
 
 
-def test_kafka_timestamp_is_the_event_time(classified):
-    for _, _, event, timestamp in classified.valid:
-        assert timestamp == parse_timestamp(event["timestamp"])
+# A batch with every kind of message, at a rate whose slots are not whole
+# milliseconds (1000 / 3), so that a slot computed without rounding would show.
+_RICH_COUNT = 900
+_RICH = {
+    "rate_per_s": 3.0,
+    "users": 40,
+    "malformed_ratio": 0.03,
+    "invalid_ratio": 0.03,
+    "duplicate_ratio": 0.05,
+    "out_of_order_ratio": 0.03,
+    "late_ratio": 0.03,
+    "late_shift_ms": 20_000,
+    "late_copy_ratio": 0.02,
+    "late_copy_after_ms": 15_000,
+}
+_COPIES = ("duplicate", "late_copy")
+
+
+@pytest.fixture(scope="module")
+def rich() -> Batch:
+    b = generate(_RICH_COUNT, "run-r", 11, START_MS, **_RICH)
+    roles = {label.split("/")[0] for label in b.labels}
+    assert roles == {"valid", "malformed", "invalid", "out_of_order", "late", *_COPIES}
+    return b
+
+
+def _event_ms(value: bytes) -> int:
+    return parse_timestamp(json.loads(value)["timestamp"])
+
+
+@pytest.mark.parametrize("which, rate", [("batch", 1000.0), ("rich", _RICH["rate_per_s"])])
+def test_kafka_timestamp_is_the_slot_of_the_original_it_follows(request, which, rate):
+    # Original i is sent at start + round(i * 1000 / rate) on the feed's clock; a copy
+    # (duplicate, late copy) is sent right after an original, at that original's slot.
+    b = request.getfixturevalue(which)
+    original = -1
+    for (_, _, timestamp), label in zip(b.messages, b.labels, strict=True):
+        if label not in _COPIES:
+            original += 1
+        assert original >= 0  # a copy never comes first
+        assert timestamp == START_MS + round(original * 1000 / rate), (original, label)
+    assert original == len(b.messages) - sum(b.labels.count(c) for c in _COPIES) - 1
+    # Copies really differ from their source's stamp somewhere (sent later).
+    source_stamp = {}
+    later = 0
+    for (key, value, timestamp), label in zip(b.messages, b.labels, strict=True):
+        if label in _COPIES:
+            assert timestamp >= source_stamp[(key, value)]
+            later += timestamp > source_stamp[(key, value)]
+        else:
+            source_stamp[(key, value)] = timestamp
+    assert later > 0
+
+
+@pytest.mark.parametrize("which", ["batch", "rich"])
+def test_kafka_timestamps_never_go_backwards(request, which):
+    # Per partition too: a partition's records are a subsequence of the send order.
+    stamps = [t for _, _, t in request.getfixturevalue(which).messages]
+    assert all(a <= b for a, b in zip(stamps, stamps[1:], strict=False))
+    assert stamps[0] == START_MS
+
+
+def test_kafka_timestamp_is_the_event_time_only_for_valid_events_in_order(rich):
+    seen = collections.Counter()
+    for (_, value, timestamp), label in zip(rich.messages, rich.labels, strict=True):
+        kind = label.split("/")[0]
+        if kind in ("malformed", "invalid"):
+            continue  # no event time to compare (their slot is checked above)
+        event_ms = _event_ms(value)
+        seen[kind] += 1
+        if kind == "valid":
+            assert timestamp == event_ms
+        elif kind == "out_of_order":
+            assert timestamp - event_ms >= 5_000  # at least the smallest shift
+        else:  # late, duplicate, late copy: sent after their event time
+            assert timestamp > event_ms, label
+    assert set(seen) == {"valid", "out_of_order", "late", *_COPIES}
+
+
+def test_a_late_event_is_stamped_at_least_the_shift_after_its_event_time(rich):
+    # A late event is sent late_shift_ms to late_shift_ms + 5 s behind the latest
+    # event time, which is at most its own slot; a late copy once the latest event
+    # time is late_copy_after_ms past its source's.
+    behind = {"late": [], "late_copy": []}
+    for (_, value, timestamp), label in zip(rich.messages, rich.labels, strict=True):
+        if label in behind:
+            behind[label].append(timestamp - _event_ms(value))
+    assert len(behind["late"]) == round(_RICH_COUNT * _RICH["late_ratio"])
+    assert len(behind["late_copy"]) == round(_RICH_COUNT * _RICH["late_copy_ratio"])
+    assert min(behind["late"]) >= _RICH["late_shift_ms"]
+    assert min(behind["late_copy"]) >= _RICH["late_copy_after_ms"]
 
 
 def test_in_order_events_advance_by_the_rate():
@@ -388,11 +479,11 @@ def test_exactly_the_out_of_order_events_go_back_in_time(batch, classified):
     out_of_order = []
     latest = None
     for index in sorted([i for i, _, _, _ in classified.valid] + classified.duplicates):
-        timestamp = batch.messages[index][2]
-        if index not in duplicates and latest is not None and timestamp < latest:
+        event_ms = _event_ms(batch.messages[index][1])  # not the Kafka timestamp: its slot
+        if index not in duplicates and latest is not None and event_ms < latest:
             out_of_order.append(index)
-            assert 5_000 <= latest - timestamp <= 30_000
-        latest = timestamp if latest is None else max(latest, timestamp)
+            assert 5_000 <= latest - event_ms <= 30_000
+        latest = event_ms if latest is None else max(latest, event_ms)
     assert len(out_of_order) == batch.injected.out_of_order
     assert out_of_order == [i for i, label in enumerate(batch.labels) if label == "out_of_order"]
 
@@ -483,16 +574,17 @@ def test_paced_sends_each_message_at_its_event_time():
 def test_late_events_go_back_by_the_shift_after_the_shift_has_passed():
     # 1,000 events at 10/s span 100 s; a 40 s shift: late events are chosen among those
     # at least 40 s (400 events) after the first, and each is sent 40-45 s behind the
-    # latest valid event time sent before it.
+    # latest valid event time sent before it; its Kafka timestamp is its slot (i / 10 s).
     b = generate(1000, "r", 3, START_MS, rate_per_s=10.0, late_ratio=0.02, late_shift_ms=40_000)
     assert b.injected.late == 20 == b.labels.count("late")
     latest = None
     for i, ((_, value, ts), label) in enumerate(zip(b.messages, b.labels, strict=True)):
+        event_ms = _event_ms(value)
         if label == "late":
-            assert i >= 400 and 40_000 <= latest - ts <= 45_000
-            assert json.loads(value)["timestamp"] == format_timestamp(ts)
+            assert i >= 400 and 40_000 <= latest - event_ms <= 45_000
+            assert ts == START_MS + i * 100 > latest
         elif label in ("valid", "out_of_order"):
-            latest = ts if latest is None else max(latest, ts)
+            latest = event_ms if latest is None else max(latest, event_ms)
 
 
 def test_a_late_version_older_than_one_sent_before_is_not_counted_late():
@@ -526,9 +618,10 @@ def test_a_late_version_older_than_one_sent_before_is_not_counted_late():
 
 
 def test_late_copies_repeat_an_earlier_event_after_the_lag_has_passed():
-    # 1,000 events at 10/s span 100 s; copies 40 s behind: each is a byte copy (key,
-    # value and Kafka timestamp) of a valid original sent earlier, sent once the
-    # latest valid event time is 40 s (400 events) past it, within one event's time.
+    # 1,000 events at 10/s span 100 s; copies 40 s behind: each is a byte copy (key
+    # and value) of a valid original sent earlier, sent once the latest valid event
+    # time is 40 s (400 events) past it, within one event's time, and stamped with
+    # the slot of the original it follows (here that latest valid event time).
     b = generate(
         1000, "r", 3, START_MS, rate_per_s=10.0, duplicate_ratio=0.02,
         late_copy_ratio=0.02, late_copy_after_ms=40_000,
@@ -536,15 +629,17 @@ def test_late_copies_repeat_an_earlier_event_after_the_lag_has_passed():
     assert b.injected.late_copies == 20 == b.labels.count("late_copy")
     assert b.injected.total == 1000 + 20 + 20 == len(b.messages)
     assert b.injected.duplicates == 20 == b.labels.count("duplicate")  # not counted there
-    sent_before, latest = {}, None
+    sent_before, latest, previous_stamp = {}, None, None
     for message, label in zip(b.messages, b.labels, strict=True):
         if label == "late_copy":
             assert sent_before[message[1]] == "valid"  # a copy of a valid original
-            assert 40_000 <= latest - message[2] <= 40_100
+            assert 40_000 <= latest - _event_ms(message[1]) <= 40_100
+            assert message[2] == previous_stamp == latest
         else:
             sent_before.setdefault(message[1], label)
         if label == "valid":
             latest = message[2] if latest is None else max(latest, message[2])
+        previous_stamp = message[2]
 
 
 def test_late_copies_are_for_datasets_that_drop_later_copies():
@@ -597,7 +692,7 @@ def test_json_values_refuse_nan():
 
 
 def test_a_stopped_live_feed_sends_no_further_message(monkeypatch):
-    # Every message is due (event times in the past); the feed is stopped once the
+    # Every message is due (Kafka timestamps in the past); the feed is stopped once the
     # first is produced: the report says one was sent, not three.
     from tools.event_producer import command
 

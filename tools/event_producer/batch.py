@@ -77,9 +77,13 @@ class Batch:
 
     Attributes:
       messages: ``(key, value, timestamp_ms)`` per Kafka record: the key is the
-        user id in UTF-8, the value the event bytes, the timestamp the event time
-        in epoch milliseconds (for malformed and invalid values, the event time
-        their slot in the batch would have had).
+        user id in UTF-8, the value the event bytes, the timestamp the feed's clock
+        when a live feed sends it, in epoch milliseconds (a real producer's
+        CreateTime): original ``i``'s slot ``start_ms + round(i * 1000 /
+        rate_per_s)``, and for a copy the slot of the original it is sent after.
+        It equals the event time only for valid originals sent in order; an
+        out-of-order or late event carries its later slot.  Non-decreasing in
+        send order, so per partition too.
       injected: the counts of each kind of message.
       labels: one label per message, in the same order: ``valid``,
         ``out_of_order``, ``late``, ``duplicate``, ``late_copy``, ``malformed/<kind>`` or
@@ -172,13 +176,23 @@ def generate(
     (duplicates, sent after their source, are earlier too).  Each duplicate follows
     its source within ``DUPLICATE_MAX_LAG`` further original events.
 
+    Every message's Kafka timestamp is the feed's clock at its send slot, as a live
+    producer's CreateTime would be: original ``i``'s nominal time (whatever its
+    event time, and for malformed and invalid values too), and for a copy sent after
+    original ``i`` (a duplicate, a late copy) that same slot: the source's key and
+    value bytes with the later timestamp.  So timestamps never go backwards, and only
+    valid in-order originals are stamped with their event time.  Why: the pipeline is
+    to judge an event late by its record's Kafka timestamp (when it was sent) against
+    its window's close, a rule a replay after a restore cannot change; a late event
+    stamped with its own old event time would look on time.
+
     Args:
       count: number of original events (valid + malformed + invalid).
       run_id: written into every event and its ``event_id``.
       seed: seeds ``random.Random`` and Faker; same arguments, same bytes.
-      start_ms: event time of the first event, epoch milliseconds; must exceed the
-        largest out-of-order shift so that no timestamp is zero or negative (Kafka
-        reads a zero timestamp as "now").
+      start_ms: event time and Kafka timestamp of the first event, epoch
+        milliseconds (Kafka reads a zero timestamp as "now"); must exceed the
+        largest out-of-order shift so that no event time is zero or negative.
       rate_per_s: events per second of event time.
       users: size of the user pool ``u-1`` … ``u-<users>``.
       malformed_ratio: share of originals that are not a JSON object.
@@ -264,11 +278,12 @@ def generate(
 
     messages: list[tuple[bytes, bytes, int]] = []
     labels: list[str] = []
-    sent: dict[int, tuple[bytes, bytes, int]] = {}
+    sent: dict[int, tuple[bytes, bytes]] = {}  # original → its key and value
     latest_ms = None  # the latest valid event time sent so far
     versions = _Versions(dataset)
     for i, role in enumerate(planned.roles):
-        event_ms = start_ms + round(i * 1000 / rate_per_s)
+        slot_ms = start_ms + round(i * 1000 / rate_per_s)  # the feed's clock at send i
+        event_ms = slot_ms
         if role == "out_of_order":
             event_ms = min(event_ms, latest_ms) - rng.randint(*OUT_OF_ORDER_SHIFT_MS)
         elif role == "late":
@@ -279,11 +294,11 @@ def generate(
         if role in _VALID_ROLES:
             latest_ms = event_ms if latest_ms is None else max(latest_ms, event_ms)
             versions.add(event, late=role == "late")
-        sent[i] = (key, value, event_ms)
-        messages.append(sent[i])
+        sent[i] = (key, value)
+        messages.append((key, value, slot_ms))
         labels.append(role)
         for source, label in planned.copies_after.get(i, ()):
-            messages.append(sent[source])
+            messages.append((*sent[source], slot_ms))
             labels.append(label)
 
     injected = Injected(

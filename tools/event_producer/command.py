@@ -76,8 +76,8 @@ def send_batch(
     before and after the send; ``produced`` is their difference per partition.
     With no other writer on the topic, the batch is exactly the offsets
     ``[offsets_before[p], offsets_after[p])`` of each partition ``p``.  With
-    ``live``, each message is sent when the wall clock reaches its event time
-    (``paced``; setting the ``stop`` event ends the feed early).
+    ``live``, each message is sent when the wall clock reaches its Kafka timestamp,
+    its slot in the feed (``paced``; setting the ``stop`` event ends the feed early).
     """
     before = end_offsets(bootstrap_servers, topic)
     messages = paced(batch.messages, stop=stop) if live else batch.messages
@@ -101,9 +101,10 @@ def send_batch(
 def paced(messages, clock=time.time, sleep=time.sleep, stop=None):
     """Yields ``(key, value, timestamp_ms)`` messages no earlier than their timestamps.
 
-    A live feed: a message whose event time is in the future waits for it; one whose
-    event time has passed (out of order, a duplicate) goes at once.  Setting the
-    ``stop`` event ends the feed early (the report then says what was sent).
+    A live feed: a message whose timestamp (its send slot, see ``Batch.messages``;
+    not its event time, which is earlier for an out-of-order or late event) is in
+    the future waits for it; one whose timestamp has passed goes at once.  Setting
+    the ``stop`` event ends the feed early (the report then says what was sent).
     """
     for message in messages:
         wait_s = message[2] / 1000 - clock()
