@@ -17,6 +17,8 @@ from beam_pipeline import driver
 from beam_pipeline.graph import DEAD_LETTER_TOPIC
 from beam_pipeline.kafka_security import client_config
 from datasets.customer_events import DATASET
+from schemas.normalise import value_at
+from schemas.values import event_time_ms
 from tools import main_job, reconcile
 from tools.event_producer import generate
 
@@ -149,9 +151,11 @@ def test_two_runs_balance_and_the_sinks_hold_what_was_produced(
 
     # Window counts: per minute and event type, counted here from the events.
     expected = collections.Counter()
-    for (_, value, ts), label in zip(batch.messages, batch.labels, strict=True):
+    for (_, value, _), label in zip(batch.messages, batch.labels, strict=True):
         if label in ("valid", "out_of_order"):
-            expected[(ts // 60_000 * 60_000, json.loads(value)["event_type"])] += 1
+            event = json.loads(value)
+            at_ms = event_time_ms(value_at(event, DATASET.contract.event_time_field))
+            expected[(at_ms // 60_000 * 60_000, event["event_type"])] += 1
     counts = _rows(
         pg,
         "SELECT window_start_ms, event_type, event_count, pane_index, pane_timing "
