@@ -38,7 +38,7 @@ def _read_all(bootstrap_servers, topic, expected):
     return messages
 
 
-def test_main_sends_the_batch_with_event_time_timestamps(stack, fresh_topic, capsys):
+def test_main_sends_the_batch_with_its_send_time_timestamps(stack, fresh_topic, capsys):
     argv = ["--topic", fresh_topic, "--count", "40", "--seed", "3", "--run_id", "R1"]
     argv += ["--start_ms", str(START_MS), "--malformed", "0.05", "--duplicates", "0.1"]
     assert event_producer.main(argv) == 0
@@ -51,7 +51,7 @@ def test_main_sends_the_batch_with_event_time_timestamps(stack, fresh_topic, cap
 
     received = _read_all(stack.kafka_bootstrap_servers, fresh_topic, 44)
     got = sorted((m.key(), m.value(), m.timestamp()[1]) for m in received)
-    assert got == sorted(batch.messages)  # same bytes, Kafka timestamp = event time
+    assert got == sorted(batch.messages)  # same bytes, Kafka timestamp = the send slot
 
 
 def test_end_offsets_of_topics_just_created_are_zero_on_every_partition(stack):

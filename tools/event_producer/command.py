@@ -140,7 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--late_shift_s", type=float, default=0.0, help="how far behind")
     parser.add_argument("--topic", default=None, help="default: the dataset's topic")
     parser.add_argument(
-        "--live", action="store_true", help="send each event when its event time comes"
+        "--live",
+        action="store_true",
+        help="send each record when the feed's clock reaches its timestamp",
     )
     parser.add_argument(
         "--value_format", default="json", choices=("json", "avro", "avro_confluent")

@@ -170,7 +170,7 @@ class Run:
         return pathlib.Path(self.output_dir).resolve() / self.run_id
 
     def send(self, live: bool = False, stop: threading.Event | None = None) -> dict:
-        """Sends the records to the topic (``send_batch``: at their event times with
+        """Sends the records to the topic (``send_batch``: at their send times with
         ``live``, until ``stop`` is set); the producer's report."""
         return send_batch(
             self.settings.kafka_bootstrap_servers,

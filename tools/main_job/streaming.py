@@ -6,7 +6,7 @@
    process group (Ctrl-C reaches the main job only; the job is stopped in order);
 2. ``_wait_until_reading``: on the Flink cluster, until the job's readers are up,
    then the records are made again to start 5 s later;
-3. ``_Sender``: the records sent at their event times, on a thread;
+3. ``_Sender``: the records sent at their send times (their Kafka timestamps), on a thread;
 4. ``_watch``: every 2 s, the drill's fault injected once it is due; once every
    record is sent and the fault injected, the run reconciled until it balances or
    ``settle_s`` pass (or the job ends, or Ctrl-C);
@@ -200,7 +200,7 @@ class _Sender:
         count = len(run.batch.messages)
         print(
             f"run {run.run_id}: sending {count:,} {run.spec.value_format} records to "
-            f"{run.topic} at their event times (about {count / run.spec.rate_per_s:.0f}"
+            f"{run.topic} at their send times (about {count / run.spec.rate_per_s:.0f}"
             " s); Ctrl-C stops",
             flush=True,
         )
