@@ -307,6 +307,54 @@ def test_a_copy_after_the_dedup_ttl_is_late_never_counted_twice(stream_pipeline)
         )
 
 
+def test_a_live_read_judges_each_record_by_its_arrival_whatever_the_watermark(stream_pipeline):
+    # A restored job reads its backlog with the watermark behind (here it never moves
+    # before the end): the verdicts must still be the first run's, which the records'
+    # own Kafka timestamps (their arrival, minus the 5 s read delay) decide.  Windows
+    # of 60 s, no allowed lateness ([0, 60) closes at 59.999 s), dedup TTL 120 s.
+    #   offset 0: A at 10 s, sent at 10 s          → counted in [0, 60)
+    #   offset 1: A again, sent at 15 s             → a duplicate (10 s < 10 + 120 s)
+    #   offset 2: B at 30 s, sent at 140 s          → late (arrival 135 s > 59.999 s)
+    #   offset 3: A again, sent at 200 s            → after A's TTL (195 s ≥ 130 s): kept
+    #                                                 as a first copy, then late
+    batch = generate(2, "g5", 9, START_MS, rate_per_s=1.0)
+    (key_a, a, _), (key_b, b, _) = batch.messages
+    sent = [(key_a, _retime(a, 10), 10), (key_a, _retime(a, 10), 15)]
+    sent += [(key_b, _retime(b, 30), 140), (key_a, _retime(a, 10), 200)]
+    records = [
+        KafkaRecord("customer_events", 0, i, START_MS + t * 1000, key, value)
+        for i, (key, value, t) in enumerate(sent)
+    ]
+    stream = (
+        TestStream()
+        .advance_watermark_to(START_MS / 1000)
+        .add_elements([TimestampedValue(r, r.timestamp_ms / 1000) for r in records])
+        .advance_watermark_to(START_MS / 1000 + 400)  # only once all is read
+        .advance_watermark_to_infinity()
+    )
+    params = GraphParams(
+        "g5", dedup_ttl_s=120, window_size_s=60, allowed_lateness_s=0, arrival_delay_ms=5000
+    )
+    with stream_pipeline as p:
+        out = build_graph(p, DATASET, stream, params)
+        assert_that(
+            out.counts
+            | "Totals" >> beam.Map(lambda c: (c.window_start_ms - START_MS, c.event_count)),
+            equal_to([(0, 1)]),
+            label="CheckCounts",
+        )
+        assert_that(
+            out.dead_letters | "Late" >> beam.Map(lambda d: (d.stage, d.kafka_offset)),
+            equal_to([("late", 2), ("late", 3)]),
+            label="CheckLateLane",
+        )
+        assert_that(
+            out.duplicates | "Dups" >> beam.Map(lambda d: (d.kafka_offset, d.kept_offset)),
+            equal_to([(1, 0)]),
+            label="CheckDuplicates",
+        )
+
+
 def _retime(value: bytes, seconds: int) -> bytes:
     event = json.loads(value)
     moment = datetime.datetime.fromtimestamp(START_MS / 1000 + seconds, tz=datetime.timezone.utc)
