@@ -1,8 +1,9 @@
 """The bench's measurement of one Beamline run: a subprocess tree sampled from ``/proc``.
 
 Every 0.5 s it reads the CPU seconds of each process of the run's tree, the sum of
-their resident memory, and whether the run has a first row in PostgreSQL yet; the
-Kafka and PostgreSQL servers' CPU is read before and after.  Linux only (``/proc``).
+their resident memory, and whether the run has a first row in PostgreSQL yet
+(``bench_probes.FirstRow``); the Kafka and PostgreSQL servers' CPU is read before and
+after.  Linux only (``/proc``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import psycopg2
 
 from beam_pipeline.settings import REPO_ROOT, StackSettings
 from datasets.customer_events import DATASET
-from schemas import tables
+from tools.bench_probes import FirstRow
 from tools.peak_memory import proc_stat, tree_rss
 
 __all__ = ["SAMPLE_EVERY_S", "BeamlineRun", "run_beamline"]
@@ -65,7 +66,7 @@ def run_beamline(
     Interrupted (Ctrl-C), it terminates the subprocess before re-raising."""
     services = _service_pids(settings)
     before = {name: _server_cpu_s(pid) for name, pid in services.items()}
-    probe = _FirstRow(settings, run_id)
+    probe = FirstRow(settings, DATASET, run_id)
     cpu: dict[int, tuple[str, float]] = {}
     peak = [0]
     first_row: list[float] = []
@@ -181,24 +182,3 @@ def _service_pids(settings: StackSettings) -> dict[str, int | None]:
         "kafka": _find_pid(settings.home / "kafka" / "kafka.pid", "kafka.Kafka"),
         "postgres": _find_pid(pg_data / "postmaster.pid", f"-D {pg_data}"),
     }
-
-
-class _FirstRow:
-    """Whether the run has any row yet in any of the pipeline's PostgreSQL tables."""
-
-    def __init__(self, settings: StackSettings, run_id: str):
-        self._run_id = run_id
-        self._sql = "SELECT " + " OR ".join(
-            f"EXISTS (SELECT 1 FROM {t.name} WHERE run_id = %(run)s)"
-            for t in (*DATASET.tables.all(), *tables.SHARED)
-        )
-        self._connection = psycopg2.connect(**settings.psycopg2_kwargs())
-        self._connection.set_session(readonly=True, autocommit=True)
-
-    def __call__(self) -> bool:
-        with self._connection.cursor() as cur:
-            cur.execute(self._sql, {"run": self._run_id})
-            return bool(cur.fetchone()[0])
-
-    def close(self) -> None:
-        self._connection.close()

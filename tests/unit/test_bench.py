@@ -4,9 +4,13 @@ import json
 
 import pytest
 
+from datasets.customer_events import DATASET
+from schemas import tables
+from schemas.ddl import serves
 from schemas.records import KafkaRecord
 from tools.bench_baselines import copy_text, run_memory_baseline
 from tools.bench_measure import BeamlineRun
+from tools.bench_probes import first_row_sql, run_reads
 from tools.bench_report import build_figures, render
 from tools.bench_run import baseline_problems, verdict
 from tools.bench_step import RecordStep
@@ -216,3 +220,18 @@ def test_beamline_runs_on_the_chosen_runner_with_the_users_extra_flags(tmp_path)
     assert command[1:4] == ["-m", "run", "--runner=FlinkRunner"]
     assert "--kafka_start_offsets=0=5" in command and "--kafka_stop_offsets=0=9" in command
     assert command[-1] == "--streaming"
+
+
+def test_the_first_row_probe_reads_every_table_by_an_index_or_its_key():
+    sql = first_row_sql(DATASET)
+    written = [*DATASET.tables.all(), *tables.SHARED]
+    assert [table for table, _ in run_reads(DATASET)] == written
+    for table, read in run_reads(DATASET):
+        # One EXISTS per table, by the columns its key or an index leads with: an
+        # index probe, not a scan of every run's rows, every 0.5 s.
+        assert serves(table, read), table.name
+        where = " AND ".join(f"{c} = %({c})s" for c in read)
+        assert sql.count(f"EXISTS (SELECT 1 FROM {table.name} WHERE {where})") == 1
+    # The shared tables by run and dataset: by run alone, window_stage_counts (its key
+    # leads with dataset) would be read whole.
+    assert "FROM window_stage_counts WHERE run_id = %(run_id)s AND dataset = %(dataset)s" in sql
