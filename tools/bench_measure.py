@@ -1,8 +1,9 @@
 """The bench's measurement of one Beamline run: a subprocess tree sampled from ``/proc``.
 
-Every 0.5 s it reads the CPU seconds of each process of the run's tree, the sum of
-their resident memory, and whether the run has a first row in PostgreSQL yet
-(``bench_probes.FirstRow``); the Kafka and PostgreSQL servers' CPU is read before and
+Every 0.5 s it reads the CPU seconds of each process of the run's tree and the sum of
+their resident memory, and asks whether the job is visible yet and whether the run
+has a first row in PostgreSQL (``bench_probes``); once the run has ended, when its
+last row was written.  The Kafka and PostgreSQL servers' CPU is read before and
 after.  Linux only (``/proc``).
 """
 
@@ -20,7 +21,7 @@ import psycopg2
 
 from beam_pipeline.settings import REPO_ROOT, StackSettings
 from datasets.customer_events import DATASET
-from tools.bench_probes import FirstRow
+from tools.bench_probes import FirstRow, job_visible_probe, last_row_at
 from tools.peak_memory import proc_stat, tree_rss
 
 __all__ = ["SAMPLE_EVERY_S", "BeamlineRun", "run_beamline"]
@@ -38,8 +39,11 @@ class BeamlineRun:
 
     Attributes:
       exit_code: the subprocess's.
-      wall_s: launch to exit.
+      wall_s: launch (the submission) to exit.
+      job_visible_s: launch to the job's being visible (``bench_probes``), or None.
       first_row_s: launch to the first row of the run in PostgreSQL, or None.
+      last_row_s: launch to the insert of the run's newest row (its ``written_at``),
+        or None.
       cpu_s: ``"<process> [pid]"`` → utime + stime at its last sample (a process's
         last ≤ 0.5 s are missed when it ends between samples).
       tree_cpu_s: the subprocess and every descendant it waited for, from
@@ -51,7 +55,9 @@ class BeamlineRun:
 
     exit_code: int
     wall_s: float
+    job_visible_s: float | None
     first_row_s: float | None
+    last_row_s: float | None
     cpu_s: dict
     tree_cpu_s: float
     peak_rss_mib: float
@@ -62,17 +68,19 @@ def run_beamline(
     command: list[str], settings: StackSettings, run_id: str, log_path: pathlib.Path
 ) -> BeamlineRun:
     """Runs ``command`` (from the repository's root) and measures it; its output goes
-    to ``log_path``.  ``run_id`` is the run whose first row the probe looks for.
+    to ``log_path``.  ``run_id`` is the run whose job and rows the probes look for.
     Interrupted (Ctrl-C), it terminates the subprocess before re-raising."""
     services = _service_pids(settings)
     before = {name: _server_cpu_s(pid) for name, pid in services.items()}
     probe = FirstRow(settings, DATASET, run_id)
+    visible_probe = job_visible_probe(command, run_id, log_path)
     cpu: dict[int, tuple[str, float]] = {}
     peak = [0]
     first_row: list[float] = []
+    visible: list[float] = []
     stop = threading.Event()
     with open(log_path, "wb") as log:
-        started = time.monotonic()
+        started, launched_at = time.monotonic(), time.time()
         child = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
 
     def sample() -> None:
@@ -84,6 +92,8 @@ def run_beamline(
                 used = _cpu_s(pid)
                 if used is not None:
                     cpu[pid] = (name, used)
+            if not visible and visible_probe():
+                visible.append(now - started)
             if not first_row:
                 try:
                     if probe():
@@ -107,15 +117,20 @@ def run_beamline(
         sampler.join(10)
     child.returncode = os.waitstatus_to_exitcode(status)
     after = {name: _server_cpu_s(pid) for name, pid in services.items()}
+    if not visible and visible_probe():
+        visible.append(ended - started)  # visible after the last sample
     try:
         if not first_row and probe():
             first_row.append(ended - started)  # rows landed after the last sample
     finally:
         probe.close()
+    newest = _last_row_at(settings, run_id)
     return BeamlineRun(
         exit_code=child.returncode,
         wall_s=ended - started,
+        job_visible_s=visible[0] if visible else None,
         first_row_s=first_row[0] if first_row else None,
+        last_row_s=None if newest is None else newest - launched_at,
         cpu_s={f"{name} [{pid}]": used for pid, (name, used) in cpu.items()},
         tree_cpu_s=usage.ru_utime + usage.ru_stime,
         peak_rss_mib=peak[0] / _MIB,
@@ -126,6 +141,14 @@ def run_beamline(
             for name in services
         },
     )
+
+
+def _last_row_at(settings: StackSettings, run_id: str) -> float | None:
+    try:
+        return last_row_at(settings, DATASET, run_id)
+    except psycopg2.Error as e:  # the figure is missing, the measurement stands
+        _LOG.warning("cannot read when the run's last row was written: %s", e)
+        return None
 
 
 def _cpu_s(pid: int, reaped_children: bool = False) -> float | None:

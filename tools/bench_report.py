@@ -7,7 +7,16 @@ import typing
 
 from tools.bench_measure import BeamlineRun
 
-__all__ = ["build_figures", "render"]
+__all__ = ["PHASES", "build_figures", "render"]
+
+# The run's phases, one after another: name, label, and the ``BeamlineRun`` moments
+# (seconds from the launch) it goes from and to; None is the launch, the submission.
+PHASES = (
+    ("submit_to_job_visible", "submit → job visible", None, "job_visible_s"),
+    ("job_visible_to_first_row", "job visible → first row", "job_visible_s", "first_row_s"),
+    ("first_row_to_last_row", "first row → last row", "first_row_s", "last_row_s"),
+    ("last_row_to_exit", "last row → exit", "last_row_s", "wall_s"),
+)
 
 
 def build_figures(
@@ -24,8 +33,10 @@ def build_figures(
 
     Rates are records sent (duplicates and bad records included) per second of
     wall time.  Beamline's steady state is those records over the time from its
-    first row in PostgreSQL to its exit; start-up is launch to first row.  Ratios
-    are Beamline's rate over a baseline's (below 1: Beamline is slower).
+    first row in PostgreSQL to its exit; start-up is launch to first row.  The
+    phases (``PHASES``) split the run at the moments the bench saw; ``writing`` is
+    the records over first row → last row.  Ratios are Beamline's rate over a
+    baseline's (below 1: Beamline is slower).
     """
     records = report["sent"]
     startup = beamline.first_row_s
@@ -34,6 +45,7 @@ def build_figures(
     steady_rate = _rate(records, steady)
     a_rate, b_rate = _rate(records, a_wall_s), _rate(records, b_wall_s)
     cpu = dict(sorted(beamline.cpu_s.items(), key=lambda kv: -kv[1]))
+    phases = _phases(beamline)
     return {
         "run_id": run_id,
         "runner": runner,
@@ -48,6 +60,8 @@ def build_figures(
             "startup_s": None if startup is None else round(startup, 2),
             "steady_s": None if steady is None else round(steady, 2),
             "steady_records_per_s": steady_rate,
+            "phases_s": {k: None if v is None else round(v, 2) for k, v in phases.items()},
+            "writing_records_per_s": _rate(records, phases["first_row_to_last_row"]),
             "peak_rss_mib": round(beamline.peak_rss_mib),
             "tree_cpu_s": round(beamline.tree_cpu_s, 1),
             "cpu_s": {k: round(v, 1) for k, v in cpu.items()},
@@ -85,6 +99,7 @@ def render(figures: typing.Mapping) -> str:
         f"{_num(b['records_per_s']):>12} {_num(r['beamline_over_b'], digits=3):>11}",
         "",
         f"  Beamline start-up (launch → first row in PostgreSQL): {_num(bl['startup_s'], ' s', 2)}",
+        *_phase_lines(bl),
         f"  steady-state ratios: {_num(r['steady_over_a'], digits=3)} of A, "
         f"{_num(r['steady_over_b'], digits=3)} of B",
         f"  peak RSS of the Beamline process tree: {_num(bl['peak_rss_mib'], ' MiB', 0)}",
@@ -96,6 +111,27 @@ def render(figures: typing.Mapping) -> str:
         lines.append(f"    {_num(seconds):>8} s  {name} server (during the run)")
     lines.append(json.dumps(figures, separators=(",", ":")))
     return "\n".join(lines)
+
+
+def _phase_lines(beamline: typing.Mapping) -> list[str]:
+    """The phases' seconds, and the records per second of first row → last row."""
+    lines = [f"  {'phases (ends sampled every 0.5 s; last row: its written_at)':<59} s  records/s"]
+    for name, label, _, _ in PHASES:
+        line = f"    {label:<50} {_num(beamline['phases_s'][name], digits=2):>8}"
+        if name == "first_row_to_last_row":
+            line += f" {_num(beamline['writing_records_per_s']):>10}"
+        lines.append(line)
+    return lines
+
+
+def _phases(run: BeamlineRun) -> dict[str, float | None]:
+    """Each of ``PHASES`` in seconds; None where the bench did not see one of its ends."""
+    phases = {}
+    for name, _, start, end in PHASES:
+        begun = 0.0 if start is None else getattr(run, start)
+        ended = getattr(run, end)
+        phases[name] = None if begun is None or ended is None else ended - begun
+    return phases
 
 
 def _rate(records: int, seconds: float | None) -> float | None:

@@ -1,5 +1,6 @@
 """The benchmark's pure parts: the per-record step, the verdict, the figures and their rendering."""
 
+import dataclasses
 import json
 
 import pytest
@@ -10,7 +11,14 @@ from schemas.ddl import serves
 from schemas.records import KafkaRecord
 from tools.bench_baselines import copy_text, run_memory_baseline
 from tools.bench_measure import BeamlineRun
-from tools.bench_probes import first_row_sql, run_reads
+from tools.bench_probes import (
+    ClusterJob,
+    LogLine,
+    first_row_sql,
+    job_visible_probe,
+    last_row_sql,
+    run_reads,
+)
 from tools.bench_report import build_figures, render
 from tools.bench_run import baseline_problems, verdict
 from tools.bench_step import RecordStep
@@ -155,7 +163,9 @@ def test_verdict(exit_code, results, problems, expected):
 RUN_FIGURES = BeamlineRun(
     exit_code=0,
     wall_s=50.0,
+    job_visible_s=6.0,
     first_row_s=15.0,
+    last_row_s=45.0,
     cpu_s={"python run [10]": 20.04, "java ExpansionService [11]": 30.0},
     tree_cpu_s=51.26,
     peak_rss_mib=700.4,
@@ -182,6 +192,14 @@ def test_build_figures_rates_and_ratios():
     assert f["beamline"]["startup_s"] == 15.0
     assert f["beamline"]["steady_s"] == 35.0
     assert f["beamline"]["steady_records_per_s"] == 3.0
+    # Submit (launch) 0, job visible 6, first row 15, last row 45, exit 50.
+    assert f["beamline"]["phases_s"] == {
+        "submit_to_job_visible": 6.0,
+        "job_visible_to_first_row": 9.0,
+        "first_row_to_last_row": 30.0,
+        "last_row_to_exit": 5.0,
+    }
+    assert f["beamline"]["writing_records_per_s"] == 3.5
     assert f["baseline_a"]["records_per_s"] == 100.0
     assert f["baseline_b"]["records_per_s"] == 5000.0
     assert f["ratios"] == {
@@ -195,6 +213,9 @@ def test_build_figures_rates_and_ratios():
     assert f["beamline"]["peak_rss_mib"] == 700
 
 
+PHASE_LABELS = ("submit → job visible", "first row → last row", "last row → exit")
+
+
 def test_render_ends_in_exactly_one_json_line_with_every_figure():
     figures = _figures()
     lines = render(figures).splitlines()
@@ -205,6 +226,10 @@ def test_render_ends_in_exactly_one_json_line_with_every_figure():
     assert "A: one consumer, Parquet + PG" in text and "100.0" in text and "0.021" in text
     assert "5,000.0" in text
     assert "start-up (launch → first row in PostgreSQL): 15.00 s" in text
+    phases = {label: line.split()[-2:] for line in lines for label in PHASE_LABELS if label in line}
+    assert phases["submit → job visible"][-1] == "6.00"
+    assert phases["first row → last row"] == ["30.00", "3.5"]  # seconds, records/s
+    assert phases["last row → exit"][-1] == "5.00"
     assert "30.0 s  java ExpansionService [11]" in text
     assert "n/a s  postgres server" in text
 
@@ -235,3 +260,54 @@ def test_the_first_row_probe_reads_every_table_by_an_index_or_its_key():
     # The shared tables by run and dataset: by run alone, window_stage_counts (its key
     # leads with dataset) would be read whole.
     assert "FROM window_stage_counts WHERE run_id = %(run_id)s AND dataset = %(dataset)s" in sql
+
+
+def test_a_phase_whose_end_was_not_seen_is_none():
+    run = dataclasses.replace(RUN_FIGURES, job_visible_s=None, last_row_s=None)
+    f = build_figures(
+        run_id="abc",
+        runner="direct",
+        events=100,
+        report=REPORT,
+        beamline=run,
+        a_wall_s=1.05,
+        b_wall_s=0.021,
+    )
+    assert f["beamline"]["phases_s"] == dict.fromkeys(
+        ["submit_to_job_visible", "job_visible_to_first_row", "first_row_to_last_row"]
+    ) | {"last_row_to_exit": None}
+    assert f["beamline"]["writing_records_per_s"] is None
+    assert any(
+        line.split()[-1] == "n/a" for line in render(f).splitlines() if "job visible" in line
+    )
+
+
+def test_the_log_probe_sees_a_line_written_in_pieces(tmp_path):
+    log = tmp_path / "beamline.log"
+    probe = LogLine(log, "run r1: job started on the ")
+    assert not probe()  # no file yet
+    log.write_bytes(b"2026 INFO run r1: reading t on the DirectRunner\n2026 INFO run r1: job st")
+    assert not probe()
+    with log.open("ab") as f:
+        f.write(b"arted on the DirectRunner\n")
+    assert probe()
+
+
+def test_the_job_is_visible_in_the_clusters_rest_api_or_by_the_drivers_line(tmp_path):
+    cluster = job_visible_probe(
+        ["python", "-m", "run", "--flink_master=127.0.0.1:8081", "--run_id=r1"], "r1", tmp_path
+    )
+    assert isinstance(cluster, ClusterJob)
+    assert (cluster._master, cluster._name) == ("127.0.0.1:8081", "beamline-r1")
+    for embedded in (["--runner=FlinkRunner"], ["--flink_master=[local]"], []):
+        assert isinstance(
+            job_visible_probe(["python", "-m", "run", *embedded], "r1", tmp_path), LogLine
+        )
+
+
+def test_the_last_row_is_the_newest_written_at_read_through_each_tables_index():
+    sql = last_row_sql(DATASET)
+    assert sql.startswith("SELECT greatest((SELECT max(written_at) FROM customer_events WHERE ")
+    for table, read in run_reads(DATASET):
+        where = " AND ".join(f"{c} = %({c})s" for c in read)
+        assert f"(SELECT max(written_at) FROM {table.name} WHERE {where})" in sql

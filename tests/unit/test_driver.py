@@ -417,3 +417,26 @@ def test_offsets_format_as_the_flag_reads_them(offsets, text):
     assert options.parse_offsets("--kafka_start_offsets", text) == {
         int(p): o for p, o in offsets.items()
     }
+
+
+@pytest.mark.parametrize(
+    "runner, order",
+    [
+        # The FnApiRunner runs the whole job inside run(): it starts as it is handed over.
+        ("DirectRunner", ["line", "run"]),
+        # A portable runner's run() returns once its job service has the job.
+        ("FlinkRunner", ["run", "line"]),
+        ("PrismRunner", ["run", "line"]),
+    ],
+)
+def test_the_driver_says_when_the_runner_has_the_job(runner, order, monkeypatch):
+    import types
+
+    happened = []
+    pipeline = types.SimpleNamespace(run=lambda: happened.append("run") or "result")
+    config = types.SimpleNamespace(run_id="r7", runner=runner)
+    monkeypatch.setattr(driver._LOG, "info", lambda fmt, line: happened.append(line))
+    assert driver._start_job(pipeline, config) == "result"
+    line = f"run r7: job started on the {runner}"
+    assert [("line" if h == line else h) for h in happened] == order
+    assert line.startswith(driver.job_started_line("r7"))
