@@ -45,6 +45,7 @@ def build_figures(
     steady_rate = _rate(records, steady)
     a_rate, b_rate = _rate(records, a_wall_s), _rate(records, b_wall_s)
     cpu = dict(sorted(beamline.cpu_s.items(), key=lambda kv: -kv[1]))
+    roles = dict(sorted(beamline.role_cpu_s.items(), key=lambda kv: -kv[1]))
     phases = _phases(beamline)
     return {
         "run_id": run_id,
@@ -64,6 +65,7 @@ def build_figures(
             "writing_records_per_s": _rate(records, phases["first_row_to_last_row"]),
             "peak_rss_mib": round(beamline.peak_rss_mib),
             "tree_cpu_s": round(beamline.tree_cpu_s, 1),
+            "role_cpu_s": {k: round(v, 1) for k, v in roles.items()},
             "cpu_s": {k: round(v, 1) for k, v in cpu.items()},
             "services_cpu_s": {
                 k: None if v is None else round(v, 1) for k, v in beamline.services_cpu_s.items()
@@ -103,9 +105,12 @@ def render(figures: typing.Mapping) -> str:
         f"  steady-state ratios: {_num(r['steady_over_a'], digits=3)} of A, "
         f"{_num(r['steady_over_b'], digits=3)} of B",
         f"  peak RSS of the Beamline process tree: {_num(bl['peak_rss_mib'], ' MiB', 0)}",
-        f"  CPU seconds, Beamline tree (wait4): {_num(bl['tree_cpu_s'], ' s')}; per process "
-        "(last 0.5 s sample):",
+        f"  CPU seconds, Beamline tree (wait4): {_num(bl['tree_cpu_s'], ' s')}; by role, sampled "
+        "every 0.5 s",
+        "  (the tree and, on a Flink cluster, the cluster's processes):",
     ]
+    lines += [f"    {seconds:>8,.1f} s  {role}" for role, seconds in bl["role_cpu_s"].items()]
+    lines.append("  per process (its last sample):")
     lines += [f"    {seconds:>8,.1f} s  {name}" for name, seconds in bl["cpu_s"].items()]
     for name, seconds in bl["services_cpu_s"].items():
         lines.append(f"    {_num(seconds):>8} s  {name} server (during the run)")

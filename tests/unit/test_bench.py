@@ -2,6 +2,9 @@
 
 import dataclasses
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -10,6 +13,7 @@ from schemas import tables
 from schemas.ddl import serves
 from schemas.records import KafkaRecord
 from tools.bench_baselines import copy_text, run_memory_baseline
+from tools.bench_cpu import CpuSampler, role_of
 from tools.bench_measure import BeamlineRun
 from tools.bench_probes import (
     ClusterJob,
@@ -166,7 +170,13 @@ RUN_FIGURES = BeamlineRun(
     job_visible_s=6.0,
     first_row_s=15.0,
     last_row_s=45.0,
-    cpu_s={"python run [10]": 20.04, "java ExpansionService [11]": 30.0},
+    cpu_s={
+        "driver: python run [10]": 20.04,
+        "expansion service: java ExpansionService [11]": 30.0,
+        "Python SDK worker: python [12]": 0.3,
+        "Python SDK worker: python [13]": 0.44,
+    },
+    role_cpu_s={"driver": 20.04, "expansion service": 30.0, "Python SDK worker": 0.74},
     tree_cpu_s=51.26,
     peak_rss_mib=700.4,
     services_cpu_s={"kafka": 2.0, "postgres": None},
@@ -209,7 +219,15 @@ def test_build_figures_rates_and_ratios():
         "steady_over_b": 0.0006,
     }
     # Processes by CPU, largest first.
-    assert list(f["beamline"]["cpu_s"]) == ["java ExpansionService [11]", "python run [10]"]
+    assert list(f["beamline"]["cpu_s"])[:2] == [
+        "expansion service: java ExpansionService [11]",
+        "driver: python run [10]",
+    ]
+    assert f["beamline"]["role_cpu_s"] == {
+        "expansion service": 30.0,
+        "driver": 20.0,
+        "Python SDK worker": 0.7,
+    }
     assert f["beamline"]["peak_rss_mib"] == 700
 
 
@@ -230,7 +248,8 @@ def test_render_ends_in_exactly_one_json_line_with_every_figure():
     assert phases["submit → job visible"][-1] == "6.00"
     assert phases["first row → last row"] == ["30.00", "3.5"]  # seconds, records/s
     assert phases["last row → exit"][-1] == "5.00"
-    assert "30.0 s  java ExpansionService [11]" in text
+    assert "30.0 s  expansion service: java ExpansionService [11]" in text
+    assert "0.7 s  Python SDK worker\n" in text
     assert "n/a s  postgres server" in text
 
 
@@ -311,3 +330,55 @@ def test_the_last_row_is_the_newest_written_at_read_through_each_tables_index():
     for table, read in run_reads(DATASET):
         where = " AND ".join(f"{c} = %({c})s" for c in read)
         assert f"(SELECT max(written_at) FROM {table.name} WHERE {where})" in sql
+
+
+# Command lines as /proc shows them on the stack (the Flink cluster's, a drill's run).
+COMMAND_LINES = {
+    "java -Xmx469762048 --add-opens=java.base/java.lang=ALL-UNNAMED -cp /h/flink/dist/pyflink/"
+    "lib/* org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint --configDir "
+    "/h/flink/conf": "JobManager",
+    "java -Xmx1181115985 -cp /h/flink/dist/pyflink/lib/* org.apache.flink.runtime.taskexecutor."
+    "TaskManagerRunner --configDir /h/flink/conf -D taskmanager.numberOfTaskSlots=2": "TaskManager",
+    "java -jar /root/.apache_beam/cache/jars/beamline-flink-job-server-2.62.0/beamline-flink-"
+    "job-server-2.62.0.jar --flink-master http://127.0.0.1:8081 --job-port 51445": "job server",
+    "/root/.apache_beam/cache/prism/bin/prism --job_port 0": "Prism",
+    "/usr/bin/java -Xmx1g -Dbeamline.workerHeap=2g -cp /j/beamline-expansion-service-2.71.0/* "
+    "dev.beamline.xlang.LoopbackExpansionServer 8097 --alsoStart…": "expansion service",
+    "/v/bin/python -m beam_pipeline.java_services --port=8097": "expansion service",
+    "/usr/lib/jvm/java-17-openjdk-amd64/bin/java -Xmx2g -cp /j/beamline-expansion-service-2.71.0/"
+    "grpc-core-1.61.0.jar dev.beamline.xlang.ProcessWorkerPool$Worker": "Java SDK worker",
+    "python -c from apache_beam.runners.worker.sdk_worker import SdkHarness; SdkHarness("
+    '"localhost:43507",worker_id="1-4",state_cache_size=0).run()': "Python SDK worker",
+    "/opt/apache/beam/boot --id=1-1 --provision_endpoint=localhost:5": "Python SDK worker",
+    "/v/bin/python -m beam_pipeline.worker_pool --service_port=50000": "Python worker pool",
+    "/v/bin/python -m run --runner=FlinkRunner --flink_master=127.0.0.1:8081 --parallelism=2 "
+    "--run_id=b8718095bd14": "driver",
+    "/v/bin/python -m runner_matrix": "other",
+    "postgres: beamline beamline 127.0.0.1(5432) idle": "other",
+}
+
+
+@pytest.mark.parametrize("command_line, role", COMMAND_LINES.items(), ids=COMMAND_LINES.values())
+def test_each_process_is_named_by_its_role(command_line, role):
+    assert role_of(command_line) == role
+
+
+def test_the_cpu_sampler_counts_from_its_start_and_keeps_a_finished_processs_last_sample():
+    # A child that uses 0.3 s of CPU, idles, and exits.
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+    child = subprocess.Popen([sys.executable, "-c", burn + "time.sleep(1.5)"])
+    run = CpuSampler()
+    while run.per_role().get("other", 0) < 0.3:
+        assert child.poll() is None, "the child ended before it was sampled busy"
+        run.sample([child.pid])
+        time.sleep(0.05)
+    later = CpuSampler([child.pid])  # takes the child's use so far: not its run's
+    while child.poll() is None:
+        run.sample([child.pid])
+        later.sample([child.pid])
+        time.sleep(0.05)
+    run.sample([child.pid])  # the child is gone: its last sample stands
+    (name,) = run.per_process()
+    assert name.startswith("other: python") and name.endswith(f"[{child.pid}]")
+    assert run.per_role()["other"] >= 0.3
+    assert later.per_role()["other"] < 0.1  # idle since ``later`` began
