@@ -23,6 +23,7 @@ def build_figures(
     *,
     run_id: str,
     runner: str,
+    parallelism: int | None,
     events: int,
     report: typing.Mapping,
     beamline: BeamlineRun,
@@ -50,6 +51,7 @@ def build_figures(
     return {
         "run_id": run_id,
         "runner": runner,
+        "parallelism": parallelism,
         "events": events,
         "records": records,
         "seed": report["seed"],
@@ -88,7 +90,8 @@ def render(figures: typing.Mapping) -> str:
     a, b, r = figures["baseline_a"], figures["baseline_b"], figures["ratios"]
     lines = [
         f"Benchmark {f['run_id']}: {f['records']:,} records ({f['events']:,} events + faults, "
-        f"{f['value_format']}, seed {f['seed']}) on topic {f['topic']}, runner {f['runner']}",
+        f"{f['value_format']}, seed {f['seed']}) on topic {f['topic']}, runner {f['runner']}"
+        + (f", parallelism {f['parallelism']}" if f["parallelism"] else ""),
         "",
         f"  {'':<34} {'wall s':>10} {'records/s':>12} {'Beamline ÷':>11}",
         f"  {'Beamline, end to end':<34} {_num(bl['wall_s'], digits=2):>10} "

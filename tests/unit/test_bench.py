@@ -187,6 +187,7 @@ def _figures() -> dict:
     return build_figures(
         run_id="abc",
         runner="direct",
+        parallelism=None,
         events=100,
         report=REPORT,
         beamline=RUN_FIGURES,
@@ -253,17 +254,70 @@ def test_render_ends_in_exactly_one_json_line_with_every_figure():
     assert "n/a s  postgres server" in text
 
 
-def test_beamline_runs_on_the_chosen_runner_with_the_users_extra_flags(tmp_path):
+def _bench_args(tmp_path, *argv):
     from beam_pipeline.settings import StackSettings
-    from tools import bench, bench_run
+    from tools import bench
 
     parser = bench._parser(StackSettings.from_env({"BEAMLINE_HOME": str(tmp_path)}))
-    args = bench.parse_args(parser, ["--runner", "flink", "--streaming"])
+    return bench.parse_args(parser, list(argv))
+
+
+def test_beamline_runs_on_the_chosen_runner_with_the_users_extra_flags(tmp_path):
+    from tools import bench_run
+    from tools.main_job.config import run_flags_for
+
+    args = _bench_args(tmp_path, "--runner", "flink", "--streaming")
     report = {"offsets_before": {"0": 5}, "offsets_after": {"0": 9}}
     command = bench_run.beamline_command(args, "r1", "bench_r1", report)
     assert command[1:4] == ["-m", "run", "--runner=FlinkRunner"]
     assert "--kafka_start_offsets=0=5" in command and "--kafka_stop_offsets=0=9" in command
     assert command[-1] == "--streaming"
+    # The main job's flags of python -m run, made by the same function.
+    assert command[4:] == run_flags_for(
+        run_id="r1",
+        dataset="customer_events",
+        topic="bench_r1",
+        value_format="json",
+        start={"0": 5},
+        stop={"0": 9},
+        output_dir=args.output_dir,
+        extra=["--streaming"],
+    )
+    assert bench_run.parallelism_of(command) is None  # the embedded mini-cluster's default
+
+
+def test_the_cluster_runs_at_the_benchs_parallelism(tmp_path):
+    from tools import bench_run
+
+    report = {"offsets_before": {"0": 5}, "offsets_after": {"0": 9}}
+    preset = bench_run.beamline_command(
+        _bench_args(tmp_path, "--runner", "flink-cluster"), "r1", "t", report
+    )
+    assert "--flink_master=127.0.0.1:8081" in preset and bench_run.parallelism_of(preset) == 2
+    one = bench_run.beamline_command(
+        _bench_args(tmp_path, "--runner", "flink-cluster", "--parallelism", "1"), "r1", "t", report
+    )
+    assert [a for a in one if a.startswith("--parallelism")] == ["--parallelism=1"]
+    assert bench_run.parallelism_of(one) == 1
+
+
+@pytest.mark.parametrize(
+    "argv", [["--parallelism", "2"], ["--runner", "flink", "--parallelism", "0"]]
+)
+def test_a_parallelism_the_runner_cannot_take_is_a_bad_flag(argv, tmp_path, capsys):
+    from tools import bench
+
+    with pytest.raises(SystemExit) as exited:
+        bench.main(argv)
+    assert exited.value.code == 2
+    assert "--parallelism" in capsys.readouterr().err
+
+
+def test_the_table_names_the_parallelism():
+    f = dict(_figures(), runner="flink-cluster", parallelism=2)
+    assert render(f).splitlines()[0].endswith("runner flink-cluster, parallelism 2")
+    assert _figures()["parallelism"] is None
+    assert render(_figures()).splitlines()[0].endswith("runner direct")
 
 
 def test_the_first_row_probe_reads_every_table_by_an_index_or_its_key():
@@ -286,6 +340,7 @@ def test_a_phase_whose_end_was_not_seen_is_none():
     f = build_figures(
         run_id="abc",
         runner="direct",
+        parallelism=None,
         events=100,
         report=REPORT,
         beamline=run,

@@ -244,6 +244,21 @@ def test_a_flink_cluster_gets_the_stacks_workers_not_the_driver():
     assert "--parallelism=2" in runners.RUNNER_PRESETS["flink-cluster"]
 
 
+def test_a_presets_parallelism_is_replaced_only_where_flink_runs_the_job():
+    from beam_pipeline import runners
+
+    assert runners.runner_flags("direct") == ["--runner=DirectRunner"]
+    cluster = runners.runner_flags("flink-cluster", 1)
+    assert cluster[:-1] == [
+        f for f in runners.RUNNER_PRESETS["flink-cluster"] if not f.startswith("--parallelism")
+    ]
+    assert cluster[-1] == "--parallelism=1"
+    assert runners.runner_flags("flink", 2) == ["--runner=FlinkRunner", "--parallelism=2"]
+    for runner, parallelism in (("direct", 2), ("prism", 2), ("flink", 0)):
+        with pytest.raises(ValueError, match="--parallelism"):
+            runners.runner_flags(runner, parallelism)
+
+
 def test_a_missing_flink_cluster_is_one_clear_line(capsys, monkeypatch):
     from beam_pipeline import flink_run, preflight
 
