@@ -14,7 +14,8 @@
 #                               a streaming run with a fault mid-feed (docs/reliability.md)
 #   ./run_local.sh drill all --seeds N [--seed S] [main-job flags]
 #                               every drill with seeds S (default 1) to S+N-1, then a table
-#   ./run_local.sh bench [--runner direct] [--events N] [--seed S]
+#   ./run_local.sh bench [--runner direct|prism|flink|flink-cluster] [--parallelism N]
+#                        [--events N] [--seed S]
 #                               Beamline vs a hand-written consumer and in-memory loop (100,000)
 set -euo pipefail
 
@@ -150,7 +151,7 @@ case "${1:-}" in
   bench) shift; cmd_bench "$@" ;;
   flink) shift; cmd_flink "$@" ;;
   drill) shift; cmd_drill "$@" ;;
-  -h | --help | help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h | --help | help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' ;;
   "" | -*) cmd_main "$@" ;;
   *) die "unknown command '$1': use setup, start, stop, status, test, bench, flink or drill (./run_local.sh --help)" ;;
 esac

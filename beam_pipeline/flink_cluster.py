@@ -22,6 +22,7 @@ __all__ = [
     "read_is_checkpointed",
     "stop_job_with_savepoint",
     "stop_with_savepoint",
+    "total_slots",
     "wait_for_readers",
     "wait_until_running",
 ]
@@ -46,6 +47,11 @@ def _request(master: str, path: str, method: str = "GET", timeout_s: float = 10.
     with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - http to the cluster
         body = response.read()
     return json.loads(body) if body else {}
+
+
+def total_slots(master: str) -> int:
+    """The task slots the cluster's TaskManagers offer, free or not (``/overview``)."""
+    return int(_request(master, "/overview")["slots-total"])
 
 
 def jobs_named(master: str, name: str) -> dict[str, str]:

@@ -55,6 +55,7 @@ from beam_pipeline.settings import REPO_ROOT
 __all__ = [
     "FLINK_FLAGS",
     "FLINK_JOB_SERVER_VERSION",
+    "PARALLEL_RUNNERS",
     "PRISM_BINARY",
     "RUNNERS",
     "RUNNER_PRESETS",
@@ -66,6 +67,7 @@ __all__ = [
     "preload_loopback",
     "preset_flags",
     "runner_flag",
+    "runner_flags",
     "runner_name",
 ]
 
@@ -220,6 +222,31 @@ RUNNER_PRESETS = {
     ),
     "prism": ("--runner=PrismRunner",),
 }
+
+
+# The presets whose job runs at a parallelism of its own (Flink's: the embedded
+# mini-cluster's, or the slots it takes on the cluster).
+PARALLEL_RUNNERS = ("flink", "flink-cluster")
+
+
+def runner_flags(runner: str, parallelism: int | None = None) -> list[str]:
+    """``RUNNER_PRESETS[runner]``, with ``--parallelism=<parallelism>`` in place of the
+    preset's own when given.
+
+    Raises:
+      ValueError: ``parallelism`` below 1, or for a runner not in ``PARALLEL_RUNNERS``.
+    """
+    flags = list(RUNNER_PRESETS[runner])
+    if parallelism is None:
+        return flags
+    if runner not in PARALLEL_RUNNERS or parallelism < 1:
+        raise ValueError(
+            f"--parallelism {parallelism}: a positive number, with --runner "
+            f"{' or '.join(PARALLEL_RUNNERS)}"
+        )
+    return [f for f in flags if not f.startswith("--parallelism=")] + [
+        f"--parallelism={parallelism}"
+    ]
 
 
 def flink_cluster_master(argv: list[str]) -> str | None:

@@ -1,13 +1,15 @@
 """PostgreSQL DDL derived from row types, applied as additive migrations.
 
-``create_statement`` gives the ``CREATE TABLE IF NOT EXISTS`` of a ``Table``;
-``plan_migration`` compares it with the columns the database already has and
-returns the additive statements that bring the table up to date
+``create_statement`` gives the ``CREATE TABLE IF NOT EXISTS`` of a ``Table`` and
+``index_statements`` the ``CREATE INDEX IF NOT EXISTS`` of each index it declares;
+``plan_migration`` compares them with the columns and indexes the database already
+has and returns the additive statements that bring the table up to date
 (``ADD COLUMN IF NOT EXISTS``, ``DROP NOT NULL`` where the contract relaxed a
-column), or raises ``NonAdditiveChange`` for anything else: a column whose type
-changed, one the contract no longer has, or a primary key that is not the
-upsert's key (every upsert would fail on it).  Those need a person; the message
-says what to run.
+column, a missing index), or raises ``NonAdditiveChange`` for anything else: a
+column whose type changed, one the contract no longer has, or a primary key that
+is not the upsert's key (every upsert would fail on it).  Those need a person; the
+message says what to run.  ``serves`` says whether a table's key or an index
+leads with the columns a read names.
 """
 
 # No `from __future__ import annotations`: Table holds NamedTuple row types.
@@ -20,7 +22,10 @@ __all__ = [
     "check_key",
     "create_statement",
     "expected_columns",
+    "index_name",
+    "index_statements",
     "plan_migration",
+    "serves",
 ]
 
 _SQL_TYPES = {
@@ -79,19 +84,61 @@ def create_statement(table) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table.name} (\n" + ",\n".join(lines) + "\n)"
 
 
-def plan_migration(table, existing: typing.Mapping[str, tuple[str, bool]]) -> list[str]:
+def index_name(table, columns: typing.Sequence[str]) -> str:
+    """``<table>_<column>_…_idx``: the name an index of ``table`` is created under."""
+    return f"{table.name}_{'_'.join(columns)}_idx"
+
+
+def index_statements(table, present: typing.Collection[tuple[str, ...]] = ()) -> list[str]:
+    """``CREATE INDEX IF NOT EXISTS`` for each of ``table.indexes`` whose columns are
+    not the columns of an index in ``present`` (the primary key's included).
+
+    Raises:
+      TypeError: an index names a column the table does not have.
+    """
+    columns = {c.name for c in expected_columns(table)}
+    statements = []
+    for index in table.indexes:
+        unknown = [c for c in index if c not in columns]
+        if unknown:
+            raise TypeError(f"{table.name}: index on {', '.join(unknown)}: no such column")
+        if tuple(index) not in {tuple(p) for p in present}:
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS {index_name(table, index)} "
+                f"ON {table.name} ({', '.join(index)})"
+            )
+    return statements
+
+
+def serves(table, read: typing.Sequence[str]) -> bool:
+    """Whether ``table``'s primary key or one of its indexes leads with the columns
+    ``read`` names by equality (in any order), so that PostgreSQL finds those rows
+    without reading the table."""
+    wanted = set(read)
+    return any(
+        set(columns[: len(wanted)]) == wanted for columns in (table.key_columns, *table.indexes)
+    )
+
+
+def plan_migration(
+    table,
+    existing: typing.Mapping[str, tuple[str, bool]],
+    indexes: typing.Collection[tuple[str, ...]] = (),
+) -> list[str]:
     """The statements that make ``existing`` match ``table``, additive ones only.
 
     Args:
       table: the ``schemas.tables.Table`` wanted.
       existing: column → (``information_schema`` data type, nullable) as the database
         has it; empty when the table does not exist.
+      indexes: the columns of each index the table has in the database, its primary
+        key's included.
 
     Raises:
       NonAdditiveChange: a type differs, or a column is no longer in the contract.
     """
     if not existing:
-        return [create_statement(table)]
+        return [create_statement(table), *index_statements(table)]
     wanted = {c.name: c for c in expected_columns(table)}
     gone = sorted(set(existing) - set(wanted))
     if gone:
@@ -121,7 +168,8 @@ def plan_migration(table, existing: typing.Mapping[str, tuple[str, bool]]) -> li
             )
         if column.nullable and not have_nullable:
             statements.append(f"ALTER TABLE {table.name} ALTER COLUMN {column.name} DROP NOT NULL")
-    return statements
+    # After the columns: an index may be on a column added above.
+    return statements + index_statements(table, indexes)
 
 
 def check_key(table, existing_key: typing.Sequence[str]) -> None:

@@ -3,11 +3,13 @@
 A dataset's tables derive from its contract (``DatasetTables.of``): the main table,
 one per child array, and the aggregate's.  The pipeline's own tables (dead letters,
 the duplicate log, the per-window stage counts) are shared by every dataset: each
-row names its dataset, which leads the table's key, and its run.  Their SQL derives
-from these: the DDL (``schemas.ddl``, applied as additive migrations by
-``python -m tools.stack migrate``; ``./run_local.sh start`` runs it) and the upsert
-(``schemas.sql``).  The column order of each upsert is the field order of its row
-type (the Java writer binds rows positionally).
+row names its dataset, which leads the table's key, and its run.  Every table is
+read by run (``RUN_READ``, ``SHARED_RUN_READ``): its key or an index it declares
+serves that read.  Their SQL derives from these: the DDL and its indexes
+(``schemas.ddl``, applied as additive migrations by ``python -m tools.stack
+migrate``; ``./run_local.sh start`` runs it) and the upsert (``schemas.sql``).  The
+column order of each upsert is the field order of its row type (the Java writer
+binds rows positionally).
 """
 
 from __future__ import annotations
@@ -18,7 +20,22 @@ import typing
 from schemas.contract import Contract
 from schemas.records import DeadLetter, Duplicate, StageCount
 
-__all__ = ["DEAD_LETTERS", "DUPLICATE_LOG", "DatasetTables", "SHARED", "STAGE_COUNTS", "Table"]
+__all__ = [
+    "DEAD_LETTERS",
+    "DUPLICATE_LOG",
+    "RUN_READ",
+    "SHARED_RUN_READ",
+    "SHARED",
+    "STAGE_COUNTS",
+    "DatasetTables",
+    "Table",
+]
+
+# What a read of one run's rows names (the progress line, the reconciliation, the
+# bench's probes, a dashboard): the run, and in a shared table the dataset too.  Each
+# table's primary key or one of its ``indexes`` leads with these columns.
+RUN_READ = ("run_id",)
+SHARED_RUN_READ = ("run_id", "dataset")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +54,9 @@ class Table:
         table's: its order column).
       first_copy_only: within a run, a key's row is rewritten only by the record
         that wrote it, never by another copy (a main table that drops later copies).
+      indexes: the columns of each index beside the primary key (``schemas.ddl``
+        names them ``<table>_<columns>_idx``): the reads by run where the key does
+        not lead with the run's columns (``RUN_READ``, ``SHARED_RUN_READ``).
     """
 
     name: str
@@ -47,6 +67,7 @@ class Table:
     generated_times: tuple[str, ...] = ()
     forward_only: tuple[str, ...] = ()
     first_copy_only: bool = False
+    indexes: tuple[tuple[str, ...], ...] = ()
 
 
 DEAD_LETTERS = Table(
@@ -54,13 +75,16 @@ DEAD_LETTERS = Table(
     DeadLetter,
     ("dataset", "kafka_topic", "kafka_partition", "kafka_offset", "stage"),
     sql_types={"kafka_partition": "integer"},
+    indexes=(SHARED_RUN_READ,),
 )
 DUPLICATE_LOG = Table(
     "duplicate_log",
     Duplicate,
     ("dataset", "kafka_topic", "kafka_partition", "kafka_offset"),
     sql_types={"kafka_partition": "integer", "kept_partition": "integer"},
+    indexes=(SHARED_RUN_READ,),
 )
+# Its key leads with (dataset, run_id): a read by run needs no other index.
 STAGE_COUNTS = Table(
     "window_stage_counts",
     StageCount,
@@ -111,6 +135,7 @@ def _main_table(contract: Contract) -> Table:
         generated_times=timestamps,
         forward_only=(contract.order_column(),) if contract.order_column() else (),
         first_copy_only=contract.dedup.kind == "drop_later_copies",
+        indexes=(RUN_READ,),
     )
 
 
@@ -126,7 +151,7 @@ def _child_tables(contract: Contract) -> tuple[Table, ...]:
             and next(f for f in items.fields if f.name == name).kind == "timestamp"
         )
         key = (contract.id_column(), "item_index")
-        tables.append(Table(child.table, row_type, key, generated_times=times))
+        tables.append(Table(child.table, row_type, key, generated_times=times, indexes=(RUN_READ,)))
     return tuple(tables)
 
 
@@ -136,7 +161,7 @@ def _aggregate_table(contract: Contract) -> Table:
         agg.name,
         contract.aggregate_row_type(),
         ("run_id", "window_start_ms", "window_end_ms", *agg.keys),
-        generated_times=("window_start_ms",),
+        generated_times=("window_start_ms",),  # its key leads with run_id: no index
         # A window's count only grows (transforms.aggregate): the row of the largest
         # count is the final one, even when a restore fired its panes again with other
         # indexes.

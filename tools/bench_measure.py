@@ -1,8 +1,11 @@
 """The bench's measurement of one Beamline run: a subprocess tree sampled from ``/proc``.
 
-Every 0.5 s it reads the CPU seconds of each process of the run's tree, the sum of
-their resident memory, and whether the run has a first row in PostgreSQL yet; the
-Kafka and PostgreSQL servers' CPU is read before and after.  Linux only (``/proc``).
+Every 0.5 s it reads the CPU seconds of each process of the run's tree, and on a
+Flink cluster of the cluster's processes too (``bench_cpu``), the sum of the tree's
+resident memory, and asks whether the job is visible yet and whether the run has a
+first row in PostgreSQL (``bench_probes``); once the run has ended, when its last
+row was written.  The Kafka and PostgreSQL servers' CPU is read before and after.
+Linux only (``/proc``).
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import time
 
 import psycopg2
 
+from beam_pipeline.runners import flink_cluster_master
 from beam_pipeline.settings import REPO_ROOT, StackSettings
 from datasets.customer_events import DATASET
-from schemas import tables
+from tools.bench_cpu import CpuSampler
+from tools.bench_probes import FirstRow, job_visible_probe, last_row_at
 from tools.peak_memory import proc_stat, tree_rss
 
 __all__ = ["SAMPLE_EVERY_S", "BeamlineRun", "run_beamline"]
@@ -29,6 +34,14 @@ _LOG = logging.getLogger(__name__)
 SAMPLE_EVERY_S = 0.5
 _TICK = os.sysconf("SC_CLK_TCK")
 _MIB = 1024 * 1024
+# A Flink cluster's long-lived processes (scripts/flink.sh): each one's pid file under
+# <home>/flink/, and a part of its command line.
+_CLUSTER_PIDS = (
+    ("jobmanager.pid", "StandaloneSessionClusterEntrypoint"),
+    ("taskmanager.pid", "TaskManagerRunner"),
+    ("python-workers.pid", "beam_pipeline.worker_pool"),
+    ("expansion-service.pid", "beam_pipeline.java_services"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,10 +50,16 @@ class BeamlineRun:
 
     Attributes:
       exit_code: the subprocess's.
-      wall_s: launch to exit.
+      wall_s: launch (the submission) to exit.
+      job_visible_s: launch to the job's being visible (``bench_probes``), or None.
       first_row_s: launch to the first row of the run in PostgreSQL, or None.
-      cpu_s: ``"<process> [pid]"`` → utime + stime at its last sample (a process's
-        last ≤ 0.5 s are missed when it ends between samples).
+      last_row_s: launch to the insert of the run's newest row (its ``written_at``),
+        or None.
+      cpu_s: ``"<role>: <process> [pid]"`` → the CPU seconds (utime + stime) it used
+        in the run, at its last sample (``bench_cpu``: the run's tree, and on a Flink
+        cluster the cluster's processes; a process's last ≤ 0.5 s are missed when it
+        ends between samples).
+      role_cpu_s: role → the sum of ``cpu_s`` over its processes.
       tree_cpu_s: the subprocess and every descendant it waited for, from
         ``wait4``'s resource usage: exact, the total the samples approximate.
       peak_rss_mib: the largest sum of the tree's resident memory over the samples.
@@ -50,8 +69,11 @@ class BeamlineRun:
 
     exit_code: int
     wall_s: float
+    job_visible_s: float | None
     first_row_s: float | None
+    last_row_s: float | None
     cpu_s: dict
+    role_cpu_s: dict
     tree_cpu_s: float
     peak_rss_mib: float
     services_cpu_s: dict
@@ -61,17 +83,21 @@ def run_beamline(
     command: list[str], settings: StackSettings, run_id: str, log_path: pathlib.Path
 ) -> BeamlineRun:
     """Runs ``command`` (from the repository's root) and measures it; its output goes
-    to ``log_path``.  ``run_id`` is the run whose first row the probe looks for.
+    to ``log_path``.  ``run_id`` is the run whose job and rows the probes look for.
     Interrupted (Ctrl-C), it terminates the subprocess before re-raising."""
     services = _service_pids(settings)
     before = {name: _server_cpu_s(pid) for name, pid in services.items()}
-    probe = _FirstRow(settings, run_id)
-    cpu: dict[int, tuple[str, float]] = {}
+    probe = FirstRow(settings, DATASET, run_id)
+    visible_probe = job_visible_probe(command, run_id, log_path)
+    # A cluster's processes work for the run without being its descendants.
+    cluster = _cluster_pids(settings) if flink_cluster_master(command) else []
+    cpu = CpuSampler(cluster)
     peak = [0]
     first_row: list[float] = []
+    visible: list[float] = []
     stop = threading.Event()
     with open(log_path, "wb") as log:
-        started = time.monotonic()
+        started, launched_at = time.monotonic(), time.time()
         child = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
 
     def sample() -> None:
@@ -79,10 +105,9 @@ def run_beamline(
             now = time.monotonic()
             tree = tree_rss(child.pid)
             peak[0] = max(peak[0], sum(rss for _, rss in tree.values()))
-            for pid, (name, _) in tree.items():
-                used = _cpu_s(pid)
-                if used is not None:
-                    cpu[pid] = (name, used)
+            cpu.sample([child.pid, *cluster])
+            if not visible and visible_probe():
+                visible.append(now - started)
             if not first_row:
                 try:
                     if probe():
@@ -106,16 +131,24 @@ def run_beamline(
         sampler.join(10)
     child.returncode = os.waitstatus_to_exitcode(status)
     after = {name: _server_cpu_s(pid) for name, pid in services.items()}
+    if not sampler.is_alive():
+        cpu.sample(cluster)  # the cluster's processes up to the driver's exit
+    if not visible and visible_probe():
+        visible.append(ended - started)  # visible after the last sample
     try:
         if not first_row and probe():
             first_row.append(ended - started)  # rows landed after the last sample
     finally:
         probe.close()
+    newest = _last_row_at(settings, run_id)
     return BeamlineRun(
         exit_code=child.returncode,
         wall_s=ended - started,
+        job_visible_s=visible[0] if visible else None,
         first_row_s=first_row[0] if first_row else None,
-        cpu_s={f"{name} [{pid}]": used for pid, (name, used) in cpu.items()},
+        last_row_s=None if newest is None else newest - launched_at,
+        cpu_s=cpu.per_process(),
+        role_cpu_s=cpu.per_role(),
         tree_cpu_s=usage.ru_utime + usage.ru_stime,
         peak_rss_mib=peak[0] / _MIB,
         services_cpu_s={
@@ -125,6 +158,14 @@ def run_beamline(
             for name in services
         },
     )
+
+
+def _last_row_at(settings: StackSettings, run_id: str) -> float | None:
+    try:
+        return last_row_at(settings, DATASET, run_id)
+    except psycopg2.Error as e:  # the figure is missing, the measurement stands
+        _LOG.warning("cannot read when the run's last row was written: %s", e)
+        return None
 
 
 def _cpu_s(pid: int, reaped_children: bool = False) -> float | None:
@@ -175,30 +216,16 @@ def _server_cpu_s(pid: int | None) -> float | None:
     return total
 
 
+def _cluster_pids(settings: StackSettings) -> list[int]:
+    """The pids of the Flink cluster's long-lived processes that are running."""
+    flink = settings.home / "flink"
+    found = [_find_pid(flink / pidfile, needle) for pidfile, needle in _CLUSTER_PIDS]
+    return [pid for pid in found if pid is not None]
+
+
 def _service_pids(settings: StackSettings) -> dict[str, int | None]:
     pg_data = settings.home / "postgres" / "data"
     return {
         "kafka": _find_pid(settings.home / "kafka" / "kafka.pid", "kafka.Kafka"),
         "postgres": _find_pid(pg_data / "postmaster.pid", f"-D {pg_data}"),
     }
-
-
-class _FirstRow:
-    """Whether the run has any row yet in any of the pipeline's PostgreSQL tables."""
-
-    def __init__(self, settings: StackSettings, run_id: str):
-        self._run_id = run_id
-        self._sql = "SELECT " + " OR ".join(
-            f"EXISTS (SELECT 1 FROM {t.name} WHERE run_id = %(run)s)"
-            for t in (*DATASET.tables.all(), *tables.SHARED)
-        )
-        self._connection = psycopg2.connect(**settings.psycopg2_kwargs())
-        self._connection.set_session(readonly=True, autocommit=True)
-
-    def __call__(self) -> bool:
-        with self._connection.cursor() as cur:
-            cur.execute(self._sql, {"run": self._run_id})
-            return bool(cur.fetchone()[0])
-
-    def close(self) -> None:
-        self._connection.close()

@@ -7,13 +7,23 @@ import typing
 
 from tools.bench_measure import BeamlineRun
 
-__all__ = ["build_figures", "render"]
+__all__ = ["PHASES", "build_figures", "render"]
+
+# The run's phases, one after another: name, label, and the ``BeamlineRun`` moments
+# (seconds from the launch) it goes from and to; None is the launch, the submission.
+PHASES = (
+    ("submit_to_job_visible", "submit → job visible", None, "job_visible_s"),
+    ("job_visible_to_first_row", "job visible → first row", "job_visible_s", "first_row_s"),
+    ("first_row_to_last_row", "first row → last row", "first_row_s", "last_row_s"),
+    ("last_row_to_exit", "last row → exit", "last_row_s", "wall_s"),
+)
 
 
 def build_figures(
     *,
     run_id: str,
     runner: str,
+    parallelism: int | None,
     events: int,
     report: typing.Mapping,
     beamline: BeamlineRun,
@@ -24,8 +34,10 @@ def build_figures(
 
     Rates are records sent (duplicates and bad records included) per second of
     wall time.  Beamline's steady state is those records over the time from its
-    first row in PostgreSQL to its exit; start-up is launch to first row.  Ratios
-    are Beamline's rate over a baseline's (below 1: Beamline is slower).
+    first row in PostgreSQL to its exit; start-up is launch to first row.  The
+    phases (``PHASES``) split the run at the moments the bench saw; ``writing`` is
+    the records over first row → last row.  Ratios are Beamline's rate over a
+    baseline's (below 1: Beamline is slower).
     """
     records = report["sent"]
     startup = beamline.first_row_s
@@ -34,9 +46,12 @@ def build_figures(
     steady_rate = _rate(records, steady)
     a_rate, b_rate = _rate(records, a_wall_s), _rate(records, b_wall_s)
     cpu = dict(sorted(beamline.cpu_s.items(), key=lambda kv: -kv[1]))
+    roles = dict(sorted(beamline.role_cpu_s.items(), key=lambda kv: -kv[1]))
+    phases = _phases(beamline)
     return {
         "run_id": run_id,
         "runner": runner,
+        "parallelism": parallelism,
         "events": events,
         "records": records,
         "seed": report["seed"],
@@ -48,8 +63,11 @@ def build_figures(
             "startup_s": None if startup is None else round(startup, 2),
             "steady_s": None if steady is None else round(steady, 2),
             "steady_records_per_s": steady_rate,
+            "phases_s": {k: None if v is None else round(v, 2) for k, v in phases.items()},
+            "writing_records_per_s": _rate(records, phases["first_row_to_last_row"]),
             "peak_rss_mib": round(beamline.peak_rss_mib),
             "tree_cpu_s": round(beamline.tree_cpu_s, 1),
+            "role_cpu_s": {k: round(v, 1) for k, v in roles.items()},
             "cpu_s": {k: round(v, 1) for k, v in cpu.items()},
             "services_cpu_s": {
                 k: None if v is None else round(v, 1) for k, v in beamline.services_cpu_s.items()
@@ -72,7 +90,8 @@ def render(figures: typing.Mapping) -> str:
     a, b, r = figures["baseline_a"], figures["baseline_b"], figures["ratios"]
     lines = [
         f"Benchmark {f['run_id']}: {f['records']:,} records ({f['events']:,} events + faults, "
-        f"{f['value_format']}, seed {f['seed']}) on topic {f['topic']}, runner {f['runner']}",
+        f"{f['value_format']}, seed {f['seed']}) on topic {f['topic']}, runner {f['runner']}"
+        + (f", parallelism {f['parallelism']}" if f["parallelism"] else ""),
         "",
         f"  {'':<34} {'wall s':>10} {'records/s':>12} {'Beamline ÷':>11}",
         f"  {'Beamline, end to end':<34} {_num(bl['wall_s'], digits=2):>10} "
@@ -85,17 +104,42 @@ def render(figures: typing.Mapping) -> str:
         f"{_num(b['records_per_s']):>12} {_num(r['beamline_over_b'], digits=3):>11}",
         "",
         f"  Beamline start-up (launch → first row in PostgreSQL): {_num(bl['startup_s'], ' s', 2)}",
+        *_phase_lines(bl),
         f"  steady-state ratios: {_num(r['steady_over_a'], digits=3)} of A, "
         f"{_num(r['steady_over_b'], digits=3)} of B",
         f"  peak RSS of the Beamline process tree: {_num(bl['peak_rss_mib'], ' MiB', 0)}",
-        f"  CPU seconds, Beamline tree (wait4): {_num(bl['tree_cpu_s'], ' s')}; per process "
-        "(last 0.5 s sample):",
+        f"  CPU seconds, Beamline tree (wait4): {_num(bl['tree_cpu_s'], ' s')}; by role, sampled "
+        "every 0.5 s",
+        "  (the tree and, on a Flink cluster, the cluster's processes):",
     ]
+    lines += [f"    {seconds:>8,.1f} s  {role}" for role, seconds in bl["role_cpu_s"].items()]
+    lines.append("  per process (its last sample):")
     lines += [f"    {seconds:>8,.1f} s  {name}" for name, seconds in bl["cpu_s"].items()]
     for name, seconds in bl["services_cpu_s"].items():
         lines.append(f"    {_num(seconds):>8} s  {name} server (during the run)")
     lines.append(json.dumps(figures, separators=(",", ":")))
     return "\n".join(lines)
+
+
+def _phase_lines(beamline: typing.Mapping) -> list[str]:
+    """The phases' seconds, and the records per second of first row → last row."""
+    lines = [f"  {'phases (ends sampled every 0.5 s; last row: its written_at)':<59} s  records/s"]
+    for name, label, _, _ in PHASES:
+        line = f"    {label:<50} {_num(beamline['phases_s'][name], digits=2):>8}"
+        if name == "first_row_to_last_row":
+            line += f" {_num(beamline['writing_records_per_s']):>10}"
+        lines.append(line)
+    return lines
+
+
+def _phases(run: BeamlineRun) -> dict[str, float | None]:
+    """Each of ``PHASES`` in seconds; None where the bench did not see one of its ends."""
+    phases = {}
+    for name, _, start, end in PHASES:
+        begun = 0.0 if start is None else getattr(run, start)
+        ended = getattr(run, end)
+        phases[name] = None if begun is None or ended is None else ended - begun
+    return phases
 
 
 def _rate(records: int, seconds: float | None) -> float | None:

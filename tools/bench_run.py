@@ -22,16 +22,24 @@ import typing
 import psycopg2
 
 from beam_pipeline.errors import print_error
-from beam_pipeline.options import format_offsets
-from beam_pipeline.runners import RUNNER_PRESETS
+from beam_pipeline.runners import runner_flags
 from beam_pipeline.settings import StackSettings
 from datasets.customer_events import CONTRACT, DATASET
 from tools import bench_baselines, ledger, reconcile
 from tools.bench_measure import run_beamline
 from tools.bench_report import build_figures, render
 from tools.event_producer import BatchSpec, send_batch
+from tools.main_job.config import run_flags_for
 
-__all__ = ["FAULTS", "RATE_PER_S", "baseline_problems", "beamline_command", "run_bench", "verdict"]
+__all__ = [
+    "FAULTS",
+    "RATE_PER_S",
+    "baseline_problems",
+    "beamline_command",
+    "parallelism_of",
+    "run_bench",
+    "verdict",
+]
 
 _LOG = logging.getLogger(__name__)
 
@@ -72,7 +80,8 @@ def run_bench(args, settings: StackSettings, run_id: str, topic: str) -> int:
 
     log_path = run_dir / "beamline.log"
     _LOG.info("run %s: Beamline on the %s (output in %s)", run_id, args.runner, log_path)
-    run = run_beamline(beamline_command(args, run_id, topic, report), settings, run_id, log_path)
+    command = beamline_command(args, run_id, topic, report)
+    run = run_beamline(command, settings, run_id, log_path)
     lines = log_path.read_text(errors="replace").strip().splitlines()
     if run.exit_code != 0:
         for line in lines[-5:]:
@@ -117,6 +126,7 @@ def run_bench(args, settings: StackSettings, run_id: str, topic: str) -> int:
     figures = build_figures(
         run_id=run_id,
         runner=args.runner,
+        parallelism=parallelism_of(command),
         events=args.events,
         report=report,
         beamline=run,
@@ -184,20 +194,32 @@ def baseline_problems(
 
 
 def beamline_command(args, run_id: str, topic: str, report: dict) -> list[str]:
-    """``python -m run`` with the flags ``main_job.main`` passes for a bounded run."""
+    """``python -m run`` on ``--runner`` (its preset, with ``--parallelism``), with the
+    flags the main job passes for a bounded run over the report's offsets; any other
+    flag of the bench's goes to ``python -m run`` too, as with ./run_local.sh."""
     return [
         sys.executable,
         "-m",
         "run",
-        *RUNNER_PRESETS[args.runner],
-        f"--run_id={run_id}",
-        f"--kafka_topic={topic}",
-        f"--value_format={args.value_format}",
-        f"--kafka_start_offsets={format_offsets(report['offsets_before'])}",
-        f"--kafka_stop_offsets={format_offsets(report['offsets_after'])}",
-        f"--output_dir={args.output_dir}",
-        *args.run_flags,  # any other flag goes to python -m run, as with ./run_local.sh
+        *runner_flags(args.runner, args.parallelism),
+        *run_flags_for(
+            run_id=run_id,
+            dataset=DATASET.name,
+            topic=topic,
+            value_format=args.value_format,
+            start=report["offsets_before"],
+            stop=report["offsets_after"],
+            output_dir=args.output_dir,
+            extra=args.run_flags,
+        ),
     ]
+
+
+def parallelism_of(command: typing.Sequence[str]) -> int | None:
+    """The ``--parallelism`` that ``command`` asks for (its last), or None: the runner's
+    default."""
+    given = [arg.split("=", 1)[1] for arg in command if arg.startswith("--parallelism=")]
+    return int(given[-1]) if given else None
 
 
 def _ranges(report: dict) -> dict[int, tuple[int, int]]:

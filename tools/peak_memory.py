@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-__all__ = ["main", "proc_stat", "tree_rss"]
+__all__ = ["describe", "main", "proc_stat", "tree_rss"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -48,7 +48,9 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
-def _describe(pid: int) -> str:
+def describe(pid: int) -> str:
+    """``python run``, ``java beamline-expansion-service-2.71.0.jar``: the program and
+    what it runs (a module, a jar), from the command line; ``?`` when it is gone."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             argv = f.read().split(b"\0")
@@ -75,7 +77,7 @@ def tree_rss(root: int) -> dict[int, tuple[str, int]]:
                 rss = int(f.read().split()[1]) * _PAGE
         except OSError:
             continue
-        found[pid] = (_describe(pid), rss)
+        found[pid] = (describe(pid), rss)
         todo.extend(tree.get(pid, ()))
     return found
 

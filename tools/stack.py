@@ -169,15 +169,19 @@ def migrate(settings: StackSettings, tables=None) -> list[str]:
                     (table.name,),
                 )
                 existing = {name: (kind, nullable) for name, kind, nullable in cur.fetchall()}
+                # Each index's columns in order, the primary key's among them.
                 cur.execute(
-                    "SELECT a.attname FROM pg_index i JOIN pg_attribute a "
-                    "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
-                    "WHERE i.indrelid = to_regclass(%s) AND i.indisprimary "
-                    "ORDER BY array_position(i.indkey, a.attnum)",
+                    "SELECT i.indisprimary, array_agg(a.attname ORDER BY k.position) "
+                    "FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) "
+                    "WITH ORDINALITY AS k(attnum, position) "
+                    "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+                    "WHERE i.indrelid = to_regclass(%s) GROUP BY i.indexrelid, i.indisprimary",
                     (table.name,),
                 )
-                key = [name for (name,) in cur.fetchall()]
-                for statement in plan_migration(table, existing):
+                found = cur.fetchall()
+                key = next((list(columns) for primary, columns in found if primary), [])
+                indexes = [tuple(columns) for _, columns in found]
+                for statement in plan_migration(table, existing, indexes):
                     cur.execute(statement)
                     applied.append(statement)
             if existing:

@@ -65,6 +65,17 @@ def test_tables_grow_additively_and_a_type_change_stops(stack, pg, scratch):
     assert _columns(pg, scratch) == before
 
 
+def test_a_declared_index_is_created_once(stack, pg, scratch):
+    bare, indexed = Table(scratch, V1, ("id",)), Table(scratch, V1, ("id",), indexes=(("amount",),))
+    assert len(migrate(stack, [bare])) == 1  # CREATE TABLE: a table of before the index
+    index = f"CREATE INDEX IF NOT EXISTS {scratch}_amount_idx ON {scratch} (amount)"
+    assert migrate(stack, [indexed]) == [index]
+    assert migrate(stack, [indexed]) == []  # the database has it now: nothing to do
+    with pg.cursor() as cur:
+        cur.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", (scratch,))
+        assert {name for (name,) in cur.fetchall()} == {f"{scratch}_pkey", f"{scratch}_amount_idx"}
+
+
 def test_the_gold_rollup_views_add_up_sums_and_recompute_averages(stack, pg):
     # Two groups of one window: One year/DSL 2 versions (charges sum 100, tenure 30),
     # One year/No 1 version (charges 20, tenure 3).  By contract: 3 versions, average

@@ -1,12 +1,28 @@
 """The benchmark's pure parts: the per-record step, the verdict, the figures and their rendering."""
 
+import dataclasses
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 
+from datasets.customer_events import DATASET
+from schemas import tables
+from schemas.ddl import serves
 from schemas.records import KafkaRecord
 from tools.bench_baselines import copy_text, run_memory_baseline
+from tools.bench_cpu import CpuSampler, role_of
 from tools.bench_measure import BeamlineRun
+from tools.bench_probes import (
+    ClusterJob,
+    LogLine,
+    first_row_sql,
+    job_visible_probe,
+    last_row_sql,
+    run_reads,
+)
 from tools.bench_report import build_figures, render
 from tools.bench_run import baseline_problems, verdict
 from tools.bench_step import RecordStep
@@ -151,8 +167,16 @@ def test_verdict(exit_code, results, problems, expected):
 RUN_FIGURES = BeamlineRun(
     exit_code=0,
     wall_s=50.0,
+    job_visible_s=6.0,
     first_row_s=15.0,
-    cpu_s={"python run [10]": 20.04, "java ExpansionService [11]": 30.0},
+    last_row_s=45.0,
+    cpu_s={
+        "driver: python run [10]": 20.04,
+        "expansion service: java ExpansionService [11]": 30.0,
+        "Python SDK worker: python [12]": 0.3,
+        "Python SDK worker: python [13]": 0.44,
+    },
+    role_cpu_s={"driver": 20.04, "expansion service": 30.0, "Python SDK worker": 0.74},
     tree_cpu_s=51.26,
     peak_rss_mib=700.4,
     services_cpu_s={"kafka": 2.0, "postgres": None},
@@ -163,6 +187,7 @@ def _figures() -> dict:
     return build_figures(
         run_id="abc",
         runner="direct",
+        parallelism=None,
         events=100,
         report=REPORT,
         beamline=RUN_FIGURES,
@@ -178,6 +203,14 @@ def test_build_figures_rates_and_ratios():
     assert f["beamline"]["startup_s"] == 15.0
     assert f["beamline"]["steady_s"] == 35.0
     assert f["beamline"]["steady_records_per_s"] == 3.0
+    # Submit (launch) 0, job visible 6, first row 15, last row 45, exit 50.
+    assert f["beamline"]["phases_s"] == {
+        "submit_to_job_visible": 6.0,
+        "job_visible_to_first_row": 9.0,
+        "first_row_to_last_row": 30.0,
+        "last_row_to_exit": 5.0,
+    }
+    assert f["beamline"]["writing_records_per_s"] == 3.5
     assert f["baseline_a"]["records_per_s"] == 100.0
     assert f["baseline_b"]["records_per_s"] == 5000.0
     assert f["ratios"] == {
@@ -187,8 +220,19 @@ def test_build_figures_rates_and_ratios():
         "steady_over_b": 0.0006,
     }
     # Processes by CPU, largest first.
-    assert list(f["beamline"]["cpu_s"]) == ["java ExpansionService [11]", "python run [10]"]
+    assert list(f["beamline"]["cpu_s"])[:2] == [
+        "expansion service: java ExpansionService [11]",
+        "driver: python run [10]",
+    ]
+    assert f["beamline"]["role_cpu_s"] == {
+        "expansion service": 30.0,
+        "driver": 20.0,
+        "Python SDK worker": 0.7,
+    }
     assert f["beamline"]["peak_rss_mib"] == 700
+
+
+PHASE_LABELS = ("submit → job visible", "first row → last row", "last row → exit")
 
 
 def test_render_ends_in_exactly_one_json_line_with_every_figure():
@@ -201,18 +245,195 @@ def test_render_ends_in_exactly_one_json_line_with_every_figure():
     assert "A: one consumer, Parquet + PG" in text and "100.0" in text and "0.021" in text
     assert "5,000.0" in text
     assert "start-up (launch → first row in PostgreSQL): 15.00 s" in text
-    assert "30.0 s  java ExpansionService [11]" in text
+    phases = {label: line.split()[-2:] for line in lines for label in PHASE_LABELS if label in line}
+    assert phases["submit → job visible"][-1] == "6.00"
+    assert phases["first row → last row"] == ["30.00", "3.5"]  # seconds, records/s
+    assert phases["last row → exit"][-1] == "5.00"
+    assert "30.0 s  expansion service: java ExpansionService [11]" in text
+    assert "0.7 s  Python SDK worker\n" in text
     assert "n/a s  postgres server" in text
 
 
-def test_beamline_runs_on_the_chosen_runner_with_the_users_extra_flags(tmp_path):
+def _bench_args(tmp_path, *argv):
     from beam_pipeline.settings import StackSettings
-    from tools import bench, bench_run
+    from tools import bench
 
     parser = bench._parser(StackSettings.from_env({"BEAMLINE_HOME": str(tmp_path)}))
-    args = bench.parse_args(parser, ["--runner", "flink", "--streaming"])
+    return bench.parse_args(parser, list(argv))
+
+
+def test_beamline_runs_on_the_chosen_runner_with_the_users_extra_flags(tmp_path):
+    from tools import bench_run
+    from tools.main_job.config import run_flags_for
+
+    args = _bench_args(tmp_path, "--runner", "flink", "--streaming")
     report = {"offsets_before": {"0": 5}, "offsets_after": {"0": 9}}
     command = bench_run.beamline_command(args, "r1", "bench_r1", report)
     assert command[1:4] == ["-m", "run", "--runner=FlinkRunner"]
     assert "--kafka_start_offsets=0=5" in command and "--kafka_stop_offsets=0=9" in command
     assert command[-1] == "--streaming"
+    # The main job's flags of python -m run, made by the same function.
+    assert command[4:] == run_flags_for(
+        run_id="r1",
+        dataset="customer_events",
+        topic="bench_r1",
+        value_format="json",
+        start={"0": 5},
+        stop={"0": 9},
+        output_dir=args.output_dir,
+        extra=["--streaming"],
+    )
+    assert bench_run.parallelism_of(command) is None  # the embedded mini-cluster's default
+
+
+def test_the_cluster_runs_at_the_benchs_parallelism(tmp_path):
+    from tools import bench_run
+
+    report = {"offsets_before": {"0": 5}, "offsets_after": {"0": 9}}
+    preset = bench_run.beamline_command(
+        _bench_args(tmp_path, "--runner", "flink-cluster"), "r1", "t", report
+    )
+    assert "--flink_master=127.0.0.1:8081" in preset and bench_run.parallelism_of(preset) == 2
+    one = bench_run.beamline_command(
+        _bench_args(tmp_path, "--runner", "flink-cluster", "--parallelism", "1"), "r1", "t", report
+    )
+    assert [a for a in one if a.startswith("--parallelism")] == ["--parallelism=1"]
+    assert bench_run.parallelism_of(one) == 1
+
+
+@pytest.mark.parametrize(
+    "argv", [["--parallelism", "2"], ["--runner", "flink", "--parallelism", "0"]]
+)
+def test_a_parallelism_the_runner_cannot_take_is_a_bad_flag(argv, tmp_path, capsys):
+    from tools import bench
+
+    with pytest.raises(SystemExit) as exited:
+        bench.main(argv)
+    assert exited.value.code == 2
+    assert "--parallelism" in capsys.readouterr().err
+
+
+def test_the_table_names_the_parallelism():
+    f = dict(_figures(), runner="flink-cluster", parallelism=2)
+    assert render(f).splitlines()[0].endswith("runner flink-cluster, parallelism 2")
+    assert _figures()["parallelism"] is None
+    assert render(_figures()).splitlines()[0].endswith("runner direct")
+
+
+def test_the_first_row_probe_reads_every_table_by_an_index_or_its_key():
+    sql = first_row_sql(DATASET)
+    written = [*DATASET.tables.all(), *tables.SHARED]
+    assert [table for table, _ in run_reads(DATASET)] == written
+    for table, read in run_reads(DATASET):
+        # One EXISTS per table, by the columns its key or an index leads with: an
+        # index probe, not a scan of every run's rows, every 0.5 s.
+        assert serves(table, read), table.name
+        where = " AND ".join(f"{c} = %({c})s" for c in read)
+        assert sql.count(f"EXISTS (SELECT 1 FROM {table.name} WHERE {where})") == 1
+    # The shared tables by run and dataset: by run alone, window_stage_counts (its key
+    # leads with dataset) would be read whole.
+    assert "FROM window_stage_counts WHERE run_id = %(run_id)s AND dataset = %(dataset)s" in sql
+
+
+def test_a_phase_whose_end_was_not_seen_is_none():
+    run = dataclasses.replace(RUN_FIGURES, job_visible_s=None, last_row_s=None)
+    f = build_figures(
+        run_id="abc",
+        runner="direct",
+        parallelism=None,
+        events=100,
+        report=REPORT,
+        beamline=run,
+        a_wall_s=1.05,
+        b_wall_s=0.021,
+    )
+    assert f["beamline"]["phases_s"] == dict.fromkeys(
+        ["submit_to_job_visible", "job_visible_to_first_row", "first_row_to_last_row"]
+    ) | {"last_row_to_exit": None}
+    assert f["beamline"]["writing_records_per_s"] is None
+    assert any(
+        line.split()[-1] == "n/a" for line in render(f).splitlines() if "job visible" in line
+    )
+
+
+def test_the_log_probe_sees_a_line_written_in_pieces(tmp_path):
+    log = tmp_path / "beamline.log"
+    probe = LogLine(log, "run r1: job started on the ")
+    assert not probe()  # no file yet
+    log.write_bytes(b"2026 INFO run r1: reading t on the DirectRunner\n2026 INFO run r1: job st")
+    assert not probe()
+    with log.open("ab") as f:
+        f.write(b"arted on the DirectRunner\n")
+    assert probe()
+
+
+def test_the_job_is_visible_in_the_clusters_rest_api_or_by_the_drivers_line(tmp_path):
+    cluster = job_visible_probe(
+        ["python", "-m", "run", "--flink_master=127.0.0.1:8081", "--run_id=r1"], "r1", tmp_path
+    )
+    assert isinstance(cluster, ClusterJob)
+    assert (cluster._master, cluster._name) == ("127.0.0.1:8081", "beamline-r1")
+    for embedded in (["--runner=FlinkRunner"], ["--flink_master=[local]"], []):
+        assert isinstance(
+            job_visible_probe(["python", "-m", "run", *embedded], "r1", tmp_path), LogLine
+        )
+
+
+def test_the_last_row_is_the_newest_written_at_read_through_each_tables_index():
+    sql = last_row_sql(DATASET)
+    assert sql.startswith("SELECT greatest((SELECT max(written_at) FROM customer_events WHERE ")
+    for table, read in run_reads(DATASET):
+        where = " AND ".join(f"{c} = %({c})s" for c in read)
+        assert f"(SELECT max(written_at) FROM {table.name} WHERE {where})" in sql
+
+
+# Command lines as /proc shows them on the stack (the Flink cluster's, a drill's run).
+COMMAND_LINES = {
+    "java -Xmx469762048 --add-opens=java.base/java.lang=ALL-UNNAMED -cp /h/flink/dist/pyflink/"
+    "lib/* org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint --configDir "
+    "/h/flink/conf": "JobManager",
+    "java -Xmx1181115985 -cp /h/flink/dist/pyflink/lib/* org.apache.flink.runtime.taskexecutor."
+    "TaskManagerRunner --configDir /h/flink/conf -D taskmanager.numberOfTaskSlots=2": "TaskManager",
+    "java -jar /root/.apache_beam/cache/jars/beamline-flink-job-server-2.62.0/beamline-flink-"
+    "job-server-2.62.0.jar --flink-master http://127.0.0.1:8081 --job-port 51445": "job server",
+    "/root/.apache_beam/cache/prism/bin/prism --job_port 0": "Prism",
+    "/usr/bin/java -Xmx1g -Dbeamline.workerHeap=2g -cp /j/beamline-expansion-service-2.71.0/* "
+    "dev.beamline.xlang.LoopbackExpansionServer 8097 --alsoStart…": "expansion service",
+    "/v/bin/python -m beam_pipeline.java_services --port=8097": "expansion service",
+    "/usr/lib/jvm/java-17-openjdk-amd64/bin/java -Xmx2g -cp /j/beamline-expansion-service-2.71.0/"
+    "grpc-core-1.61.0.jar dev.beamline.xlang.ProcessWorkerPool$Worker": "Java SDK worker",
+    "python -c from apache_beam.runners.worker.sdk_worker import SdkHarness; SdkHarness("
+    '"localhost:43507",worker_id="1-4",state_cache_size=0).run()': "Python SDK worker",
+    "/opt/apache/beam/boot --id=1-1 --provision_endpoint=localhost:5": "Python SDK worker",
+    "/v/bin/python -m beam_pipeline.worker_pool --service_port=50000": "Python worker pool",
+    "/v/bin/python -m run --runner=FlinkRunner --flink_master=127.0.0.1:8081 --parallelism=2 "
+    "--run_id=b8718095bd14": "driver",
+    "/v/bin/python -m runner_matrix": "other",
+    "postgres: beamline beamline 127.0.0.1(5432) idle": "other",
+}
+
+
+@pytest.mark.parametrize("command_line, role", COMMAND_LINES.items(), ids=COMMAND_LINES.values())
+def test_each_process_is_named_by_its_role(command_line, role):
+    assert role_of(command_line) == role
+
+
+def test_the_cpu_sampler_counts_from_its_start_and_keeps_a_finished_processs_last_sample():
+    # A child that uses 0.3 s of CPU, idles, and exits.
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+    child = subprocess.Popen([sys.executable, "-c", burn + "time.sleep(1.5)"])
+    run = CpuSampler()
+    while run.per_role().get("other", 0) < 0.3:
+        assert child.poll() is None, "the child ended before it was sampled busy"
+        run.sample([child.pid])
+        time.sleep(0.05)
+    later = CpuSampler([child.pid])  # takes the child's use so far: not its run's
+    while child.poll() is None:
+        run.sample([child.pid])
+        later.sample([child.pid])
+        time.sleep(0.05)
+    run.sample([child.pid])  # the child is gone: its last sample stands
+    (name,) = run.per_process()
+    assert name.startswith("other: python") and name.endswith(f"[{child.pid}]")
+    assert run.per_role()["other"] >= 0.3
+    assert later.per_role()["other"] < 0.1  # idle since ``later`` began

@@ -1,12 +1,21 @@
-"""DDL from row types and the additive-migration planner."""
+"""DDL from row types, the indexes of the reads by run, and the additive-migration planner."""
 
 import typing
 
 import pytest
 
 from schemas import tables
-from schemas.ddl import NonAdditiveChange, check_key, create_statement, plan_migration
-from schemas.tables import Table
+from schemas.ddl import (
+    NonAdditiveChange,
+    check_key,
+    create_statement,
+    index_name,
+    index_statements,
+    plan_migration,
+    serves,
+)
+from schemas.tables import RUN_READ, SHARED_RUN_READ, Table
+from tools.stack import all_tables
 
 pytestmark = pytest.mark.unit
 
@@ -86,3 +95,65 @@ def test_a_changed_primary_key_stops_with_the_statements_that_fix_it():
         "ALTER TABLE window_stage_counts DROP CONSTRAINT window_stage_counts_pkey, "
         "ADD PRIMARY KEY (dataset, run_id, window_start_ms, window_end_ms, stage)"
     )
+
+
+class RunRow(typing.NamedTuple):
+    id: str
+    run_id: str
+
+
+INDEXED = Table("r", RunRow, ("id",), indexes=(RUN_READ,))
+INDEX = "CREATE INDEX IF NOT EXISTS r_run_id_idx ON r (run_id)"
+INDEXED_COLUMNS = {
+    "id": ("text", False),
+    "run_id": ("text", False),
+    "written_at": ("timestamp with time zone", False),
+}
+
+
+def test_a_new_table_is_created_with_its_indexes():
+    assert plan_migration(INDEXED, {}) == [create_statement(INDEXED), INDEX]
+    # The table's own statement is unchanged by its indexes.
+    assert create_statement(INDEXED) == create_statement(Table("r", RunRow, ("id",)))
+
+
+def test_an_existing_table_gets_a_missing_index_and_keeps_one_it_has():
+    assert plan_migration(INDEXED, INDEXED_COLUMNS, [("id",)]) == [INDEX]
+    # Present under any name: the columns are what count.
+    assert plan_migration(INDEXED, INDEXED_COLUMNS, [("id",), ("run_id",)]) == []
+    # An index on other columns, or the same columns in another order, is not it.
+    assert plan_migration(INDEXED, INDEXED_COLUMNS, [("id",), ("run_id", "id")]) == [INDEX]
+
+
+def test_an_index_on_a_new_column_comes_after_the_column():
+    older = {k: v for k, v in INDEXED_COLUMNS.items() if k != "run_id"}
+    assert plan_migration(INDEXED, older, [("id",)]) == [
+        "ALTER TABLE r ADD COLUMN IF NOT EXISTS run_id text",
+        INDEX,
+    ]
+
+
+def test_an_index_on_no_such_column_is_refused():
+    with pytest.raises(TypeError, match="r: index on dataset: no such column"):
+        index_statements(Table("r", RunRow, ("id",), indexes=(("run_id", "dataset"),)))
+
+
+def test_a_read_is_served_by_the_columns_an_index_or_the_key_leads_with():
+    # window_stage_counts's key: (dataset, run_id, window_start_ms, …).
+    assert serves(tables.STAGE_COUNTS, ("run_id", "dataset"))  # in any order
+    assert not serves(tables.STAGE_COUNTS, ("run_id",))  # not its leading column
+    assert serves(INDEXED, ("run_id",))
+    assert not serves(Table("r", RunRow, ("id",)), ("run_id",))
+
+
+@pytest.mark.parametrize("table", all_tables(), ids=lambda t: t.name)
+def test_every_read_by_run_is_served_by_an_index_or_the_key(table):
+    # The progress line, the reconciliation and the bench read every table by run
+    # (a shared table: by run and dataset); without an index each read is a scan of
+    # every run's rows (customer_events: 300 MB after a few weeks of runs).
+    read = SHARED_RUN_READ if table in tables.SHARED else RUN_READ
+    assert serves(table, read)
+    # No index the key already serves; PostgreSQL keeps 63 bytes of a name.
+    for index in table.indexes:
+        assert not serves(Table(table.name, table.row_type, table.key_columns), index)
+    assert all(len(index_name(table, index)) <= 63 for index in table.indexes)

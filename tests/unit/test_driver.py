@@ -244,6 +244,21 @@ def test_a_flink_cluster_gets_the_stacks_workers_not_the_driver():
     assert "--parallelism=2" in runners.RUNNER_PRESETS["flink-cluster"]
 
 
+def test_a_presets_parallelism_is_replaced_only_where_flink_runs_the_job():
+    from beam_pipeline import runners
+
+    assert runners.runner_flags("direct") == ["--runner=DirectRunner"]
+    cluster = runners.runner_flags("flink-cluster", 1)
+    assert cluster[:-1] == [
+        f for f in runners.RUNNER_PRESETS["flink-cluster"] if not f.startswith("--parallelism")
+    ]
+    assert cluster[-1] == "--parallelism=1"
+    assert runners.runner_flags("flink", 2) == ["--runner=FlinkRunner", "--parallelism=2"]
+    for runner, parallelism in (("direct", 2), ("prism", 2), ("flink", 0)):
+        with pytest.raises(ValueError, match="--parallelism"):
+            runners.runner_flags(runner, parallelism)
+
+
 def test_a_missing_flink_cluster_is_one_clear_line(capsys, monkeypatch):
     from beam_pipeline import flink_run, preflight
 
@@ -417,3 +432,26 @@ def test_offsets_format_as_the_flag_reads_them(offsets, text):
     assert options.parse_offsets("--kafka_start_offsets", text) == {
         int(p): o for p, o in offsets.items()
     }
+
+
+@pytest.mark.parametrize(
+    "runner, order",
+    [
+        # The FnApiRunner runs the whole job inside run(): it starts as it is handed over.
+        ("DirectRunner", ["line", "run"]),
+        # A portable runner's run() returns once its job service has the job.
+        ("FlinkRunner", ["run", "line"]),
+        ("PrismRunner", ["run", "line"]),
+    ],
+)
+def test_the_driver_says_when_the_runner_has_the_job(runner, order, monkeypatch):
+    import types
+
+    happened = []
+    pipeline = types.SimpleNamespace(run=lambda: happened.append("run") or "result")
+    config = types.SimpleNamespace(run_id="r7", runner=runner)
+    monkeypatch.setattr(driver._LOG, "info", lambda fmt, line: happened.append(line))
+    assert driver._start_job(pipeline, config) == "result"
+    line = f"run r7: job started on the {runner}"
+    assert [("line" if h == line else h) for h in happened] == order
+    assert line.startswith(driver.job_started_line("r7"))

@@ -1,7 +1,7 @@
 """Cancelling a run's job on a Flink cluster by name, over the REST API.
 
-A small HTTP server on loopback answers as Flink's REST API does (the two calls
-used); the real cluster is exercised by ``./run_local.sh --runner flink-cluster``.
+A small HTTP server on loopback answers as Flink's REST API does (the calls used);
+the real cluster is exercised by ``./run_local.sh --runner flink-cluster``.
 """
 
 import http.server
@@ -77,6 +77,9 @@ def cluster():
             if self.path == "/jobs/a1/checkpoints":
                 trigger = checkpoints.pop(0) if len(checkpoints) > 1 else checkpoints[0]
                 self._reply({"latest": {"completed": {"trigger_timestamp": trigger}}})
+                return
+            if self.path == "/overview":
+                self._reply({"taskmanagers": 1, "slots-total": 2, "slots-available": 0})
                 return
             assert self.path == "/jobs/overview"
             self._reply({"jobs": list(jobs.values())})
@@ -166,3 +169,27 @@ def test_a_failed_savepoint_is_one_line_with_its_root_cause(monkeypatch):
         "the savepoint of job a1 failed: Caused by: org.apache.flink.runtime.checkpoint."
         "CheckpointException: Checkpoint Coordinator is suspending."
     )
+
+
+def test_the_bench_sees_the_job_and_asks_for_no_more_slots_than_the_cluster_has(cluster):
+    from beam_pipeline.runners import runner_flags
+    from tools.bench import check_cluster
+    from tools.bench_probes import ClusterJob
+    from tools.stack import ServiceUnavailable
+
+    master = cluster[0]
+    assert flink_cluster.total_slots(master) == 2  # free or not
+    assert ClusterJob(master, "beamline-r1")()  # listed, whatever its state
+    assert not ClusterJob(master, "beamline-r9")()
+    assert not ClusterJob("127.0.0.1:9", "beamline-r1")()  # no REST API: not yet
+    flags = [
+        f"--flink_master={master}" if f.startswith("--flink_master") else f
+        for f in runner_flags("flink-cluster", 2)
+    ]
+    check_cluster(flags)
+    with pytest.raises(
+        ServiceUnavailable, match="--parallelism 3: the Flink cluster at .* has 2 task slots"
+    ):
+        check_cluster([*flags, "--parallelism=3"])
+    with pytest.raises(ServiceUnavailable, match="does not answer at 127.0.0.1:9"):
+        check_cluster(["--flink_master=127.0.0.1:9"])

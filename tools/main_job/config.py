@@ -16,6 +16,7 @@ import secrets
 import sys
 import threading
 import time
+import typing
 
 import datasets
 from beam_pipeline.options import DEFAULT_MAX_DELAY_S, format_offsets
@@ -24,7 +25,15 @@ from beam_pipeline.settings import StackSettings
 from schemas.dataset import Dataset
 from tools.event_producer import Batch, BatchSpec, send_batch
 
-__all__ = ["CLUSTER_MASTER", "RUNNERS", "Run", "job_flags", "make_parser", "prepare"]
+__all__ = [
+    "CLUSTER_MASTER",
+    "RUNNERS",
+    "Run",
+    "job_flags",
+    "make_parser",
+    "prepare",
+    "run_flags_for",
+]
 
 RUNNERS = RUNNER_PRESETS
 CLUSTER_MASTER = f"127.0.0.1:{FLINK_REST_PORT}"
@@ -247,16 +256,43 @@ def prepare(argv: list[str] | None, parser: argparse.ArgumentParser | None = Non
 def job_flags(run: Run, start: dict, stop: dict | None = None) -> list[str]:
     """The flags of ``python -m run`` for ``run``: read from the ``start`` offsets
     (partition → offset), and to the ``stop`` offsets for a bounded run."""
+    return run_flags_for(
+        run_id=run.run_id,
+        dataset=run.dataset.name,
+        topic=run.topic,
+        value_format=run.spec.value_format,
+        start=start,
+        stop=stop,
+        output_dir=run.output_dir,
+        extra=run.run_flags,
+    )
+
+
+def run_flags_for(
+    *,
+    run_id: str,
+    dataset: str,
+    topic: str,
+    value_format: str,
+    start: dict,
+    stop: dict | None,
+    output_dir: str,
+    extra: typing.Sequence[str] = (),
+) -> list[str]:
+    """The flags of ``python -m run`` for a run of ``dataset`` read from ``topic``
+    from the ``start`` offsets (partition → offset), to the ``stop`` offsets for a
+    bounded run, then ``extra`` (the flags the caller does not know): the main job's
+    (``job_flags``) and the bench's."""
     bounded = [f"--kafka_stop_offsets={format_offsets(stop)}"] if stop is not None else []
     return [
-        f"--run_id={run.run_id}",
-        f"--dataset={run.dataset.name}",
-        f"--kafka_topic={run.topic}",
-        f"--value_format={run.spec.value_format}",
+        f"--run_id={run_id}",
+        f"--dataset={dataset}",
+        f"--kafka_topic={topic}",
+        f"--value_format={value_format}",
         f"--kafka_start_offsets={format_offsets(start)}",
         *bounded,
-        f"--output_dir={run.output_dir}",
-        *run.run_flags,
+        f"--output_dir={output_dir}",
+        *extra,
     ]
 
 
