@@ -21,7 +21,7 @@ import os
 import re
 import typing
 
-from tools.peak_memory import describe, proc_stat
+from tools.peak_memory import all_proc_stats, describe
 
 __all__ = ["OTHER", "ROLES", "CpuSampler", "role_of"]
 
@@ -96,16 +96,11 @@ class CpuSampler:
 
 def _table() -> dict[int, tuple[int, int, int]]:
     """pid → (parent's pid, start time, utime + stime) of every process, in ticks."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        fields = proc_stat(int(entry))
-        if fields is None:
-            continue
-        # After the name: ppid(4) … utime(14) stime(15) … starttime(22), 3 first.
-        table[int(entry)] = (int(fields[1]), int(fields[19]), int(fields[11]) + int(fields[12]))
-    return table
+    # After the name: ppid(4) … utime(14) stime(15) … starttime(22), 3 first.
+    return {
+        pid: (int(fields[1]), int(fields[19]), int(fields[11]) + int(fields[12]))
+        for pid, fields in all_proc_stats()
+    }
 
 
 def _tree(table: dict[int, tuple[int, int, int]], roots: typing.Iterable[int]) -> set[int]:

@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+import typing
 
 __all__ = ["describe", "main", "proc_stat", "tree_rss"]
 
@@ -36,15 +37,19 @@ def proc_stat(pid: int) -> list[str] | None:
         return None
 
 
+def all_proc_stats() -> typing.Iterator[tuple[int, list[str]]]:
+    """``(pid, proc_stat(pid))`` of every process still there."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = proc_stat(int(entry))
+            if fields is not None:
+                yield int(entry), fields
+
+
 def _children() -> dict[int, list[int]]:
     tree: dict[int, list[int]] = collections.defaultdict(list)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        fields = proc_stat(int(entry))
-        if fields is None:
-            continue
-        tree[int(fields[1])].append(int(entry))  # field 4: the parent's pid
+    for pid, fields in all_proc_stats():
+        tree[int(fields[1])].append(pid)  # field 4: the parent's pid
     return tree
 
 

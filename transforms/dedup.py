@@ -89,6 +89,7 @@ class _OneCopyPerIdFn(beam.DoFn):
         if (
             previous is not None
             and self._arrival_ms is not None
+            and len(previous) > 4  # state from before the rule has no such time
             and self._arrival_ms(record) >= previous[4]
         ):
             previous = None  # it came after its id's TTL: a first copy again

@@ -113,7 +113,7 @@ def test_two_runs_balance_and_the_sinks_hold_what_was_produced(
     code, first = _main_job(fresh_topic, tmp_path, capsys)
     assert code == 0, first
     # The ten every dataset has, and customer events' child tables.
-    assert first["passed"] and len(first["checks"]) == 11 and all(first["checks"].values())
+    assert first["passed"] and len(first["checks"]) == 12 and all(first["checks"].values())
     assert first["terms"]["kafka_dead_letters"] == first["terms"]["dead_letters"] > 0
     run_id = first["run_id"]
     report = json.loads((tmp_path / run_id / reconcile.REPORT_NAME).read_text())

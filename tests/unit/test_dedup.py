@@ -7,9 +7,10 @@ import pytest
 from apache_beam.testing import test_stream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
 
 from schemas.records import Duplicate, KafkaRecord
-from transforms.dedup import DUPLICATES_TAG, DeduplicateById
+from transforms.dedup import DUPLICATES_TAG, DeduplicateById, _OneCopyPerIdFn
 
 pytestmark = pytest.mark.unit
 
@@ -142,3 +143,35 @@ def test_keep_latest_keeps_the_newest_version_and_logs_the_others(stream_pipelin
             equal_to([(1, 0), (0, 2), (3, 2)]),
             label="CheckLog",
         )
+
+
+class _Cell:
+    """A state cell and a timer, as a runner hands them to ``process``."""
+
+    def __init__(self, value=None):
+        self.value, self.timer = value, None
+
+    def read(self):
+        return self.value
+
+    def write(self, value):
+        self.value = value
+
+    def set(self, timestamp):
+        self.timer = timestamp
+
+
+def test_state_from_before_the_arrival_rule_is_still_read():
+    # A savepoint taken before issue 23 holds (partition, offset, Kafka ts, order):
+    # no "forgotten from" time.  The copy is then judged by the state alone (a
+    # duplicate), not by an IndexError.
+    fn = _OneCopyPerIdFn(60, "r", None, arrival_ms=lambda record: record.timestamp_ms)
+    record = KafkaRecord("t", 0, 5, 200_000, b"k", b"v")
+    kept = _Cell((0, 1, 1_000, None))
+    out = list(fn.process(("e1", (record, "row")), Timestamp(1), kept, _Cell()))
+    assert [o.tag for o in out] == [DUPLICATES_TAG] and out[0].value.kept_offset == 1
+    # With the new state shape the same copy, arriving after the TTL, is a first copy.
+    kept = _Cell((0, 1, 1_000, None, 61_000))
+    assert list(fn.process(("e1", (record, "row")), Timestamp(1), kept, _Cell())) == [
+        (record, "row")
+    ]
