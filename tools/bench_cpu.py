@@ -74,7 +74,15 @@ class CpuSampler:
             if command_line is None:
                 continue  # ended since the table was read: its last sample stands
             _, started, ticks = table[pid]
-            self._last[(pid, started)] = (role_of(command_line), describe(pid), ticks)
+            key = (pid, started)
+            name = describe(pid)
+            if key in self._last and (not command_line or name == "?"):
+                # An ended process not yet reaped (a zombie) has no command line any
+                # more: it keeps the role and name it was seen with.
+                role, name, _ = self._last[key]
+            else:
+                role = role_of(command_line)
+            self._last[key] = (role, name, ticks)
 
     def per_process(self) -> dict[str, float]:
         """``"<role>: <process> [pid]"`` → CPU seconds the process used in the run."""

@@ -27,6 +27,7 @@ from tools.bench_report import build_figures, render
 from tools.bench_run import baseline_problems, verdict
 from tools.bench_step import RecordStep
 from tools.event_producer import generate
+from tools.peak_memory import proc_stat
 from tools.reconcile import Check
 
 pytestmark = pytest.mark.unit
@@ -437,3 +438,17 @@ def test_the_cpu_sampler_counts_from_its_start_and_keeps_a_finished_processs_las
     assert name.startswith("other: python") and name.endswith(f"[{child.pid}]")
     assert run.per_role()["other"] >= 0.3
     assert later.per_role()["other"] < 0.1  # idle since ``later`` began
+
+
+def test_an_ended_process_not_yet_reaped_keeps_its_role():
+    # A zombie's command line is empty: sampled then, it must stay what it was (here a
+    # "driver", by its arguments), not become "other".
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)", "-m", "run"])
+    run = CpuSampler()
+    run.sample([child.pid])
+    assert [n.split(":")[0] for n in run.per_process()] == ["driver"]
+    while (proc_stat(child.pid) or ["Z"])[0] != "Z":  # ended, not reaped: no poll()
+        time.sleep(0.05)
+    run.sample([child.pid])
+    assert [n.split(":")[0] for n in run.per_process()] == ["driver"]
+    child.wait()
