@@ -79,7 +79,7 @@ class GraphParams:
     records' Kafka timestamps by this much.  Then whether an event is late for its
     window, and whether a copy came after its id's dedup TTL, is judged by the
     event's own record: its arrival is its Kafka timestamp minus this delay
-    (docs/reliability.md, "The late decision").  A restore replays the same records
+    (docs/reliability.md, "After a restore").  A restore replays the same records
     and reaches the same verdicts, whichever way the runtime watermark moves.  The
     windows and ids are kept ``state_grace_s`` past their close for that rule.
     ``None``: the runtime watermark decides (a bounded read: nothing is late).
