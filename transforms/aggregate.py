@@ -365,17 +365,25 @@ class CountPerWindow(beam.PTransform):
         self._row_type = row_type
 
     def expand(self, elements):
+        return self.count_batches(self.batch_per_key(elements))
+
+    def batch_per_key(self, elements, label: str = ""):
+        """``elements`` → ``(key, Batch)``: keyed, and batched (or, with
+        ``combine_in_bundle``, counted) per key and bundle, fused with the step that
+        produced them.  ``label`` prefixes the step names, for one call per input."""
         key = self._key
         # A str key: its coder is deterministic, as keyed state requires.
-        keyed = elements | "KeyByGroup" >> beam.Map(
+        keyed = elements | f"{label}KeyByGroup" >> beam.Map(
             lambda element: (str(key(element)), element)
         ).with_output_types(tuple[str, typing.Any])
         if self._combine_in_bundle:
-            batches = keyed | "CombineInBundle" >> beam.ParDo(
+            return keyed | f"{label}CombineInBundle" >> beam.ParDo(
                 _CombineInBundleFn(self._windowfn)
             ).with_output_types(tuple[str, Batch])
-        else:
-            batches = keyed | "BatchPerKey" >> BatchPerKey()
+        return keyed | f"{label}BatchPerKey" >> BatchPerKey()
+
+    def count_batches(self, batches):
+        """``(key, Batch)`` → the panes (``counts``) and the late lane (``LATE_TAG``)."""
         # Named apart from the per-element step it replaced (CountPanes): a savepoint
         # of that state fails to restore instead of being misread.
         return batches | "CountPanesPerBatch" >> beam.ParDo(
