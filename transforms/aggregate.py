@@ -59,10 +59,12 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from runner_patches import keyed_bundles, state_weight
+from transforms.batching import Batch, BatchPerKey
 
 __all__ = ["LATE_STAGE", "LATE_TAG", "LateArrival", "CountPerWindow", "ON_TIME", "LATE"]
 
@@ -98,11 +100,12 @@ class _Window(typing.NamedTuple):
 
 
 class _CountPanesFn(beam.DoFn):
-    """``(key, element)`` → pane rows; elements of closed windows → ``LATE_TAG``."""
+    """``(key, Batch)`` → pane rows; elements of closed windows → ``LATE_TAG``; each
+    at its element's timestamp (the timer's panes at the timer's)."""
 
     # (closed_through, {(start_ms, end_ms): [count, next_pane_index, on_time_fired,
     # totals]}),
-    # one cell so that an element costs one state read (on Prism each read is a round
+    # one cell so that a batch costs one state read (on Prism each read is a round
     # trip).  Times are kept in milliseconds: runners deliver timers at millisecond
     # precision (the FnApiRunner fires a timer set for 59.999999 s at 59.999 s), and
     # Kafka times are milliseconds.
@@ -169,12 +172,25 @@ class _CountPanesFn(beam.DoFn):
     def process(
         self,
         element,
-        timestamp=beam.DoFn.TimestampParam,
         state=beam.DoFn.StateParam(STATE),
         fire=beam.DoFn.TimerParam(FIRE),
     ):
-        key, value = element
+        key, batch = element
         closed_through, open_windows = state.read() or (None, {})
+        outputs, counted = [], False
+        for ts_us, value in batch:
+            counted |= self._count(key, ts_us, value, closed_through, open_windows, outputs)
+        yield from outputs
+        if counted:
+            self._save(closed_through, open_windows, state, fire)
+
+    def _count(
+        self, key, ts_us: int, value, closed_through, open_windows: dict, outputs: list
+    ) -> bool:
+        """Counts one element into ``open_windows``; appends its late panes or its
+        late arrival to ``outputs``, at the element's timestamp.  Whether it was
+        counted in some window."""
+        timestamp = Timestamp(micros=ts_us)
         weight = value if self._weighted else 1
         arrival = None if self._arrival_ms is None else self._arrival_ms(value)
         measures = self._sums(value) if self._sums is not None else ()
@@ -197,19 +213,23 @@ class _CountPanesFn(beam.DoFn):
             for i, m in enumerate(measures):
                 entry[3][i] += m
             if entry[2]:  # the on-time pane has fired: this is a late firing
-                yield self._pane(key, win, entry, LATE)
-        if len(missed) < len(wins):
-            self._save(closed_through, open_windows, state, fire)
+                outputs.append(TimestampedValue(self._pane(key, win, entry, LATE), timestamp))
         if missed and len(missed) == len(wins):
             self._late.inc(weight)
             last = max(missed)
-            yield beam.pvalue.TaggedOutput(
-                LATE_TAG,
-                LateArrival(value, last.start_ms, last.end_ms, self._close_ms(last)),
+            outputs.append(
+                beam.pvalue.TaggedOutput(
+                    LATE_TAG,
+                    TimestampedValue(
+                        LateArrival(value, last.start_ms, last.end_ms, self._close_ms(last)),
+                        timestamp,
+                    ),
+                )
             )
         elif missed:
             # Sliding windows only: counted in its open windows, missing from closed ones.
             self._partly_late.inc()
+        return len(missed) < len(wins)
 
     @on_timer(FIRE)
     def fire(
@@ -234,18 +254,19 @@ class _CountPanesFn(beam.DoFn):
 
 
 class _CombineInBundleFn(beam.DoFn):
-    """``(key, element)`` → ``(key, n)`` per key and window set, once per bundle.
+    """``(key, element)`` → ``(key, Batch of counts)``, once per key and bundle.
 
-    Each output is stamped with the earliest timestamp of its group, which falls in
-    the same windows as every element of the group, so the keyed count downstream
-    reads and writes its state once per group instead of once per element.
+    The batch holds one count per set of windows the key's elements fell in, each
+    stamped with the earliest timestamp of its elements (which falls in the same
+    windows as all of them), so the keyed count downstream is handed one element,
+    and reads and writes its state once, per key and bundle.
     """
 
     def __init__(self, windowfn: window.WindowFn):
         self._windowfn = windowfn
 
     def start_bundle(self):
-        self._groups: dict[tuple, list[int]] = {}
+        self._groups: dict[str, dict[tuple, list[int]]] = {}
 
     def process(self, element, timestamp=beam.DoFn.TimestampParam):
         key, value = element
@@ -253,13 +274,14 @@ class _CombineInBundleFn(beam.DoFn):
             (w.start.micros, w.end.micros)
             for w in self._windowfn.assign(window.WindowFn.AssignContext(timestamp, value))
         )
-        group = self._groups.setdefault((key, wins), [0, timestamp.micros])
+        group = self._groups.setdefault(key, {}).setdefault(wins, [0, timestamp.micros])
         group[0] += 1
         group[1] = min(group[1], timestamp.micros)
 
     def finish_bundle(self):
-        for (key, _), (n, earliest_us) in self._groups.items():
-            yield WindowedValue((key, n), Timestamp(micros=earliest_us), [window.GlobalWindow()])
+        for key, groups in self._groups.items():
+            batch = Batch((earliest_us, n) for n, earliest_us in groups.values())
+            yield WindowedValue((key, batch), batch.earliest(), [window.GlobalWindow()])
         self._groups = {}
 
 
@@ -343,16 +365,28 @@ class CountPerWindow(beam.PTransform):
         self._row_type = row_type
 
     def expand(self, elements):
+        return self.count_batches(self.batch_per_key(elements))
+
+    def batch_per_key(self, elements, label: str = ""):
+        """``elements`` → ``(key, Batch)``: keyed, and batched (or, with
+        ``combine_in_bundle``, counted) per key and bundle, fused with the step that
+        produced them.  ``label`` prefixes the step names, for one call per input."""
         key = self._key
         # A str key: its coder is deterministic, as keyed state requires.
-        keyed = elements | "KeyByGroup" >> beam.Map(
+        keyed = elements | f"{label}KeyByGroup" >> beam.Map(
             lambda element: (str(key(element)), element)
         ).with_output_types(tuple[str, typing.Any])
         if self._combine_in_bundle:
-            keyed = keyed | "CombineInBundle" >> beam.ParDo(
+            return keyed | f"{label}CombineInBundle" >> beam.ParDo(
                 _CombineInBundleFn(self._windowfn)
-            ).with_output_types(tuple[str, int])
-        return keyed | "CountPanes" >> beam.ParDo(
+            ).with_output_types(tuple[str, Batch])
+        return keyed | f"{label}BatchPerKey" >> BatchPerKey()
+
+    def count_batches(self, batches):
+        """``(key, Batch)`` → the panes (``counts``) and the late lane (``LATE_TAG``)."""
+        # Named apart from the per-element step it replaced (CountPanes): a savepoint
+        # of that state fails to restore instead of being misread.
+        return batches | "CountPanesPerBatch" >> beam.ParDo(
             _CountPanesFn(
                 self._windowfn,
                 self._lateness_s,

@@ -14,6 +14,7 @@ from apache_beam import coders
 from apache_beam.io.kafka import ReadFromKafka
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.external import ExternalTransform, NamedTupleBasedPayloadBuilder
+from apache_beam.transforms.window import TimestampedValue
 
 from schemas.records import DeadLetter, KafkaRecord
 
@@ -81,13 +82,35 @@ class _ToKafkaRecordFn(beam.DoFn):
         )
 
 
+class _UnbatchKafkaRecordsFn(beam.DoFn):
+    """A batch of Beamline's read (``BatchKafkaRecords.java``: parallel arrays of
+    coordinates, timestamps, keys and values) → its ``KafkaRecord`` rows, each at its
+    Kafka timestamp; counts ``records_read`` and ``record_batches``."""
+
+    def __init__(self):
+        self._read = Metrics.counter(_ToKafkaRecordFn, "records_read")
+        self._batches = Metrics.counter(self.__class__, "record_batches")
+
+    def process(self, batch):
+        topic = batch.topic
+        self._batches.inc()
+        self._read.inc(len(batch.offsets))
+        for partition, offset, ts, key, value in zip(
+            batch.partitions, batch.offsets, batch.timestamps, batch.keys, batch.values, strict=True
+        ):
+            yield TimestampedValue(
+                KafkaRecord(topic, int(partition), int(offset), int(ts), key, value), ts / 1000
+            )
+
+
 class ReadKafkaRecords(beam.PTransform):
     """Reads ``topics`` as ``KafkaRecord`` rows, with their coordinates.
 
     Bounded when ``partition_counts``, ``max_num_records`` or ``max_read_time_s``
     is set (what the DirectRunner needs); unbounded otherwise.  Records carry
     their Kafka timestamp as the element timestamp when ``timestamp_policy`` is
-    ``CreateTime``.
+    ``CreateTime``, and whatever the policy through Beamline's own read, which
+    hands them over in batches (one element per Java bundle) and unbatches them.
 
     ``max_num_records`` is Beam's own bound, and it has a trap: from 10,000
     records on, Beam splits the read into ``N // 10,000 + 1`` readers with equal
@@ -198,10 +221,13 @@ class ReadKafkaRecords(beam.PTransform):
         )
 
     def expand(self, pbegin):
-        return (
-            pbegin
-            | "ReadFromKafka" >> self._read()
-            | "ToKafkaRecord" >> beam.ParDo(_ToKafkaRecordFn()).with_output_types(KafkaRecord)
+        read = pbegin | "ReadFromKafka" >> self._read()
+        if self._own_read:  # batches of records: one element per Java bundle
+            return read | "UnbatchRecords" >> beam.ParDo(
+                _UnbatchKafkaRecordsFn()
+            ).with_output_types(KafkaRecord)
+        return read | "ToKafkaRecord" >> beam.ParDo(_ToKafkaRecordFn()).with_output_types(
+            KafkaRecord
         )
 
 

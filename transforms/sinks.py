@@ -7,16 +7,19 @@ derived from the row type, so a field added to the row reaches both.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import typing
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam import coders
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.parquetio import WriteToParquetBatched
 from apache_beam.transforms import window
 from apache_beam.transforms.external import ExternalTransform, NamedTupleBasedPayloadBuilder
 from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas.row_types import unwrap_optional
 
@@ -170,8 +173,9 @@ class WriteToPostgres(beam.PTransform):
 
 
 class _WriteWindowFileFn(beam.DoFn):
-    """``(partition, rows of one window pane)`` → one Parquet file named after the
-    window and pane, in the partition's folder (``partition`` None: no folder)."""
+    """``(partition, chunks of rows of one window pane)`` → one Parquet file named
+    after the window and pane, in the partition's folder (``partition`` "": no
+    folder)."""
 
     def __init__(self, prefix: str, schema: pa.Schema):
         self._folder, self._name = prefix.rsplit("/", 1)
@@ -180,8 +184,8 @@ class _WriteWindowFileFn(beam.DoFn):
     def process(
         self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam
     ) -> typing.Iterator[str]:
-        partition, rows = element
-        table = rows_to_table(list(rows), self._schema)
+        partition, chunks = element
+        table = rows_to_table([row for chunk in chunks for row in chunk], self._schema)
         if isinstance(win, window.GlobalWindow):
             span = "all"
         else:
@@ -196,16 +200,72 @@ class _WriteWindowFileFn(beam.DoFn):
         yield path
 
 
-class _AtArrivalTimeFn(beam.DoFn):
-    """Re-stamps an element with the time it reached the sink (never earlier than its own).
+class RowChunk(list):
+    """Rows bound for one file, gathered in one bundle; travels as one pickle."""
 
-    Late data (a late event, a late pane of counts) is behind the watermark; windowed
-    by its own time it would be dropped by the file write's ``GroupByKey``.  At
-    arrival time it is on time.
+
+class _RowChunkCoder(coders.Coder):
+    def encode(self, value: RowChunk) -> bytes:
+        return pickle.dumps(value, protocol=5)
+
+    def decode(self, encoded: bytes) -> RowChunk:
+        return pickle.loads(encoded)
+
+    def is_deterministic(self) -> bool:
+        return False
+
+    def to_type_hint(self):
+        return RowChunk
+
+
+coders.registry.register_coder(RowChunk, _RowChunkCoder)
+
+
+class _ChunkPerFileFn(beam.DoFn):
+    """Rows → ``(partition, RowChunk)``, one per partition and file window per
+    bundle, so the file write's ``GroupByKey`` is handed a chunk, not each row.
+
+    With ``window_s`` (an unbounded input) a row's file window is the one of its
+    **arrival** time, never earlier than its own: late data (a late event, a late
+    pane of counts) is behind the watermark, and windowed by its own time it would
+    be dropped by the ``GroupByKey``; at arrival time it is on time.  A chunk is
+    stamped with the earliest arrival it holds, which lies in its window, so the
+    ``WindowInto`` after this step puts it in the window of all its rows.
     """
 
-    def process(self, element, timestamp=beam.DoFn.TimestampParam):
-        yield window.TimestampedValue(element, max(timestamp, Timestamp.now()))
+    def __init__(self, partition_of, window_s: int | None, max_rows: int = 5000):
+        self._partition_of = partition_of
+        self._window_us = None if window_s is None else window_s * 1_000_000
+        self._max_rows = max_rows
+
+    def start_bundle(self):
+        self._open: dict[tuple, list] = {}  # (partition, window start) → [earliest, rows]
+
+    def process(self, row, timestamp=beam.DoFn.TimestampParam):
+        partition = self._partition_of(row) if self._partition_of else ""
+        if self._window_us is None:
+            at, span = timestamp.micros, None
+        else:
+            at = max(timestamp.micros, Timestamp.now().micros)
+            span = at - at % self._window_us
+        chunk = self._open.get((partition, span))
+        if chunk is None:
+            chunk = self._open[(partition, span)] = [at, RowChunk()]
+        chunk[0] = min(chunk[0], at)
+        chunk[1].append(row)
+        if len(chunk[1]) >= self._max_rows:
+            del self._open[(partition, span)]
+            yield self._emit(partition, chunk)
+
+    def finish_bundle(self):
+        for (partition, _), chunk in self._open.items():
+            yield self._emit(partition, chunk)
+        self._open = {}
+
+    @staticmethod
+    def _emit(partition: str, chunk: list) -> WindowedValue:
+        earliest, rows = chunk
+        return WindowedValue((partition, rows), Timestamp(micros=earliest), [window.GlobalWindow()])
 
 
 class WriteParquetFiles(beam.PTransform):
@@ -216,8 +276,9 @@ class WriteParquetFiles(beam.PTransform):
     column by column (``rows_to_table``), never a dict per row.
 
     On an unbounded input, rows are cut into windows of ``window_s`` of **arrival**
-    time (late rows would otherwise be dropped by the write's own grouping) and
-    each window pane becomes one file, ``<prefix>-<start>-<end>-pane<N>.parquet``,
+    time (late rows would otherwise be dropped by the write's own grouping), a
+    chunk per window and bundle reaches the grouping, and each window pane becomes
+    one file, ``<prefix>-<start>-<end>-pane<N>.parquet``,
     written to a temporary name and renamed, so a retried bundle rewrites the same
     file instead of adding one.  (Beam's own unbounded file write uses windowed side
     inputs that make Prism 2.71 panic in its aggregate stage.)
@@ -252,18 +313,13 @@ class WriteParquetFiles(beam.PTransform):
                 | "WriteToParquet"
                 >> WriteToParquetBatched(self._prefix, schema, file_name_suffix=".parquet")
             )
+        chunks = rows | "ChunkPerFile" >> beam.ParDo(
+            _ChunkPerFileFn(partition_of, None if rows.is_bounded else self._window_s)
+        ).with_output_types(tuple[str, RowChunk])
         if not rows.is_bounded:
-            rows = (
-                rows
-                | "AtArrivalTime" >> beam.ParDo(_AtArrivalTimeFn())
-                | "FileWindows" >> beam.WindowInto(window.FixedWindows(self._window_s))
-            )
+            chunks = chunks | "FileWindows" >> beam.WindowInto(window.FixedWindows(self._window_s))
         return (
-            rows
-            | "KeyByPartition"
-            >> beam.Map(
-                lambda row: (partition_of(row) if partition_of else "", row)
-            ).with_output_types(tuple[str, self._row_type])
+            chunks
             | "GroupWindow" >> beam.GroupByKey()
             | "WriteWindowFile" >> beam.ParDo(_WriteWindowFileFn(self._prefix, schema))
         )

@@ -32,9 +32,11 @@ class CountStages(CountPerWindow):
     Elements that arrive after their window closed (its end plus
     ``allowed_lateness_s``) are in no count.
 
-    A ``CountPerWindow`` keyed by stage: its keyed steps (``KeyByGroup``,
-    ``CombineInBundle``, ``CountPanes``) sit directly under this composite's label,
-    so the state of the stage counts keeps the step names a streaming update maps on.
+    A ``CountPerWindow`` keyed by stage.  Each input is counted per stage and
+    window within its bundle where it is produced (``ReadCombineInBundle`` …), so
+    what reaches the union of the four, and the keyed count (``CountPanesPerBatch``,
+    directly under this composite's label), is a batch of counts per stage and
+    bundle, not an element per record.
 
     Args:
         window_size_s: The window length in seconds of event time.
@@ -56,18 +58,25 @@ class CountStages(CountPerWindow):
     def expand(self, inputs):
         records, valid, duplicates, dead_letters = inputs
         by_stage = (
-            records
-            | "ReadAtKafkaTime" >> beam.Map(_at(lambda _: "read", lambda r: r.timestamp_ms)),
-            valid
-            | "ValidAtKafkaTime"
-            >> beam.Map(_at(lambda _: "valid", lambda pair: pair[0].timestamp_ms)),
-            duplicates
-            | "DuplicateAtKafkaTime"
-            >> beam.Map(_at(lambda _: "duplicate", lambda d: d.kafka_timestamp_ms)),
-            dead_letters
-            | "DeadLetterAtKafkaTime" >> beam.Map(_at(_stage_key, lambda d: d.kafka_timestamp_ms)),
+            self.batch_per_key(
+                records | "ReadAtKafkaTime" >> beam.Map(_at(lambda _: "read", _record_ms)),
+                "Read",
+            ),
+            self.batch_per_key(
+                valid | "ValidAtKafkaTime" >> beam.Map(_at(lambda _: "valid", _pair_ms)),
+                "Valid",
+            ),
+            self.batch_per_key(
+                duplicates
+                | "DuplicateAtKafkaTime" >> beam.Map(_at(lambda _: "duplicate", _letter_ms)),
+                "Duplicate",
+            ),
+            self.batch_per_key(
+                dead_letters | "DeadLetterAtKafkaTime" >> beam.Map(_at(_stage_key, _letter_ms)),
+                "DeadLetter",
+            ),
         ) | "CollectStages" >> beam.Flatten()
-        counted = super().expand(by_stage)
+        counted = self.count_batches(by_stage)
         return counted.counts | "AsStageCounts" >> beam.Map(lambda c: c).with_output_types(
             StageCount
         )
@@ -94,6 +103,18 @@ def _itself(stage: str) -> str:
 def _at(stage_of, time_of):
     """An element → its stage, timestamped at ``time_of(element)`` milliseconds."""
     return lambda x: TimestampedValue(stage_of(x), time_of(x) / 1000)
+
+
+def _record_ms(record) -> int:
+    return record.timestamp_ms
+
+
+def _pair_ms(pair) -> int:
+    return pair[0].timestamp_ms
+
+
+def _letter_ms(row) -> int:
+    return row.kafka_timestamp_ms
 
 
 def _stage_key(letter: DeadLetter) -> str:

@@ -10,7 +10,8 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from schemas.records import Duplicate, KafkaRecord
-from transforms.dedup import DUPLICATES_TAG, DeduplicateById, _OneCopyPerIdFn
+from transforms.batching import Batch
+from transforms.dedup import DUPLICATES_TAG, DeduplicateById, _OneCopyPerBucketFn, bucket_of
 
 pytestmark = pytest.mark.unit
 
@@ -145,33 +146,76 @@ def test_keep_latest_keeps_the_newest_version_and_logs_the_others(stream_pipelin
         )
 
 
-class _Cell:
-    """A state cell and a timer, as a runner hands them to ``process``."""
+class _Bag:
+    """A bag state and a timer, as a runner hands them to ``process``."""
 
-    def __init__(self, value=None):
-        self.value, self.timer = value, None
+    def __init__(self, *entries):
+        self.entries, self.timer = list(entries), None
 
     def read(self):
-        return self.value
+        return list(self.entries)
 
-    def write(self, value):
-        self.value = value
+    def add(self, value):
+        self.entries.append(value)
+
+    def clear(self):
+        self.entries = []
 
     def set(self, timestamp):
         self.timer = timestamp
 
 
-def test_state_from_before_the_arrival_rule_is_still_read():
-    # A savepoint taken before issue 23 holds (partition, offset, Kafka ts, order):
-    # no "forgotten from" time.  The copy is then judged by the state alone (a
-    # duplicate), not by an IndexError.
-    fn = _OneCopyPerIdFn(60, "r", None, arrival_ms=lambda record: record.timestamp_ms)
-    record = KafkaRecord("t", 0, 5, 200_000, b"k", b"v")
-    kept = _Cell((0, 1, 1_000, None))
-    out = list(fn.process(("e1", (record, "row")), Timestamp(1), kept, _Cell()))
-    assert [o.tag for o in out] == [DUPLICATES_TAG] and out[0].value.kept_offset == 1
-    # With the new state shape the same copy, arriving after the TTL, is a first copy.
-    kept = _Cell((0, 1, 1_000, None, 61_000))
-    assert list(fn.process(("e1", (record, "row")), Timestamp(1), kept, _Cell())) == [
-        (record, "row")
-    ]
+def _batch(*pairs):
+    return Batch((int(p.timestamp.micros), p.value) for p in pairs)
+
+
+def test_the_arrival_rule_reads_the_kept_copys_forgotten_time():
+    # TTL 60 s: 'e1' kept from t=1 s is forgotten from 61 s of event time.  A copy
+    # that arrived (Kafka time here) at 200 s starts the id afresh whatever the
+    # purge timer has done; one that arrived at 50 s is a duplicate.
+    fn = _OneCopyPerBucketFn("event_id", 60, "r", None, arrival_ms=lambda r: r.timestamp_ms)
+    seen = _Bag()
+    first = list(fn.process(("0", _batch(_pair("e1", 0, 1, 1))), seen, seen))
+    assert [p.value[0].offset for p in first] == [1]
+    again = list(
+        fn.process(("0", _batch(_pair("e1", 0, 2, 50), _pair("e1", 0, 3, 200))), seen, seen)
+    )
+    assert [o.tag for o in again[:1]] == [DUPLICATES_TAG] and again[0].value.value.kept_offset == 1
+    assert [p.value[0].offset for p in again[1:]] == [3]
+
+
+def test_the_purge_forgets_ids_to_the_second_and_keeps_the_rest():
+    fn = _OneCopyPerBucketFn("event_id", 60, "r", None)
+    seen = _Bag()
+    list(fn.process(("0", _batch(_pair("a", 0, 1, 0), _pair("b", 0, 2, 30.5))), seen, seen))
+    assert seen.timer == Timestamp(60)  # a is forgotten from 60 s
+    fn.purge(Timestamp(60), seen, seen)
+    assert [e.event_id for e in seen.entries] == ["b"]
+    assert seen.timer == Timestamp(91)  # b from 90.5 s, rounded up to the second
+
+
+def test_buckets_come_from_crc32_not_the_salted_hash():
+    # crc32(b"a") = 0xE8B7BE43: 0x43 % 64 = 3, in every process whatever PYTHONHASHSEED.
+    assert bucket_of("a", 64) == "3"
+    assert {bucket_of(str(i), 8) for i in range(100)} == {str(b) for b in range(8)}
+
+
+@pytest.mark.parametrize("buckets", [1, 3])
+def test_ids_sharing_a_bucket_keep_their_own_copies(pipeline, buckets):
+    elements = [_pair(i, 0, n, 100 + n) for n, i in enumerate("abcabca")]
+    with pipeline as p:
+        out = (
+            p
+            | beam.Create(elements)
+            | DeduplicateById("event_id", ttl_s=600, run_id="r", buckets=buckets)
+        )
+        assert_that(
+            out.unique | "Offsets" >> beam.Map(lambda pair: pair[0].offset),
+            equal_to([0, 1, 2]),
+            label="CheckKept",
+        )
+        assert_that(
+            out[DUPLICATES_TAG] | "Pairs" >> beam.Map(lambda d: (d.kafka_offset, d.kept_offset)),
+            equal_to([(3, 0), (4, 1), (5, 2), (6, 0)]),
+            label="CheckLog",
+        )

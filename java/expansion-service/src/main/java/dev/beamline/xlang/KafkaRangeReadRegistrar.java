@@ -21,8 +21,8 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.joda.time.Duration;
 
 /**
- * Reads a Kafka topic with the same output rows as the Python SDK's {@code
- * ReadFromKafka(with_metadata=True)}: either a bounded read of exact per-partition record counts,
+ * Reads a Kafka topic as batches of the Python SDK's {@code ReadFromKafka(with_metadata=True)}
+ * records ({@link BatchKafkaRecords}: one row per bundle of records): either a bounded read of exact per-partition record counts,
  * or, with no partitions given, an unbounded read of the whole topic whose CreateTime watermark
  * allows records to arrive up to {@code max_delay_ms} after their timestamp.
  *
@@ -136,7 +136,9 @@ public final class KafkaRangeReadRegistrar implements ExternalTransformRegistrar
         if (config.commitOffsetsInFinalize) {
           read = read.commitOffsetsInFinalize(); // KafkaIO refuses it without a group.id
         }
-        return input.apply("ReadTopic", BeamlineUnboundedRead.rows(read));
+        return input
+            .apply("ReadTopic", BeamlineUnboundedRead.rows(read))
+            .apply("BatchRecords", new BatchKafkaRecords());
       }
       PCollectionList<Row> reads = PCollectionList.empty(input.getPipeline());
       for (int i = 0; i < config.partitions.size(); i++) {
@@ -158,7 +160,9 @@ public final class KafkaRangeReadRegistrar implements ExternalTransformRegistrar
       if (reads.size() == 0) {
         throw new IllegalArgumentException("kafka_read_partition_counts: no partition to read");
       }
-      return reads.apply("FlattenPartitions", Flatten.pCollections());
+      return reads
+          .apply("FlattenPartitions", Flatten.pCollections())
+          .apply("BatchRecords", new BatchKafkaRecords());
     }
 
     private static TimestampPolicyFactory<byte[], byte[]> timestampPolicy(
