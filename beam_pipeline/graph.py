@@ -35,7 +35,6 @@ import apache_beam as beam
 from schemas import tables
 from schemas.dataset import Dataset
 from schemas.records import DEAD_LETTER_TAG, DeadLetter, Duplicate, KafkaRecord, dead_letter
-from schemas.sql import table_upsert
 from schemas.values import format_timestamp
 from transforms.aggregate import LATE_STAGE, LATE_TAG, CountPerWindow, LateArrival
 from transforms.child_rows import ExplodeChildRows
@@ -44,7 +43,7 @@ from transforms.decode import Decode, decoder_for
 from transforms.dedup import DUPLICATES_TAG, DeduplicateById
 from transforms.kafka_io import WriteDeadLettersToKafka
 from transforms.normalise import NormaliseEvents, json_may_hold_nul
-from transforms.sinks import JdbcTarget, WriteParquetFiles, WriteToPostgres
+from transforms.sinks import JdbcTarget, WriteParquetFiles, WriteTablesToPostgres
 from transforms.stage_counts import CountStages
 from transforms.validate import ValidateEvents
 
@@ -56,6 +55,7 @@ __all__ = [
     "build_graph",
     "late_dead_letter",
     "production_sinks",
+    "table_outputs",
 ]
 
 Sink = typing.Mapping[str, beam.PTransform]
@@ -114,7 +114,12 @@ class GraphParams:
 
 @dataclasses.dataclass(frozen=True)
 class Sinks:
-    """Where each output goes; each entry is applied as its own labelled step."""
+    """Where each output goes; each entry is applied as its own labelled step.
+
+    ``tables`` take every PostgreSQL table's rows at once: each is applied to the
+    dict ``table_outputs`` gives (table name → its rows), so one writer serves all
+    of a dataset's tables and the shared ones.
+    """
 
     records: Sink = dataclasses.field(default_factory=dict)
     children: typing.Mapping[str, Sink] = dataclasses.field(default_factory=dict)  # by table
@@ -123,6 +128,7 @@ class Sinks:
     dead_letters: Sink = dataclasses.field(default_factory=dict)
     duplicates: Sink = dataclasses.field(default_factory=dict)
     stage_counts: Sink = dataclasses.field(default_factory=dict)
+    tables: Sink = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,7 +278,7 @@ def build_graph(
         stage_counts=stage_counts,
     )
     for field in dataclasses.fields(Sinks):
-        if field.name == "children":
+        if field.name in ("children", "tables"):
             continue
         pcoll = getattr(outputs, field.name)
         for label, sink in getattr(sinks, field.name).items():
@@ -280,12 +286,30 @@ def build_graph(
     for table, table_sinks in sinks.children.items():
         for label, sink in table_sinks.items():
             _ = outputs.children[table] | label >> sink
+    for label, sink in sinks.tables.items():
+        _ = table_outputs(dataset, outputs) | label >> sink
     return outputs
 
 
-def _postgres(table: tables.Table, target: JdbcTarget, expansion_service: str) -> WriteToPostgres:
-    statement = table_upsert(table)
-    return WriteToPostgres(table.name, table.row_type, statement, target, expansion_service)
+def table_outputs(dataset: Dataset, outputs: Outputs) -> dict[str, beam.PCollection]:
+    """Each PostgreSQL table the dataset writes (its own and the shared ones) → the
+    output holding its rows."""
+    own = dataset.tables
+    return {
+        own.main.name: outputs.events,
+        **{child.name: outputs.children[child.name] for child in own.children},
+        own.aggregate.name: outputs.counts,
+        tables.DEAD_LETTERS.name: outputs.dead_letters,
+        tables.DUPLICATE_LOG.name: outputs.duplicates,
+        tables.STAGE_COUNTS.name: outputs.stage_counts,
+    }
+
+
+def _postgres(
+    dataset: Dataset, target: JdbcTarget, expansion_service: str
+) -> WriteTablesToPostgres:
+    """One Java writer for every table of ``dataset`` and the shared ones."""
+    return WriteTablesToPostgres((*dataset.tables.all(), *tables.SHARED), target, expansion_service)
 
 
 def production_sinks(
@@ -301,7 +325,8 @@ def production_sinks(
     """Parquet files under ``output_prefix/<table>/`` (the main table's in partition
     folders where the contract says, every record as read under
     ``output_prefix/<raw_output>/`` where it keeps them), the dataset's PostgreSQL
-    tables and the shared ones, and the dead-letter topic.  A streaming job writes a set of
+    tables and the shared ones (one Java writer for all, a batch per element), and
+    the dead-letter topic.  A streaming job writes a set of
     files per ``file_window_s`` of arrival time (late rows would otherwise be dropped
     by the file write)."""
 
@@ -317,23 +342,17 @@ def production_sinks(
         children={
             child.name: {
                 f"Write{child.row_type.__name__}Parquet": parquet(child.name, child.row_type),
-                f"Write{child.row_type.__name__}Postgres": _postgres(
-                    child, target, expansion_service
-                ),
             }
             for child in dataset.tables.children
         },
         events={
             "WriteEventsParquet": parquet(main.name, main.row_type, dataset.partition_of),
-            "WriteEventsPostgres": _postgres(main, target, expansion_service),
         },
         counts={
             "WriteCountsParquet": parquet(aggregate.name, aggregate.row_type),
-            "WriteCountsPostgres": _postgres(aggregate, target, expansion_service),
         },
         dead_letters={
             "WriteDeadLettersParquet": parquet("dead_letters", DeadLetter),
-            "WriteDeadLettersPostgres": _postgres(tables.DEAD_LETTERS, target, expansion_service),
             "WriteDeadLettersKafka": WriteDeadLettersToKafka(
                 kafka_bootstrap_servers,
                 dead_letter_topic,
@@ -341,10 +360,5 @@ def production_sinks(
                 producer_config=kafka_producer_config,
             ),
         },
-        duplicates={
-            "WriteDuplicatesPostgres": _postgres(tables.DUPLICATE_LOG, target, expansion_service),
-        },
-        stage_counts={
-            "WriteStageCountsPostgres": _postgres(tables.STAGE_COUNTS, target, expansion_service),
-        },
+        tables={"WriteTablesPostgres": _postgres(dataset, target, expansion_service)},
     )

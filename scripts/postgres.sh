@@ -138,7 +138,8 @@ pg_start() {
 # Roles and database: idempotent, run at every start.  The owner role owns the
 # database and its tables (migrations, the operator's tools); the writer role may
 # connect and, once `python -m tools.stack migrate` has granted it, select,
-# insert and update the pipeline's tables: nothing else.  Names and passwords reach
+# insert and update the pipeline's tables and create temporary (staging) tables:
+# nothing else.  Names and passwords reach
 # SQL as psql variables (quoted by format's %I and %L), never pasted into it; the
 # passwords travel in the environment, never on a command line.
 pg_bootstrap() {

@@ -153,6 +153,9 @@ def all_views() -> dict[str, str]:
 def migrate(settings: StackSettings, tables=None) -> list[str]:
     """Brings every table up to its contract with additive statements; returns them.
 
+    Grants the writer what it needs: SELECT, INSERT and UPDATE on each table, and
+    temporary tables in the database (the batched writer's staging tables).
+
     Raises:
       NonAdditiveChange: a table differs in a way only a person should fix; nothing
         of that table is changed.
@@ -197,6 +200,14 @@ def migrate(settings: StackSettings, tables=None) -> list[str]:
                 )
         if tables is None:
             applied += _create_views(connection, all_views())
+        with connection, connection.cursor() as cur:
+            # The batched writer COPYs each batch into a temporary staging table
+            # (schemas.sql.staging_ddl), which lives and dies with its session.
+            cur.execute(
+                sql.SQL("GRANT TEMPORARY ON DATABASE {} TO {}").format(
+                    sql.Identifier(settings.pg_database), sql.Identifier(settings.pg_writer)
+                )
+            )
     finally:
         connection.close()
     return applied

@@ -1,17 +1,22 @@
 """Sinks: Parquet files and PostgreSQL rows (a Java JDBC writer, cross-language).
 
-Both take typed ``NamedTuple`` rows.  The Parquet schema and the SQL upsert are
+Both take typed ``NamedTuple`` rows.  The Parquet schema and the SQL statements are
 derived from the row type, so a field added to the row reaches both.
+``WriteTablesToPostgres`` hands the Java writer one CSV batch of a table's rows per
+element (``CopyBatch``); ``WriteToPostgres``, one row per element, is the writer it
+replaces.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import pickle
 import typing
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from apache_beam import coders
 from apache_beam.io.filesystems import FileSystems
@@ -22,17 +27,23 @@ from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas.row_types import unwrap_optional
+from schemas.sql import copy_statement, merge_statements, staging_ddl
 
 __all__ = [
+    "POSTGRES_COPY_MERGE_URN",
     "POSTGRES_UPSERT_URN",
+    "CopyBatch",
     "JdbcTarget",
     "WriteParquetFiles",
+    "WriteTablesToPostgres",
     "WriteToPostgres",
     "arrow_schema",
+    "csv_rows",
 ]
 
-# Registered by java/expansion-service (PostgresUpsertRegistrar).
+# Registered by java/expansion-service (PostgresUpsertRegistrar, PostgresCopyMergeRegistrar).
 POSTGRES_UPSERT_URN = "beamline:transform:postgres_upsert:v1"
+POSTGRES_COPY_MERGE_URN = "beamline:transform:postgres_copy_merge:v1"
 
 _ARROW_TYPES = {
     str: pa.string(),
@@ -166,6 +177,182 @@ class WriteToPostgres(beam.PTransform):
             | "Upsert"
             >> ExternalTransform(
                 POSTGRES_UPSERT_URN,
+                NamedTupleBasedPayloadBuilder(self._config),
+                self._expansion_service,
+            )
+        )
+
+
+# One table's rows as the Java writer COPYs them: ``rows`` CSV lines (``csv_rows``).
+# The functional form, for the reason given at ``_UpsertConfig``.
+CopyBatch = typing.NamedTuple(  # noqa: UP014
+    "CopyBatch", [("table", str), ("rows", int), ("csv", bytes)]
+)
+beam.coders.registry.register_coder(CopyBatch, beam.coders.RowCoder)
+
+_CopyMergeConfig = typing.NamedTuple(  # noqa: UP014
+    "_CopyMergeConfig",
+    [
+        ("jdbc_url", str),
+        ("username", str),
+        ("password_file", typing.Optional[str]),  # noqa: UP045
+        ("password_env", typing.Optional[str]),  # noqa: UP045
+        ("tables", typing.List[str]),  # noqa: UP006
+        ("stage_ddl", typing.List[str]),  # noqa: UP006
+        ("copy_sql", typing.List[str]),  # noqa: UP006
+        ("merge_tables", typing.List[str]),  # noqa: UP006
+        ("merge_sql", typing.List[str]),  # noqa: UP006
+        ("flush_bytes", int),
+    ],
+)
+
+
+def csv_rows(rows: typing.Sequence[tuple], row_type: type) -> bytes:
+    """Typed rows as the CSV that ``schemas.sql.copy_statement`` reads, one line a row.
+
+    Every value is quoted, so an empty string is ``""`` and NULL an empty field, and a
+    ``\\.`` is data, never the end of the input.  pyarrow writes the text in C++,
+    column by column: doubles in their shortest form that reads back the same,
+    booleans as ``true``/``false``.  ``bytes`` fields go as bytea's hex text
+    (``\\x…``), which pyarrow's CSV writer cannot do itself.
+    """
+    schema = arrow_schema(row_type)
+    if not rows:
+        return b""
+    arrays = []
+    for column, field in zip(zip(*rows, strict=True), schema, strict=True):
+        if field.type == pa.binary():
+            text = [None if v is None else "\\x" + v.hex() for v in column]
+            arrays.append(pa.array(text, type=pa.string()))
+        else:
+            arrays.append(pa.array(column, type=field.type))
+    table = pa.Table.from_arrays(arrays, names=schema.names)
+    out = io.BytesIO()
+    options = pa_csv.WriteOptions(include_header=False, quoting_style="all_valid")
+    pa_csv.write_csv(table, out, options)
+    return out.getvalue()
+
+
+class _ToCopyBatchesFn(beam.DoFn):
+    """One table's rows → ``CopyBatch`` elements: one per bundle, or one each time
+    ``max_rows`` rows or about ``max_bytes`` of text are held.  Nothing is held
+    across bundles.  A batch goes to the global window, stamped with the earliest
+    timestamp of its rows (the writer reads neither)."""
+
+    def __init__(self, table: str, row_type: type, max_rows: int, max_bytes: int):
+        self._table = table
+        self._row_type = row_type
+        self._max_rows = max_rows
+        self._max_bytes = max_bytes
+        hints = typing.get_type_hints(row_type)
+        # The fields whose length the text's size follows; the rest count as a few bytes.
+        self._sized = [
+            (i, 2 if unwrap_optional(tp)[0] is bytes else 1)
+            for i, tp in enumerate(hints.values())
+            if unwrap_optional(tp)[0] in (str, bytes)
+        ]
+        self._fixed = 4 * len(hints)
+
+    def start_bundle(self):
+        self._rows: list[tuple] = []
+        self._bytes = 0
+        self._earliest = None
+
+    def process(self, row, timestamp=beam.DoFn.TimestampParam):
+        self._rows.append(row)
+        size = self._fixed
+        for i, factor in self._sized:
+            value = row[i]
+            if value:
+                size += factor * len(value)
+        self._bytes += size
+        if self._earliest is None or timestamp < self._earliest:
+            self._earliest = timestamp
+        if len(self._rows) >= self._max_rows or self._bytes >= self._max_bytes:
+            yield self._batch()
+
+    def finish_bundle(self):
+        if self._rows:
+            yield self._batch()
+
+    def _batch(self) -> window.WindowedValue:
+        batch = CopyBatch(self._table, len(self._rows), csv_rows(self._rows, self._row_type))
+        value = window.GlobalWindows.windowed_value(batch, timestamp=self._earliest)
+        self._rows, self._bytes, self._earliest = [], 0, None
+        return value
+
+
+class WriteTablesToPostgres(beam.PTransform):
+    """Writes the rows of several tables to PostgreSQL through one Java writer, a
+    batch of one table's rows per element.
+
+    The input is a dict, table name → that table's ``NamedTuple`` rows; ``tables``
+    are the ``schemas.tables.Table`` of each.  Each table's rows become ``CopyBatch``
+    elements (CSV text, ``csv_rows``), one per bundle or per ``max_rows`` rows or
+    ``max_bytes`` of text; the batches of every table are flattened into Beamline's
+    Java writer (``PostgresCopyMergeRegistrar``).  Per bundle, or each time it holds
+    ``flush_bytes`` of text, it writes one transaction: for each table in name order,
+    ``COPY`` into a temporary staging table and the statements of
+    ``schemas.sql.merge_statements``, which leave the table as the per-row upserts
+    would, every guard kept.  A transient failure is retried with backoff, any other
+    fails the bundle, which the runner retries; the merges make that idempotent.  The
+    password never travels: ``target`` names where the worker finds it.
+    """
+
+    def __init__(
+        self,
+        tables: typing.Sequence[typing.Any],
+        target: JdbcTarget,
+        expansion_service: str,
+        max_rows: int = 5_000,
+        max_bytes: int = 8 << 20,
+        flush_bytes: int = 16 << 20,
+    ):
+        super().__init__()
+        self._tables = {t.name: t for t in sorted(tables, key=lambda t: t.name)}
+        if len(self._tables) != len(tables):
+            raise ValueError("WriteTablesToPostgres: a table is named twice")
+        self._max_rows = max_rows
+        self._max_bytes = max_bytes
+        ordered = list(self._tables.values())
+        merges = [(t.name, m) for t in ordered for m in merge_statements(t)]
+        self._config = _CopyMergeConfig(
+            jdbc_url=target.jdbc_url,
+            username=target.username,
+            password_file=target.password_file,
+            password_env=target.password_env,
+            tables=[t.name for t in ordered],
+            stage_ddl=[staging_ddl(t) for t in ordered],
+            copy_sql=[copy_statement(t) for t in ordered],
+            merge_tables=[name for name, _ in merges],
+            merge_sql=[sql for _, sql in merges],
+            flush_bytes=flush_bytes,
+        )
+        self._expansion_service = expansion_service
+
+    def expand(self, rows_by_table):
+        given = set(rows_by_table)
+        if given != set(self._tables):
+            raise ValueError(
+                f"WriteTablesToPostgres writes {sorted(self._tables)} but was given the rows "
+                f"of {sorted(given)}"
+            )
+        batches = [
+            rows_by_table[name]
+            | f"Batch{name}"
+            >> beam.ParDo(
+                _ToCopyBatchesFn(name, table.row_type, self._max_rows, self._max_bytes)
+            ).with_output_types(CopyBatch)
+            # Every batch is in the global window already: one windowing for the Flatten.
+            | f"Global{name}" >> beam.WindowInto(window.GlobalWindows())
+            for name, table in self._tables.items()
+        ]
+        return (
+            batches
+            | "FlattenBatches" >> beam.Flatten().with_output_types(CopyBatch)
+            | "CopyMerge"
+            >> ExternalTransform(
+                POSTGRES_COPY_MERGE_URN,
                 NamedTupleBasedPayloadBuilder(self._config),
                 self._expansion_service,
             )

@@ -2,7 +2,8 @@
 
 Migrations run as the owner; the pipeline writes as the writer, which
 ``python -m tools.stack migrate`` grants SELECT, INSERT and UPDATE on each
-table (an upsert's needs).  Each statement below is tried as the writer, on its
+table (an upsert's needs) and temporary tables (the batched writer's staging
+tables, which die with the session).  Each statement below is tried as the writer, on its
 own (autocommit), against the real server.
 """
 
@@ -14,7 +15,7 @@ from psycopg2 import errors
 
 from datasets.customer_events import DATASET, CustomerEventCountsRow
 from schemas import tables
-from schemas.sql import table_upsert
+from schemas.sql import staging_ddl, table_upsert
 from tools.stack import all_tables
 
 pytestmark = pytest.mark.integration
@@ -50,6 +51,12 @@ def test_the_writer_can_upsert_every_pipeline_table_and_read_it_back(writer, pg)
         assert cur.fetchall() == [(6,)]
     for t in all_tables():  # the grant reached every table
         _run(writer, f"SELECT count(*) FROM {t.name} WHERE false")
+
+
+def test_the_writer_can_create_every_staging_table(writer):
+    for t in all_tables():
+        _run(writer, staging_ddl(t))
+        _run(writer, f"SELECT count(*) FROM stage_{t.name}")
 
 
 @pytest.mark.parametrize(

@@ -1,24 +1,46 @@
 """The upserts' guards, run against the real PostgreSQL tables: the counts only move
 forward, and an event's row belongs to the copy that wrote it first.
 
-The Java writer binds the statement positionally with ``?``; here psycopg2 binds
+The per-row upsert binds the statement positionally with ``?``; here psycopg2 binds
 the same text with ``%s``, so the SQL that PostgreSQL runs is the pipeline's own.
+Each row is written both ways: by that upsert, and as a one-row batch COPYed and
+merged as the batched writer does (``schemas.sql.merge_statements``).
 """
 
+import io
 import uuid
 
 import pytest
 
 from datasets.customer_events import DATASET, CustomerEventCountsRow
-from schemas.sql import table_upsert, upsert_statement
+from schemas.sql import (
+    copy_statement,
+    merge_statements,
+    staging_ddl,
+    table_upsert,
+    upsert_statement,
+)
+from transforms.sinks import csv_rows
 
 pytestmark = pytest.mark.integration
 
 
-def _write(pg, row, table=DATASET.tables.aggregate):
-    sql = table_upsert(table)
+@pytest.fixture(params=["upsert", "merge"])
+def way(request):
+    return request.param
+
+
+def _write(pg, row, table=DATASET.tables.aggregate, way="upsert"):
     with pg.cursor() as cur:
-        cur.execute(sql.replace("?", "%s"), tuple(row))
+        if way == "upsert":
+            cur.execute(table_upsert(table).replace("?", "%s"), tuple(row))
+            return
+        cur.execute(staging_ddl(table))
+        cur.execute("BEGIN")  # the staging table empties at every commit
+        cur.copy_expert(copy_statement(table), io.BytesIO(csv_rows([row], table.row_type)))
+        for statement in merge_statements(table):
+            cur.execute(statement)
+        cur.execute("COMMIT")
 
 
 def _stored(pg, run_id):
@@ -31,20 +53,20 @@ def _stored(pg, run_id):
         return cur.fetchall()
 
 
-def test_a_retried_earlier_pane_never_overwrites_a_later_one(pg):
+def test_a_retried_earlier_pane_never_overwrites_a_later_one(pg, way):
     run_id = f"guard-{uuid.uuid4().hex[:8]}"
 
     def pane(count, index, timing):
         return CustomerEventCountsRow(0, 60_000, "search", count, index, timing, run_id)
 
-    _write(pg, pane(5, 0, "on_time"))
-    _write(pg, pane(7, 2, "late"))
+    _write(pg, pane(5, 0, "on_time"), way=way)
+    _write(pg, pane(7, 2, "late"), way=way)
     assert _stored(pg, run_id) == [(7, 2, "late")]
-    _write(pg, pane(6, 1, "late"))  # pane 1 retried after pane 2 landed: refused
-    _write(pg, pane(5, 0, "on_time"))  # and the on-time pane again: refused
+    _write(pg, pane(6, 1, "late"), way=way)  # pane 1 retried after pane 2 landed: refused
+    _write(pg, pane(5, 0, "on_time"), way=way)  # and the on-time pane again: refused
     assert _stored(pg, run_id) == [(7, 2, "late")]
-    _write(pg, pane(7, 2, "late"))  # the same pane again: idempotent
-    _write(pg, pane(8, 3, "late"))  # a later pane: accepted
+    _write(pg, pane(7, 2, "late"), way=way)  # the same pane again: idempotent
+    _write(pg, pane(8, 3, "late"), way=way)  # a later pane: accepted
     assert _stored(pg, run_id) == [(8, 3, "late")]
 
 
@@ -80,20 +102,20 @@ def test_a_restored_pane_with_the_larger_count_wins_whatever_its_index(pg):
     assert stored_after(by_index) == [(565, 1, "late")]
 
 
-def test_a_later_copy_of_an_event_never_replaces_the_first_within_a_run(pg):
+def test_a_later_copy_of_an_event_never_replaces_the_first_within_a_run(pg, way):
     # A copy that came after its id's dedup TTL is late, and written like every event
     # (docs/pipeline.md, Dedup after its TTL): the row stays the first copy's.  The first
     # copy itself (a retried bundle, a re-run) rewrites it, and so does another run.
     table = DATASET.tables.main
     run_id = f"copy-{uuid.uuid4().hex[:8]}"
     row = _event_row(run_id)
-    _write(pg, row, table)
-    _write(pg, row._replace(kafka_partition=2, kafka_offset=99, device_type="copy"), table)
+    _write(pg, row, table, way)
+    _write(pg, row._replace(kafka_partition=2, kafka_offset=99, device_type="copy"), table, way)
     assert _event(pg, row.event_id) == (0, 7, run_id, "first")
-    _write(pg, row._replace(device_type="retried"), table)  # the same record: rewritten
+    _write(pg, row._replace(device_type="retried"), table, way)  # the same record: rewritten
     assert _event(pg, row.event_id) == (0, 7, run_id, "retried")
     other = f"other-{uuid.uuid4().hex[:8]}"  # a replay under another run id: its own
-    _write(pg, row._replace(run_id=other, kafka_offset=99, device_type="replay"), table)
+    _write(pg, row._replace(run_id=other, kafka_offset=99, device_type="replay"), table, way)
     assert _event(pg, row.event_id) == (0, 99, other, "replay")
 
 

@@ -6,7 +6,15 @@ import pytest
 
 from schemas import tables
 from schemas.contract import Aggregate
-from schemas.sql import rollup_views, table_upsert, upsert_statement
+from schemas.sql import (
+    copy_statement,
+    merge_statements,
+    rollup_views,
+    stage_columns,
+    staging_ddl,
+    table_upsert,
+    upsert_statement,
+)
 from tools.stack import all_tables
 
 pytestmark = pytest.mark.unit
@@ -91,3 +99,37 @@ def test_a_rollup_view_adds_up_counts_and_sums_and_recomputes_the_averages():
         f"sum(sum_x) / sum(n) AS avg_x FROM g GROUP BY {group}"
     }
     assert rollup_views(Aggregate("g", keys=("a",))) == {}
+
+
+@pytest.mark.parametrize("table", all_tables(), ids=lambda t: t.name)
+def test_every_table_has_a_staging_table_a_copy_and_a_merge(table):
+    fields = ", ".join(table.row_type._fields)
+    assert staging_ddl(table).startswith(f"CREATE TEMP TABLE IF NOT EXISTS stage_{table.name} (")
+    assert copy_statement(table) == (
+        f"COPY stage_{table.name} ({fields}) FROM STDIN WITH (FORMAT csv)"
+    )
+    merges = merge_statements(table)
+    assert len(merges) == (2 if table.first_copy_only else 1)
+    conflict = table_upsert(table).split(" ON CONFLICT ", 1)[1]
+    for merge in merges:  # today's guard, word for word
+        assert merge.startswith(f"INSERT INTO {table.name} AS t ({fields}) SELECT {fields} FROM (")
+        assert merge.endswith(f" ON CONFLICT {conflict}")
+
+
+def test_a_staged_column_has_the_type_the_upsert_casts_its_text_to():
+    class Row(typing.NamedTuple):
+        key: str
+        doc: str
+        part: int
+
+    table = tables.Table("t", Row, ("key",), casts={"doc": "jsonb"}, sql_types={"part": "integer"})
+    assert stage_columns(table) == [("key", "text"), ("doc", "jsonb"), ("part", "integer")]
+
+
+def test_a_merge_refuses_a_forward_only_column_that_may_be_null():
+    class Row(typing.NamedTuple):
+        key: str
+        version: typing.Optional[int]
+
+    with pytest.raises(ValueError, match="version"):
+        merge_statements(tables.Table("t", Row, ("key",), forward_only=("version",)))
