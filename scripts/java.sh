@@ -24,7 +24,10 @@ stage_module() {
   mvn -B -q -f "$pom" package >"$BEAMLINE_HOME/logs/maven.log" 2>&1 \
     || die "building java/$module failed (see $BEAMLINE_HOME/logs/maven.log); check that Maven Central is reachable"
   mvn_copy_deps "$pom" "$libdir"
-  cp "$ROOT/java/$module/target/$jar" "$dir/"
+  # A new file renamed over the old one: a JVM running from this folder (the
+  # cluster's long-lived expansion service) keeps reading the jar it opened.
+  cp "$ROOT/java/$module/target/$jar" "$dir/.$jar.new"
+  mv -f "$dir/.$jar.new" "$dir/$jar"
   echo "$h" >"$dir/.stamp"
 }
 
