@@ -89,6 +89,7 @@ __all__ = [
     "decode_json_object",
     "decode_value",
     "decoder_for",
+    "loads",
     "strict_decode_json_object",
 ]
 
@@ -159,6 +160,24 @@ def _needs_strict(value: bytes) -> bool:
         or b"\\u003A" in value
         or _LONG_DIGIT_RUN in value.translate(_DIGITS_AS_ZERO)
     )
+
+
+def loads(text: str | bytes):
+    """``json.loads(text)``'s result or exception, faster: orjson where it agrees (the
+    value passes ``decode_json_object``'s checks before orjson: no 19-digit run, fewer
+    than 200 opening brackets …), the standard library elsewhere.
+
+    Unlike ``decode_json_object`` it is as lenient as ``json.loads``: a repeated key
+    keeps its last copy, ``NaN`` and ``Infinity`` are numbers.  For JSON this
+    pipeline wrote itself (a row's payload) or checks again (``jsonb`` columns).
+    """
+    raw = text.encode("utf-8", errors="surrogatepass") if isinstance(text, str) else text
+    if not _needs_strict(raw):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
 
 
 def strict_decode_json_object(value: typing.Optional[bytes]) -> dict:

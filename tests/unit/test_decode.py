@@ -18,6 +18,7 @@ from transforms.decode import (
     decode_batch,
     decode_json_object,
     decoder_for,
+    loads,
     strict_decode_json_object,
 )
 
@@ -355,3 +356,20 @@ def test_decode_batch_gives_one_outcome_per_value_in_order():
     ]
     (error,) = decode_batch([b"{}"], failing)
     assert (error.reason, error.detail) == ("decode_error", "KeyError: 'boom'")
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_JSON_VALUES, st.sampled_from(["", "NaN", "1e400", "-Infinity", "\ufeff"]))
+def test_loads_agrees_with_the_standard_library(value, extra):
+    text = _render(value)
+    text = text.replace("null", extra, 1) if extra != "\ufeff" else extra + text
+    assert _lenient_outcome(loads, text) == _lenient_outcome(json.loads, text)
+    data = _as_bytes(text)
+    assert _lenient_outcome(loads, data) == _lenient_outcome(json.loads, data)
+
+
+def _lenient_outcome(parse, text):
+    try:
+        return "parsed", repr(parse(text))
+    except ValueError as e:
+        return "refused", type(e).__name__, str(e)
