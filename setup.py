@@ -25,6 +25,7 @@ REQUIRED = [
     "confluent-kafka==2.16.1",
     "fastavro==1.13.1",
     "jsonschema==4.26.0",
+    "orjson==3.13.0",  # the fast JSON path (transforms.decode); apache-beam[gcp] brings it too
     "psycopg2-binary==2.9.13",
     "pyarrow==18.1.0",
 ]

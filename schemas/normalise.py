@@ -12,6 +12,7 @@ raises ``ValueError`` (``NormaliseEvents`` makes it a dead letter).
 
 import copy
 import datetime
+import re
 
 from schemas.contract import Contract
 from schemas.fields import Child
@@ -65,6 +66,11 @@ class RowBuilder:
         return event
 
     def __call__(self, record: KafkaRecord, event: dict, event_ms: int, run_id: str):
+        return self.build(record, event, event_ms, run_id)[0]
+
+    def build(self, record: KafkaRecord, event: dict, event_ms: int, run_id: str) -> tuple:
+        """``(row, normalised event)``: the row ``__call__`` gives, and the event its
+        payload was written from, for ``child_rows`` without parsing the payload."""
         event = self.normalise(event)
         values = {}
         for name, path, kind in self._columns:
@@ -74,7 +80,7 @@ class RowBuilder:
             elif kind == "timestamp" and value is not None:
                 value = event_time_ms(value)
             values[name] = value
-        return self._row_type(
+        row = self._row_type(
             **values,
             payload=canonical_json(event),
             kafka_topic=record.topic,
@@ -83,6 +89,7 @@ class RowBuilder:
             kafka_timestamp_ms=record.timestamp_ms,
             run_id=run_id,
         )
+        return row, event
 
     def child_rows(self, event: dict, run_id: str) -> dict[str, list]:
         """The child-table rows of a normalised event, per child table: one per item,
@@ -115,22 +122,27 @@ def value_at(event: dict, path: str):
 
 
 # A plan says what normalising a value takes, resolved from the contract's fields
-# once per builder.  A value's work is None (a scalar kept as it is), ("timestamp",
-# None), ("object", the object's plan) or ("array", the items' work); an object's
-# plan is (name, required, default, work) per field.
+# once per builder.  A value's work is None (nothing to do: the value is kept as it
+# is, a container too), ("timestamp", None), ("object", the object's plan) or
+# ("array", the items' work); an object's plan is (name, required, default, work)
+# per field that may change: a required field with no default and no work is left
+# out, so an object or array with nothing to change anywhere inside is not copied.
 
 
 def _object_plan(fields) -> tuple:
-    return tuple((f.name, f.required, f.default, _work(f)) for f in fields)
+    plan = ((f.name, f.required, f.default, _work(f)) for f in fields)
+    return tuple(step for step in plan if not (step[1] and step[2] is None and step[3] is None))
 
 
 def _work(field):
     if field.kind == "timestamp":
         return ("timestamp", None)
     if field.kind == "object":
-        return ("object", _object_plan(field.fields))
+        plan = _object_plan(field.fields)
+        return ("object", plan) if plan else None
     if field.kind == "array":
-        return ("array", _work(field.items))
+        items = _work(field.items)
+        return ("array", items) if items is not None else None
     return None
 
 
@@ -161,8 +173,15 @@ def _normalised(work, value):
     return [_normalised(inner, item) for item in value]
 
 
+# Text already in the form ``_utc`` writes for a whole millisecond.
+_UTC_MS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+
+
 def _utc(text: str) -> str:
     """ISO-8601 with an offset → the same instant in UTC, ``Z``, ms (µs if it has them)."""
+    if _UTC_MS.fullmatch(text):
+        datetime.datetime.fromisoformat(text)  # a real instant, or ValueError
+        return text
     moment = datetime.datetime.fromisoformat(text).astimezone(datetime.timezone.utc)
     spec = "milliseconds" if moment.microsecond % 1000 == 0 else "microseconds"
     return moment.replace(tzinfo=None).isoformat(timespec=spec) + "Z"

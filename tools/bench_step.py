@@ -16,7 +16,8 @@ semantics cannot drift from the pipeline's:
 5. keep the first copy of each event id, logging later copies as ``Duplicate``
    rows (the contract's ``drop_later_copies`` policy; a benchmark run spans far
    less event time than the dedup TTL, so no id expires), and fan each kept
-   event's arrays out to its child tables' rows (as ``ToChildRows``);
+   event's arrays out to its child tables' rows (as ``ToChildRows`` does from the
+   payload, here from the normalised event the payload was written from);
 6. count the kept events per ``(window, event_type)`` in fixed windows of event
    time aligned to the epoch, as ``CountPerWindow``'s one on-time pane per window
    on a bounded read.
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import types
 
 from jsonschema import Draft7Validator
@@ -148,12 +148,9 @@ class RecordStep:
         self.outcome.records += 1
         run_id = self._run_id
         # 1. decode (DecodeFn)
-        try:
-            event = self._decoder(record.value)
-        except decode.DecodeError as e:
-            return self._reject(record, decode.STAGE, e.reason, e.detail)
-        except Exception as e:  # noqa: BLE001 - as DecodeFn: the record's failure
-            return self._reject(record, decode.STAGE, "decode_error", f"{type(e).__name__}: {e}")
+        event = decode.decode_value(self._decoder, record.value)
+        if isinstance(event, decode.DecodeError):
+            return self._reject(record, decode.STAGE, event.reason, event.detail)
         # 2. validate (ValidateEventsFn)
         try:
             if not self._is_valid(event):
@@ -174,7 +171,7 @@ class RecordStep:
             if nul:
                 raise normalise.NormaliseError("nul_character", f"{nul} holds a NUL character")
             at_ms = normalise.event_time_ms(event[EVENT_TIME_FIELD])
-            row = to_customer_event(record, event, at_ms, run_id)
+            row, normalised = to_customer_event.build(record, event, at_ms, run_id)
         except normalise.NormaliseError as e:
             return self._reject(record, normalise.STAGE, e.reason, e.detail)
         except Exception as e:  # noqa: BLE001 - as NormaliseEventsFn
@@ -205,10 +202,9 @@ class RecordStep:
             return None
         self._kept[event_id] = (row.kafka_partition, row.kafka_offset)
         self.outcome.events.append(row)
-        # 5b. the arrays' items, for the child tables (as ToChildRows, from the payload)
-        for table, child_rows in to_customer_event.child_rows(
-            json.loads(row.payload), run_id
-        ).items():
+        # 5b. the arrays' items, for the child tables (as ToChildRows, from the
+        # normalised event the payload was written from)
+        for table, child_rows in to_customer_event.child_rows(normalised, run_id).items():
             self.outcome.children[table].extend(child_rows)
         # 6. count per (fixed window of event time, event type)
         start = at_ms - at_ms % self._window_ms

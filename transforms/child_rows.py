@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import typing
 
 import apache_beam as beam
+
+from transforms.decode import loads
 
 __all__ = ["ExplodeChildRows"]
 
@@ -57,6 +58,6 @@ class _ChildRowsFn(beam.DoFn):
         self._run_id = run_id
 
     def process(self, row):
-        for table, rows in self._child_rows(json.loads(row.payload), self._run_id).items():
+        for table, rows in self._child_rows(loads(row.payload), self._run_id).items():
             for child in rows:
                 yield beam.pvalue.TaggedOutput(table, child)

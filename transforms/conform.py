@@ -31,7 +31,6 @@ failure is not the row's fault, and retrying is what recovers from it.
 
 from __future__ import annotations
 
-import json
 import math
 import typing
 
@@ -40,6 +39,7 @@ from apache_beam.metrics import Metrics
 
 from schemas import ddl
 from schemas.records import DEAD_LETTER_TAG, KafkaRecord
+from transforms.decode import loads
 from transforms.normalise import find_nul
 
 __all__ = ["ConformToSinks", "KEY_TEXT_BYTES", "STAGE", "TEXT_BYTES", "Violation", "violations"]
@@ -77,7 +77,7 @@ def _check_text(name: str, value: str, limit: int) -> Violation | None:
 
 def _check_json(name: str, value: str) -> Violation | None:
     try:
-        parsed = json.loads(value)
+        parsed = loads(value)
     except ValueError as e:
         return Violation(name, "not_json", f"{name} is not JSON: {e}")
     # jsonb text holds a NUL only as the escape \u0000: walk the parsed value for

@@ -15,8 +15,11 @@ from transforms.decode import (
     DecodeFn,
     DecodeJson,
     DecodeJsonFn,
+    decode_batch,
     decode_json_object,
     decoder_for,
+    loads,
+    strict_decode_json_object,
 )
 
 pytestmark = pytest.mark.unit
@@ -209,3 +212,164 @@ def test_any_bytes_give_one_avro_event_or_one_dead_letter(value_format):
             assert isinstance(out[1], dict)
 
     check()
+
+
+# --- the orjson path agrees with the strict decoder ----------------------------------
+
+
+def _outcome(decode, value):
+    """What a decoder makes of ``value``: the dict's repr (types and key order
+    included: ``1 == 1.0 == True``), or the rejection's reason and detail."""
+    try:
+        return "dict", repr(decode(value))
+    except DecodeError as e:
+        return "rejected", e.reason, e.detail
+
+
+_JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=2**63 - 10, max_value=2**65)
+    | st.integers(min_value=-(2**65), max_value=-(2**63) + 10)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+    | st.sampled_from(["\x00", ":", "a:b", "\ud800", "\udc00x", "\\u003a", "é", "\u2028"])
+)
+_JSON_VALUES = st.recursive(
+    _JSON_SCALARS,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.lists(
+            st.tuples(st.sampled_from(["a", "b", ":", "a:"]) | st.text(max_size=4), children),
+            max_size=4,
+        )
+    ),
+    max_leaves=25,
+)
+
+
+def _render(value) -> str:
+    """JSON text of ``value``, where a list of (key, value) pairs is an object that may
+    repeat a key; strings escaped now one way, now another."""
+    if isinstance(value, list) and value and all(isinstance(x, tuple) for x in value):
+        return "{" + ",".join(f"{_render(k)}:{_render(v)}" for k, v in value) + "}"
+    if isinstance(value, tuple):
+        return "{" + f"{_render(value[0])}:{_render(value[1])}" + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_render(x) for x in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=len(value) % 2 == 0)
+    return json.dumps(value)
+
+
+def _as_bytes(text: str) -> bytes:
+    return text.encode("utf-8", errors="surrogatepass")
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(st.none(), st.binary(max_size=256)))
+def test_fast_decoder_agrees_with_the_strict_one_on_any_bytes(value):
+    assert _outcome(decode_json_object, value) == _outcome(strict_decode_json_object, value)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    _JSON_VALUES, st.sampled_from(["", " ", "\n", "\ufeff", "\t"]), st.sampled_from(["", " ", "x"])
+)
+def test_fast_decoder_agrees_with_the_strict_one_on_json_text(value, before, after):
+    value = _as_bytes(before + _render(value) + after)
+    assert _outcome(decode_json_object, value) == _outcome(strict_decode_json_object, value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1, "a": 1}',
+        '{"a": 1, "\\u0061": 2}',  # the same key, escaped
+        '{"x": {"b": [{"c": 1, "c": 2}]}}',  # nested
+        '{"a": "\\u003a", "a": 1}',  # an escaped colon where a member is lost
+        '{"a": 1, "a": "\\u003A"}',
+        '{"a:": 1, "a": 2}',  # colons inside keys and strings
+        '{"t": "12:00:00", "u": "::"}',
+        '[{"a": 1, "a": 2}]',  # a repeat in a document that is not an object
+        "\ufeff{}",
+        '{"a": "\\ud800"}',  # a lone surrogate: the standard library accepts it
+        '{"a": "\\udc00\\ud800"}',
+        '{"a": "\\ud83d\\ude00"}',  # a pair
+        '{"a": 18446744073709551615}',
+        '{"a": 18446744073709551616}',  # beyond 64 bits: orjson would make a float
+        '{"a": -9223372036854775809}',
+        '{"a": 1234567890123456789012345678901234567890}',
+        '{"a": 1e400}',  # the standard library makes it inf
+        '{"a": -1e400}',
+        '{"a": 1e-400}',
+        '{"a": 0.1234567890123456789012}',
+        '{"a": -0}',
+        '{"a": -0.0}',
+        '{"a": NaN}',
+        '{"a": Infinity}',
+        '{"a": "x\\u0000y"}',
+        '{"a": 1}\x00',
+        '{"a": "\x7f"}',
+        '"just a string"',
+        "1.5",
+        "",
+    ],
+)
+def test_fast_decoder_agrees_on_crafted_values(text):
+    value = _as_bytes(text)
+    assert _outcome(decode_json_object, value) == _outcome(strict_decode_json_object, value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"\xed\xa0\x80", b"\xc0\xaf", b"\xf4\x90\x80\x80", b"\xff", b"\xe2\x82"],
+)
+def test_fast_decoder_agrees_on_invalid_utf8(value):
+    value = b'{"a": "' + value + b'"}'
+    assert _outcome(decode_json_object, value) == _outcome(strict_decode_json_object, value)
+
+
+@pytest.mark.parametrize(
+    "depth", [*range(195, 205), 254, 255, 256, 500, 990, 1000, 1023, 1024, 1030, 5000]
+)
+@pytest.mark.parametrize("bracket", ["[]", "{}"])
+def test_fast_decoder_agrees_at_any_depth(depth, bracket):
+    if bracket == "[]":
+        text = '{"a": ' + "[" * depth + "]" * depth + "}"
+    else:
+        text = '{"a": ' * depth + "1" + "}" * depth
+    value = text.encode()
+    assert _outcome(decode_json_object, value) == _outcome(strict_decode_json_object, value)
+
+
+def test_decode_batch_gives_one_outcome_per_value_in_order():
+    def failing(value):
+        raise KeyError("boom")
+
+    out = decode_batch([b'{"a": 1}', b"", b"[1]"])
+    assert out[0] == {"a": 1}
+    assert [(e.reason, e.detail) for e in out[1:]] == [
+        ("empty_payload", "the record has no value"),
+        ("not_an_object", "top level is a JSON list"),
+    ]
+    (error,) = decode_batch([b"{}"], failing)
+    assert (error.reason, error.detail) == ("decode_error", "KeyError: 'boom'")
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_JSON_VALUES, st.sampled_from(["", "NaN", "1e400", "-Infinity", "\ufeff"]))
+def test_loads_agrees_with_the_standard_library(value, extra):
+    text = _render(value)
+    text = text.replace("null", extra, 1) if extra != "\ufeff" else extra + text
+    assert _lenient_outcome(loads, text) == _lenient_outcome(json.loads, text)
+    data = _as_bytes(text)
+    assert _lenient_outcome(loads, data) == _lenient_outcome(json.loads, data)
+
+
+def _lenient_outcome(parse, text):
+    try:
+        return "parsed", repr(parse(text))
+    except ValueError as e:
+        return "refused", type(e).__name__, str(e)

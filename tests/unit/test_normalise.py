@@ -203,3 +203,37 @@ def test_composite_splits_rows_and_dead_letters_with_event_timestamps(pipeline):
 def test_a_formatted_time_has_four_year_digits_and_reads_back(ms, text):
     assert format_timestamp(ms) == text
     assert event_time_ms(text) == ms
+
+
+def test_build_gives_the_row_and_the_event_its_payload_and_child_rows_come_from():
+    batch = generate(300, "r1", 11, 1_795_323_600_000, out_of_order_ratio=0.1)
+    for i, (_, value, _) in enumerate(batch.messages):
+        event = decode_json_object(value)
+        at_ms = event_time_ms(event["timestamp"])
+        row, normalised = to_customer_event.build(_record(), event, at_ms, "r1")
+        assert row == to_customer_event(_record(), event, at_ms, "r1"), i
+        assert row.payload == json.dumps(normalised, ensure_ascii=False, separators=(",", ":"))
+        from_payload = to_customer_event.child_rows(json.loads(row.payload), "r1")
+        assert to_customer_event.child_rows(normalised, "r1") == from_payload, i
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2026-11-22T05:00:00.000Z", "2026-11-22T05:00:00.000Z"),  # already in UTC ms form
+        ("2026-11-22T06:00:00.000+01:00", "2026-11-22T05:00:00.000Z"),
+        ("2026-11-22T05:00:00Z", "2026-11-22T05:00:00.000Z"),
+        ("2026-11-22T05:00:00.000123Z", "2026-11-22T05:00:00.000123Z"),
+        ("2026-02-30T05:00:00.000Z", ValueError),  # the UTC form, but no such day
+        ("2026-11-22T25:00:00.000Z", ValueError),
+        ("0000-11-22T05:00:00.000Z", ValueError),
+    ],
+)
+def test_nested_timestamps_are_rewritten_in_utc_or_refused(text, expected):
+    event = _event()
+    event["user_action"][0]["timestamp"] = text
+    if expected is ValueError:
+        with pytest.raises(ValueError):
+            to_customer_event.normalise(event)
+    else:
+        assert to_customer_event.normalise(event)["user_action"][0]["timestamp"] == expected
