@@ -42,6 +42,7 @@ _CLUSTER_PIDS = (
     ("taskmanager.pid", "TaskManagerRunner"),
     ("python-workers.pid", "beam_pipeline.worker_pool"),
     ("expansion-service.pid", "beam_pipeline.java_services"),
+    ("job-server.pid", "beamline-flink-job-server"),
 )
 
 

@@ -73,3 +73,47 @@ def test_a_start_that_exited_is_not_alive_even_before_it_is_reaped():
     finally:
         gone.wait()
     assert _bash(f"started_alive {gone.pid}") == 1
+
+
+def test_the_clusters_job_server_is_started_on_loopback_and_stopped_with_the_cluster(tmp_path):
+    # A stand-in `java` on PATH tells, through a FIFO the test blocks on, how
+    # scripts/flink.sh started it, then waits to be stopped.
+    scripts = COMMON.parent
+    cache = tmp_path / "jars"
+    version = subprocess.run(
+        ["bash", "-c", f'ROOT="{scripts.parent}"; source "{scripts}/java.sh"; flink_version'],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    staged = cache / f"beamline-flink-job-server-{version}"
+    staged.mkdir(parents=True)
+    (staged / f"beamline-flink-job-server-{version}.jar").write_bytes(b"")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fifo, seen = tmp_path / "started", tmp_path / "seen"
+    java = bin_dir / "java"
+    java.write_text(
+        f'#!/bin/bash\ntrap \'kill $!; exit 0\' TERM\necho "$LD_PRELOAD $*" >"{fifo}"\n'
+        "sleep 300 &\nwait\n"
+    )
+    java.chmod(0o755)
+    script = (
+        "unset BEAMLINE_FLINK_JOB_PORT BEAMLINE_FLINK_ARTIFACT_PORT; "
+        f'export BEAMLINE_HOME="{tmp_path / "home"}" BEAM_JAR_CACHE="{cache}" '
+        f'PATH="{bin_dir}:$PATH"; ROOT="{scripts.parent}"; source "{COMMON}"; '
+        f'source "{scripts}/java.sh"; source "{scripts}/flink.sh"; '
+        f'mkdir -p "$FLINK_DIR" "$FLINK_LOGS"; mkfifo "{fifo}"; flink_job_server_start; '
+        f'read -r line <"{fifo}"; echo "$line" >"{seen}"; '
+        "flink_job_server_running || exit 3; flink_cluster_stop; "
+        "flink_job_server_running && exit 4; exit 0"
+    )
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    preload, *argv = seen.read_text().split()
+    assert preload == str(staged / "libbeamline_loopback.so")
+    assert argv[argv.index("--job-host") + 1] == "127.0.0.1"
+    assert argv[argv.index("--job-port") + 1] == "8099"
+    assert argv[argv.index("--artifact-port") + 1] == "8098"
+    assert argv[argv.index("--expansion-port") + 1] == "-1"  # the stack's is beside it
+    assert "the cluster's Flink job server stopped" in done.stderr
