@@ -14,7 +14,7 @@ Beam's ``worker_pool_main`` starts its workers with no state cache
 ``SdkHarness`` gets the pool's size): every read of keyed state, dedup's included,
 is then a round trip to the runner.  This pool gives each worker
 ``--state_cache_mb`` (default 100, what Beam gives a worker it starts itself); the
-pool's log shows it in each worker's command line.
+pool's log (each line timed) shows it in each worker's command line.
 """
 
 from __future__ import annotations
@@ -49,8 +49,11 @@ def main(argv: list[str] | None = None) -> None:
     """Serves the pool until interrupted."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     loopback_servers.install()
-    logging.basicConfig()
-    logging.getLogger().setLevel(logging.INFO)
+    # Each line with its time (Beam's own pool logs none): when the TaskManager asked
+    # for a worker is a step of a job's start-up (docs/performance.md).
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
     address, server = worker_pool_main.BeamFnExternalWorkerPoolServicer.start(
         use_process=True,
         port=args.service_port,

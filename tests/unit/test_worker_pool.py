@@ -1,6 +1,7 @@
 """The cluster's Python worker pool gives every SDK worker it starts a state cache."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -52,6 +53,8 @@ def test_a_worker_started_by_the_pool_gets_the_pools_state_cache():
         pool.terminate()
         _, log = pool.communicate(timeout=60)
     assert "each worker with a state cache of 7 MB" in log
+    started = next(line for line in log.splitlines() if "Starting worker" in line)
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING ", started)  # timed
     assert f"state_cache_size={7 << 20}," in log  # the worker's own command line
 
 
