@@ -43,6 +43,30 @@ flink_cluster_setup() {
     echo "$FLINK_VERSION" >"$FLINK_DIR/dist.stamp"
   fi
   flink_write_conf
+  flink_beam_lib_setup
+}
+
+# Beam's classes on the cluster's own classpath, after Flink's lib/: with
+# classloader.resolve-order parent-first (flink_write_conf) each JobManager and
+# TaskManager loads and compiles them once, not once per job in the job's own class
+# loader.  The Flink job server's jars, linked from its lib/, but Flink's own
+# (flink-*), Scala/Akka/Pekko, and what flink-dist already holds (the slf4j API and
+# a second binding, log4j, Kryo and its helpers).  Every job still ships these jars
+# (Beam's job server stages its whole classpath; docs/performance.md, Start-up on the
+# Flink cluster); with parent-first they are not loaded from there.
+FLINK_BEAM_LIB="$FLINK_DIR/beam-lib"
+
+flink_beam_lib_setup() {
+  local src jar
+  src="$(flink_job_server_dir)/lib"
+  [ -d "$src" ] || die "Beam's Flink job server is not staged in $src: run ./run_local.sh setup"
+  rm -rf "$FLINK_BEAM_LIB" && mkdir -p "$FLINK_BEAM_LIB"
+  for jar in "$src"/*.jar; do
+    case "$(basename "$jar")" in
+      flink-* | scala-* | *akka* | *pekko* | slf4j-* | log4j-* | kryo-* | minlog-* | chill-* | objenesis-*) ;;
+      *) ln -s "$jar" "$FLINK_BEAM_LIB/" ;;
+    esac
+  done
 }
 
 flink_write_conf() {
@@ -67,6 +91,7 @@ taskmanager.memory.process.size: 3072m
 state.checkpoints.dir: file://$FLINK_STATE/checkpoints
 state.savepoints.dir: file://$FLINK_STATE/savepoints
 execution.checkpointing.externalized-checkpoint-retention: RETAIN_ON_CANCELLATION
+classloader.resolve-order: parent-first
 CONF
   cat >"$FLINK_CONF/log4j2.properties" <<'CONF'
 rootLogger.level = INFO
@@ -107,7 +132,7 @@ flink_java() {
   # shellcheck disable=SC2086 # the computed flags are words
   LD_PRELOAD="$(loopback_lib)${LD_PRELOAD:+:$LD_PRELOAD}" nohup java $jvm "${FLINK_JAVA17_OPTS[@]}" -Dlog.file="$FLINK_LOGS/flink-$name.log" \
     -Dlog4j.configurationFile="file:$FLINK_CONF/log4j2.properties" \
-    -cp "$FLINK_HOME_DIR/lib/*" "$main" --configDir "$FLINK_CONF" $dynamic \
+    -cp "$FLINK_HOME_DIR/lib/*:$FLINK_BEAM_LIB/*" "$main" --configDir "$FLINK_CONF" $dynamic \
     >"$FLINK_LOGS/flink-$name.out" 2>&1 </dev/null &
   echo "$!" >"$pidfile"
 }
@@ -162,7 +187,8 @@ flink_cluster_start() {
     flink_job_server_ensure
     return 0
   fi
-  [ -f "$FLINK_HOME_DIR/lib/flink-dist-$FLINK_VERSION.jar" ] || die "Flink is not set up: run ./run_local.sh flink setup"
+  [ -f "$FLINK_HOME_DIR/lib/flink-dist-$FLINK_VERSION.jar" ] && [ -d "$FLINK_BEAM_LIB" ] \
+    || die "Flink is not set up: run ./run_local.sh flink setup"
   local p
   for p in "$BEAMLINE_FLINK_REST_PORT" "$BEAMLINE_FLINK_RPC_PORT" "$BEAMLINE_FLINK_BLOB_PORT" \
     "$BEAMLINE_FLINK_TM_RPC_PORT" "$BEAMLINE_FLINK_TM_DATA_PORT" "$BEAMLINE_PYTHON_WORKERS_PORT" \
