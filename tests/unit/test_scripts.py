@@ -99,7 +99,7 @@ def test_the_clusters_job_server_is_started_on_loopback_and_stopped_with_the_clu
     )
     java.chmod(0o755)
     script = (
-        "unset BEAMLINE_FLINK_JOB_PORT BEAMLINE_FLINK_ARTIFACT_PORT; "
+        "unset BEAMLINE_FLINK_JOB_PORT BEAMLINE_FLINK_ARTIFACT_PORT LD_PRELOAD; "
         f'export BEAMLINE_HOME="{tmp_path / "home"}" BEAM_JAR_CACHE="{cache}" '
         f'PATH="{bin_dir}:$PATH"; ROOT="{scripts.parent}"; source "{COMMON}"; '
         f'source "{scripts}/java.sh"; source "{scripts}/flink.sh"; '
