@@ -9,16 +9,21 @@ here by that name.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import time
 import urllib.request
 
 __all__ = [
     "TERMINAL",
+    "JobShape",
     "SavepointError",
     "cancel_jobs",
     "job_name",
+    "job_shape",
     "jobs_named",
+    "newest_job_named",
     "read_is_checkpointed",
     "stop_job_with_savepoint",
     "stop_with_savepoint",
@@ -58,6 +63,64 @@ def jobs_named(master: str, name: str) -> dict[str, str]:
     """Job id → state of every job of the cluster named ``name``."""
     jobs = _request(master, "/jobs/overview")["jobs"]
     return {job["jid"]: job["state"] for job in jobs if job["name"] == name}
+
+
+def newest_job_named(master: str, name: str) -> str | None:
+    """The id of the job named ``name`` that started last, in any state; None if none."""
+    jobs = [job for job in _request(master, "/jobs/overview")["jobs"] if job["name"] == name]
+    return max(jobs, key=lambda job: job["start-time"])["jid"] if jobs else None
+
+
+@dataclasses.dataclass(frozen=True)
+class JobShape:
+    """How a Flink job is cut, from its REST API (``job_shape``).
+
+    Attributes:
+      vertices: the job's vertices (Flink tasks; each a chain of operators).
+      operators: the operators chained into them, every vertex's counted.
+      sdk_stages: those operators that are one of Beam's fused stages
+        (``[n]name``: n transforms run in an SDK worker, Python or Java); every
+        element that enters one is a round trip to a worker.
+      edge_elements: the elements the vertices received from other vertices over
+        the network (Σ ``read-records``); elements passed within a chain are not
+        counted by Flink.
+    """
+
+    vertices: int
+    operators: int
+    sdk_stages: int
+    edge_elements: int
+
+    def elements_per_record(self, records: int) -> float | None:
+        """``edge_elements`` per record read (None without records)."""
+        return round(self.edge_elements / records, 2) if records else None
+
+
+# One operator of a vertex's description: a line after the tree drawing (``+- ``,
+# ``:- ``, ``:  ``) of its chain.
+_CHAIN_PREFIX = re.compile(r"^[\s:+|-]*")
+_SDK_STAGE = re.compile(r"^\[\d+\]")
+
+
+def job_shape(master: str, jid: str) -> JobShape:
+    """The shape of job ``jid``: its vertices and chained operators (``/jobs/<jid>/plan``:
+    one node per vertex, its ``description`` a line per operator) and the elements
+    that crossed between vertices (``/jobs/<jid>``: each vertex's ``read-records``;
+    final once the job has ended, Flink keeps an ended job's figures for an hour)."""
+    nodes = _request(master, f"/jobs/{jid}/plan")["plan"]["nodes"]
+    operators = [
+        _CHAIN_PREFIX.sub("", line)
+        for node in nodes
+        for line in node["description"].split("<br/>")
+        if line.strip()
+    ]
+    vertices = _request(master, f"/jobs/{jid}")["vertices"]
+    return JobShape(
+        vertices=len(nodes),
+        operators=len(operators),
+        sdk_stages=sum(1 for op in operators if _SDK_STAGE.match(op)),
+        edge_elements=sum(int(v["metrics"].get("read-records", 0)) for v in vertices),
+    )
 
 
 def wait_until_running(master: str, name: str, timeout_s: float = 120.0) -> str:

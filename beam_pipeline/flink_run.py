@@ -1,7 +1,8 @@
 """The driver's part of a run on the stack's Flink cluster (``--flink_master=host:port``).
 
 The cluster's Java stages use the stack's expansion service and its Python stages
-the stack's worker pool, both outliving any one driver; a job is submitted under
+the stack's worker pool, and the job goes through the cluster's job server
+(``runners.cluster_job_server``), all three outliving any one driver; a job is submitted under
 ``flink_cluster.job_name(run_id)``, and cancelled there by that name when the
 driver stops it (Beam's job server cancels only its own invocation).
 """
@@ -11,21 +12,22 @@ from __future__ import annotations
 from beam_pipeline import flink_cluster
 from beam_pipeline.errors import print_error
 from beam_pipeline.preflight import check_listening
-from beam_pipeline.runners import CLUSTER_EXPANSION_PORT, PYTHON_WORKERS_PORT
+from beam_pipeline.runners import CLUSTER_EXPANSION_PORT, FLINK_JOB_PORT, PYTHON_WORKERS_PORT
 
 __all__ = ["cancel_cluster_job", "cluster_expansion_service", "detached"]
 
 
 def cluster_expansion_service() -> str:
-    """The address of the cluster's expansion service, once it and the cluster's
-    Python workers answer.
+    """The address of the cluster's expansion service, once it, the cluster's Python
+    workers and its job server answer.
 
     Raises:
-      ServiceUnavailable: either does not answer; the message says how to start it.
+      ServiceUnavailable: one does not answer; the message says how to start it.
     """
     address = f"127.0.0.1:{CLUSTER_EXPANSION_PORT}"
     check_listening(address, "the Flink cluster's expansion service")
     check_listening(f"127.0.0.1:{PYTHON_WORKERS_PORT}", "the Flink cluster's Python workers")
+    check_listening(f"127.0.0.1:{FLINK_JOB_PORT}", "the Flink cluster's job server")
     return address
 
 

@@ -21,6 +21,10 @@ is only added when its flag is absent).
   ``--finish_bundle_before_checkpointing`` (below).  The job server is
   Beam 2.62.0, the newest release whose Flink runner and job-service modules are
   both on that Maven Central; it speaks the portable protocol to the 2.71 SDKs.
+  On the stack's cluster (``--flink_master=host:port``) the driver starts no job
+  server: it submits through the cluster's long-lived one (``--job_endpoint``,
+  ``cluster_job_server``; ``./run_local.sh flink start`` starts it), unless the
+  user names a job server or a jar.
   Its own flags (``FLINK_FLAGS``: ``--checkpointing_interval``,
   ``--max_bundle_time_mills`` …) are accepted with ``--runner=FlinkRunner``; the
   Python SDK forwards them to the job server.
@@ -61,6 +65,7 @@ __all__ = [
     "RUNNER_PRESETS",
     "RunnerSetupError",
     "check_beam_flags",
+    "cluster_job_server",
     "flink_cluster_master",
     "flink_job_server_jar",
     "loopback_preload",
@@ -155,12 +160,13 @@ def loopback_preload() -> pathlib.Path:
 
 def preload_loopback(runner: str, argv: list[str], env: typing.MutableMapping[str, str]) -> None:
     """Puts ``loopback_preload()`` first in ``env``'s ``LD_PRELOAD`` when this process
-    will start Beam's Flink job server (embedded Flink, or the one that submits to a
-    cluster), which inherits ``env``: Beam Java's servers in it (FnAPI, and a
-    cluster submission's job and artifact services) bind every interface otherwise
-    (``ServerFactory`` builds them with ``forPort``).  A cluster's TaskManager gets
-    it from ``run_local.sh``."""
-    if runner != "FlinkRunner":
+    will start Beam's Flink job server (embedded Flink, or a cluster submission with
+    a ``--flink_job_server_jar`` of its own), which inherits ``env``: Beam Java's
+    servers in it (FnAPI, and a cluster submission's job and artifact services) bind
+    every interface otherwise (``ServerFactory`` builds them with ``forPort``).  A
+    cluster's TaskManager and its long-lived job server get it from
+    ``run_local.sh``."""
+    if runner != "FlinkRunner" or cluster_job_server(argv) or _given(argv, "--job_endpoint"):
         return
     lib = loopback_preload()
     if not lib.is_file():
@@ -209,6 +215,7 @@ FLINK_FLAGS = frozenset(
 FLINK_REST_PORT = int(os.environ.get("BEAMLINE_FLINK_REST_PORT", "8081"))
 PYTHON_WORKERS_PORT = int(os.environ.get("BEAMLINE_PYTHON_WORKERS_PORT", "50000"))
 CLUSTER_EXPANSION_PORT = int(os.environ.get("BEAMLINE_CLUSTER_EXPANSION_PORT", "8097"))
+FLINK_JOB_PORT = int(os.environ.get("BEAMLINE_FLINK_JOB_PORT", "8099"))
 
 
 # The runners of ./run_local.sh --runner NAME (and of its bench): the flags each stands for.
@@ -259,6 +266,17 @@ def flink_cluster_master(argv: list[str]) -> str | None:
     return None
 
 
+def cluster_job_server(argv: list[str]) -> bool:
+    """Whether a FlinkRunner run of ``argv`` submits through the Flink cluster's
+    long-lived job server (``FLINK_JOB_PORT``): it names a cluster and neither a job
+    server (``--job_endpoint``) nor a jar to start one from (``--flink_job_server_jar``)."""
+    return (
+        flink_cluster_master(argv) is not None
+        and not _given(argv, "--job_endpoint")
+        and not _given(argv, "--flink_job_server_jar")
+    )
+
+
 def runner_flag(runner: str, arg: str) -> bool:
     """Whether ``arg`` is a flag that ``runner``'s job server takes."""
     return runner == "FlinkRunner" and arg.split("=", 1)[0] in FLINK_FLAGS
@@ -297,12 +315,17 @@ def preset_flags(
             )
         presets += [("--prism_location", location), ("--environment_type", "LOOPBACK")]
     if runner == "FlinkRunner":
-        jar = flink_job_server_jar()
-        if not _given(argv, "--flink_job_server_jar") and not jar.is_file():
-            raise RunnerSetupError(
-                f"Beam's Flink job server is not staged at {jar}: run ./run_local.sh setup"
-            )
-        presets.append(("--flink_job_server_jar", str(jar)))
+        if cluster_job_server(argv):
+            # The cluster's long-lived job server (scripts/flink.sh): this driver
+            # starts no JVM of its own to translate and submit the job.
+            presets.append(("--job_endpoint", f"127.0.0.1:{FLINK_JOB_PORT}"))
+        else:
+            jar = flink_job_server_jar()
+            if not _given(argv, "--flink_job_server_jar") and not jar.is_file():
+                raise RunnerSetupError(
+                    f"Beam's Flink job server is not staged at {jar}: run ./run_local.sh setup"
+                )
+            presets.append(("--flink_job_server_jar", str(jar)))
         if flink_cluster_master(argv) is None:
             presets += [("--flink_master", "[local]"), ("--environment_type", "LOOPBACK")]
         else:

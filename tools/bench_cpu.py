@@ -5,8 +5,8 @@ from ``/proc``.  The roots are the run's ``python -m run`` (the driver, and what
 starts: a run's own expansion service, Flink's job server, Prism) and, on a Flink
 cluster, the cluster's long-lived processes, which work for the run without being
 its descendants: the JobManager, the TaskManager, the Python worker pool (its SDK
-workers are its children) and the expansion service (its Java workers are its
-children, one JVM per job).
+workers are its children), the expansion service (its Java workers are its
+children, one JVM per job) and the job server the cluster's runs submit to.
 
 What counts: utime + stime, the last sample of each process (a pid with its start
 time: a reused pid is another process), less what it had used when the run began.

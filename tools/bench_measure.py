@@ -20,6 +20,7 @@ import time
 
 import psycopg2
 
+from beam_pipeline import flink_cluster
 from beam_pipeline.runners import flink_cluster_master
 from beam_pipeline.settings import REPO_ROOT, StackSettings
 from datasets.customer_events import DATASET
@@ -41,6 +42,7 @@ _CLUSTER_PIDS = (
     ("taskmanager.pid", "TaskManagerRunner"),
     ("python-workers.pid", "beam_pipeline.worker_pool"),
     ("expansion-service.pid", "beam_pipeline.java_services"),
+    ("job-server.pid", "beamline-flink-job-server"),
 )
 
 
@@ -65,6 +67,9 @@ class BeamlineRun:
       peak_rss_mib: the largest sum of the tree's resident memory over the samples.
       services_cpu_s: ``kafka``/``postgres`` → CPU seconds the server used during
         the run (after − before), or None when its process was not found.
+      shape: on a Flink cluster, the shape of the run's job once it has ended
+        (``flink_cluster.job_shape``); None elsewhere, or when the REST API did not
+        answer.
     """
 
     exit_code: int
@@ -77,6 +82,7 @@ class BeamlineRun:
     tree_cpu_s: float
     peak_rss_mib: float
     services_cpu_s: dict
+    shape: flink_cluster.JobShape | None = None
 
 
 def run_beamline(
@@ -141,6 +147,7 @@ def run_beamline(
     finally:
         probe.close()
     newest = _last_row_at(settings, run_id)
+    master = flink_cluster_master(command)
     return BeamlineRun(
         exit_code=child.returncode,
         wall_s=ended - started,
@@ -157,7 +164,22 @@ def run_beamline(
             else after[name] - before[name]
             for name in services
         },
+        shape=None if master is None else _job_shape(master, run_id),
     )
+
+
+def _job_shape(master: str, run_id: str) -> flink_cluster.JobShape | None:
+    """The shape of the run's job on the cluster at ``master`` (its newest, if it was
+    submitted more than once), or None when there is none or the REST API fails."""
+    try:
+        jid = flink_cluster.newest_job_named(master, flink_cluster.job_name(run_id))
+        if jid is None:
+            _LOG.warning("no job of run %s on the Flink cluster at %s", run_id, master)
+            return None
+        return flink_cluster.job_shape(master, jid)
+    except (OSError, ValueError, KeyError) as e:  # the figure is missing, the run stands
+        _LOG.warning("cannot read the shape of run %s's job: %s", run_id, e)
+        return None
 
 
 def _last_row_at(settings: StackSettings, run_id: str) -> float | None:

@@ -37,7 +37,9 @@ def build_figures(
     first row in PostgreSQL to its exit; start-up is launch to first row.  The
     phases (``PHASES``) split the run at the moments the bench saw; ``writing`` is
     the records over first row → last row.  Ratios are Beamline's rate over a
-    baseline's (below 1: Beamline is slower).
+    baseline's (below 1: Beamline is slower).  ``job`` is the shape of the job on a
+    Flink cluster (``flink_cluster.job_shape``), with the elements that crossed between
+    its vertices per record sent; None on the other runners.
     """
     records = report["sent"]
     startup = beamline.first_row_s
@@ -48,6 +50,7 @@ def build_figures(
     cpu = dict(sorted(beamline.cpu_s.items(), key=lambda kv: -kv[1]))
     roles = dict(sorted(beamline.role_cpu_s.items(), key=lambda kv: -kv[1]))
     phases = _phases(beamline)
+    shape = beamline.shape
     return {
         "run_id": run_id,
         "runner": runner,
@@ -72,6 +75,15 @@ def build_figures(
             "services_cpu_s": {
                 k: None if v is None else round(v, 1) for k, v in beamline.services_cpu_s.items()
             },
+        },
+        "job": None
+        if shape is None
+        else {
+            "vertices": shape.vertices,
+            "operators": shape.operators,
+            "sdk_stages": shape.sdk_stages,
+            "edge_elements": shape.edge_elements,
+            "elements_per_record": shape.elements_per_record(records),
         },
         "baseline_a": {"wall_s": round(a_wall_s, 2), "records_per_s": a_rate},
         "baseline_b": {"wall_s": round(b_wall_s, 3), "records_per_s": b_rate},
@@ -107,6 +119,7 @@ def render(figures: typing.Mapping) -> str:
         *_phase_lines(bl),
         f"  steady-state ratios: {_num(r['steady_over_a'], digits=3)} of A, "
         f"{_num(r['steady_over_b'], digits=3)} of B",
+        *_job_lines(figures["job"]),
         f"  peak RSS of the Beamline process tree: {_num(bl['peak_rss_mib'], ' MiB', 0)}",
         f"  CPU seconds, Beamline tree (wait4): {_num(bl['tree_cpu_s'], ' s')}; by role, sampled "
         "every 0.5 s",
@@ -119,6 +132,17 @@ def render(figures: typing.Mapping) -> str:
         lines.append(f"    {_num(seconds):>8} s  {name} server (during the run)")
     lines.append(json.dumps(figures, separators=(",", ":")))
     return "\n".join(lines)
+
+
+def _job_lines(job: typing.Mapping | None) -> list[str]:
+    """The job's shape on a Flink cluster, one line (none elsewhere)."""
+    if job is None:
+        return []
+    return [
+        f"  Flink job: {job['vertices']} vertices, {job['operators']} chained operators "
+        f"({job['sdk_stages']} Beam stages); {job['edge_elements']:,} elements between "
+        f"vertices, {_num(job['elements_per_record'], digits=2)} per record"
+    ]
 
 
 def _phase_lines(beamline: typing.Mapping) -> list[str]:

@@ -321,6 +321,37 @@ def test_the_table_names_the_parallelism():
     assert render(_figures()).splitlines()[0].endswith("runner direct")
 
 
+def test_a_cluster_runs_job_shape_is_a_figure_and_a_line():
+    from beam_pipeline.flink_cluster import JobShape
+
+    assert _figures()["job"] is None  # not on a Flink cluster
+    assert not any("Flink job" in line for line in render(_figures()).splitlines())
+    shape = JobShape(vertices=87, operators=220, sdk_stages=55, edge_elements=315_000)
+    run = dataclasses.replace(RUN_FIGURES, shape=shape)
+    f = build_figures(
+        run_id="abc",
+        runner="flink-cluster",
+        parallelism=2,
+        events=100,
+        report=REPORT,
+        beamline=run,
+        a_wall_s=1.05,
+        b_wall_s=0.021,
+    )
+    # 315,000 elements between vertices for the report's 105 records.
+    assert f["job"] == {
+        "vertices": 87,
+        "operators": 220,
+        "sdk_stages": 55,
+        "edge_elements": 315_000,
+        "elements_per_record": 3000.0,
+    }
+    assert (
+        "  Flink job: 87 vertices, 220 chained operators (55 Beam stages); 315,000 elements "
+        "between vertices, 3,000.00 per record"
+    ) in render(f).splitlines()
+
+
 def test_the_first_row_probe_reads_every_table_by_an_index_or_its_key():
     sql = first_row_sql(DATASET)
     written = [*DATASET.tables.all(), *tables.SHARED]

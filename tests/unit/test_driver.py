@@ -244,6 +244,48 @@ def test_a_flink_cluster_gets_the_stacks_workers_not_the_driver():
     assert "--parallelism=2" in runners.RUNNER_PRESETS["flink-cluster"]
 
 
+def test_the_cluster_preset_submits_to_the_clusters_job_server_and_starts_none():
+    from beam_pipeline import runners
+
+    cluster = [f for f in runners.RUNNER_PRESETS["flink-cluster"] if f.startswith("--flink_")]
+    assert runners.cluster_job_server(cluster)
+    flags = runners.preset_flags("FlinkRunner", cluster, False)
+    assert f"--job_endpoint=127.0.0.1:{runners.FLINK_JOB_PORT}" in flags
+    assert not [f for f in flags if f.startswith("--flink_job_server_jar")]
+    assert "--environment_type=EXTERNAL" in flags
+    # No job server of the driver's: nothing to preload (no library is needed).
+    env = {"LD_PRELOAD": "/other.so"}
+    runners.preload_loopback("FlinkRunner", cluster, env)
+    assert env == {"LD_PRELOAD": "/other.so"}
+    # A job server of the user's, or a jar to start one from: no endpoint of ours.
+    for own in ("--job_endpoint=127.0.0.1:1", "--flink_job_server_jar=/x.jar"):
+        assert not runners.cluster_job_server([*cluster, own])
+        assert not [
+            f
+            for f in runners.preset_flags("FlinkRunner", [*cluster, own], False)
+            if f.startswith("--job_endpoint")
+        ]
+    assert not runners.cluster_job_server(["--flink_master=[local]"])
+
+
+def test_a_stopped_cluster_job_server_is_one_clear_line(capsys, monkeypatch):
+    from beam_pipeline import flink_run, preflight, runners
+
+    monkeypatch.setattr(driver, "check_kafka", lambda *_: None)
+    monkeypatch.setattr(driver, "check_postgres", lambda *_: None)
+    monkeypatch.setattr(driver, "jdbc_target", lambda *_: None)
+
+    def job_server_refused(address, what):
+        if address.endswith(f":{runners.FLINK_JOB_PORT}"):
+            raise preflight.ServiceUnavailable(f"{what} does not answer at {address}: x")
+
+    monkeypatch.setattr(flink_run, "check_listening", job_server_refused)
+    argv = ["--runner=FlinkRunner", "--flink_master=127.0.0.1:1", "--kafka_max_records=5"]
+    assert driver.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the Flink cluster's job server does not answer" in err[0]
+
+
 def test_a_presets_parallelism_is_replaced_only_where_flink_runs_the_job():
     from beam_pipeline import runners
 

@@ -193,3 +193,71 @@ def test_the_bench_sees_the_job_and_asks_for_no_more_slots_than_the_cluster_has(
         check_cluster([*flags, "--parallelism=3"])
     with pytest.raises(ServiceUnavailable, match="does not answer at 127.0.0.1:9"):
         check_cluster(["--flink_master=127.0.0.1:9"])
+
+
+# A job's /plan and /jobs/<jid> as Flink 1.19 answers them (names from a bench run),
+# cut to five vertices: an impulse, the Kafka split stage, the reader chained into the
+# main Python stage, a Parquet GroupByKey with its chain drawn as a tree, and an
+# upsert of its own.
+_PLAN = {
+    "plan": {
+        "nodes": [
+            {"id": "v1", "description": "Source: Impulse<br/>"},
+            {
+                "id": "v2",
+                "description": "[3]ReadRecords/Read/{OutputSingleSource, "
+                "UnboundedSourceAsSDFWrapper}<br/>",
+            },
+            {
+                "id": "v3",
+                "description": "[4]ReadRecords/{ReadUnboundedSource, ToExternalKafkaRecord, "
+                "ToRows}<br/>+- [19]{ReadRecords, CountStages, Decode, Validate, Normalise, "
+                "ConformToSinks, Deduplicate}<br/>",
+            },
+            {
+                "id": "v4",
+                "description": "WriteEventsParquet/WriteToParquet/Write/WriteImpl/GroupByKey"
+                "<br/>+- [1]WriteEventsParquet/WriteToParquet/Write/WriteImpl/Extract<br/>"
+                "   :- Map<br/>   :  +- ToKeyedWorkItem<br/>   +- Map<br/>      +- "
+                "ToKeyedWorkItem<br/>",
+            },
+            {
+                "id": "v5",
+                "description": "[1]WriteDeadLettersPostgres/Upsert/Upsert/ParMultiDo(Upsert)<br/>",
+            },
+        ]
+    }
+}
+_VERTICES = {
+    "vertices": [
+        {"id": "v1", "metrics": {"read-records": 0, "write-records": 1}},
+        {"id": "v2", "metrics": {"read-records": 1, "write-records": 3}},
+        {"id": "v3", "metrics": {"read-records": 3, "write-records": 2100}},
+        {"id": "v4", "metrics": {"read-records": 2000, "write-records": 4}},
+        {"id": "v5", "metrics": {"read-records": 96}},
+    ]
+}
+
+
+def test_a_jobs_shape_counts_vertices_chained_operators_stages_and_edge_elements(monkeypatch):
+    answers = {"/jobs/j1/plan": _PLAN, "/jobs/j1": _VERTICES}
+    monkeypatch.setattr(flink_cluster, "_request", lambda master, path, *a, **k: answers[path])
+    shape = flink_cluster.job_shape("m:1", "j1")
+    assert shape == flink_cluster.JobShape(
+        vertices=5, operators=11, sdk_stages=5, edge_elements=2100
+    )
+    assert shape.elements_per_record(1050) == 2.0
+    assert shape.elements_per_record(0) is None
+
+
+def test_the_newest_job_of_a_name_is_the_one_started_last(monkeypatch):
+    jobs = {
+        "jobs": [
+            {"jid": "old", "name": "beamline-r1", "start-time": 1},
+            {"jid": "new", "name": "beamline-r1", "start-time": 5},
+            {"jid": "other", "name": "beamline-r2", "start-time": 9},
+        ]
+    }
+    monkeypatch.setattr(flink_cluster, "_request", lambda master, path, *a, **k: jobs)
+    assert flink_cluster.newest_job_named("m:1", "beamline-r1") == "new"
+    assert flink_cluster.newest_job_named("m:1", "beamline-r9") is None

@@ -64,11 +64,18 @@ def test_the_driver_preloads_it_for_flinks_job_server_only(monkeypatch, tmp_path
     lib = tmp_path / "libbeamline_loopback.so"
     lib.write_bytes(b"")
     monkeypatch.setattr(runners, "loopback_preload", lambda: lib)
-    # Embedded, and submitting to a cluster: the driver starts the job server both times.
-    for argv in (["--runner=FlinkRunner"], ["--flink_master=127.0.0.1:8081"]):
+    # Embedded, and submitting to a cluster from a jar of its own: the driver starts
+    # the job server both times.
+    cluster = "--flink_master=127.0.0.1:8081"
+    for argv in (["--runner=FlinkRunner"], [cluster, "--flink_job_server_jar=/j.jar"]):
         env = {"LD_PRELOAD": f"/opt/other.so:{lib}"}
         runners.preload_loopback("FlinkRunner", argv, env)
         assert env["LD_PRELOAD"] == f"{lib}:/opt/other.so"  # first, once, the other kept
+    # The cluster's own job server (the preset), or one the user names: none to start.
+    for argv in ([cluster], [cluster, "--job_endpoint=127.0.0.1:1"]):
+        untouched = {}
+        runners.preload_loopback("FlinkRunner", argv, untouched)
+        assert untouched == {}, argv
     for runner in ("PrismRunner", "DirectRunner", "DataflowRunner"):
         untouched = {}
         runners.preload_loopback(runner, [], untouched)
