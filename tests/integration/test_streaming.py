@@ -111,8 +111,9 @@ def standalone_flink():
     was_up = subprocess.run(
         [str(REPO_ROOT / "run_local.sh"), "flink", "status"], capture_output=True, text=True
     ).stdout.startswith("flink      running")
-    if not was_up:
-        subprocess.run([str(REPO_ROOT / "run_local.sh"), "flink", "start"], check=True)
+    # Also on a cluster that is up: it starts what a cluster started by older
+    # scripts lacks (the long-lived job server) and leaves the rest running.
+    subprocess.run([str(REPO_ROOT / "run_local.sh"), "flink", "start"], check=True)
     yield f"127.0.0.1:{FLINK_REST_PORT}"
     if not was_up:
         subprocess.run([str(REPO_ROOT / "run_local.sh"), "flink", "stop"], check=True)
