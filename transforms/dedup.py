@@ -77,8 +77,9 @@ class _OneCopyPerBucketFn(beam.DoFn):
     kept (a commit sends only the new entries); the latest entry of an id is its
     kept copy.  One watermark timer per bucket purges the entries whose id is
     forgotten (``forgotten_from_ms`` plus the grace); it is set to the earliest such
-    time rounded up to ``slot_ms``, so that the end of a bounded input fires it a
-    few times per bucket rather than once per id.
+    time rounded up to a slot (a sixteenth of the TTL, or the grace if longer), so
+    that the end of a bounded input fires it a few times per bucket rather than
+    once per id.
     """
 
     SEEN = BagStateSpec("seen", coders.PickleCoder())
@@ -98,9 +99,13 @@ class _OneCopyPerBucketFn(beam.DoFn):
         self._ttl_ms = ttl_s * 1000
         self._arrival_ms = arrival_ms
         self._grace_ms = grace_s * 1000 if arrival_ms is not None else 0
-        # The purge only has to run before the rule reads: with the arrival rule
-        # the grace is that margin; without it the purge is the rule, to a second.
-        self._slot_ms = max(self._grace_ms, 1000)
+        # The purge runs in slots of a sixteenth of the TTL (or the grace, if
+        # longer): when the watermark jumps far (the end of a bounded read), each
+        # bucket's timer fires about 16 times per TTL of event time, each firing
+        # rewriting the bucket, instead of once per second of expiries.  With the
+        # arrival rule the purge never decides a verdict; without it, an id may be
+        # remembered up to one slot past its TTL.
+        self._slot_ms = max(self._grace_ms, self._ttl_ms // 16, 1)
         self._expire = expire
         self._run_id = run_id
         self._order_by = order_by
@@ -218,7 +223,7 @@ class DeduplicateById(beam.PTransform):
     (``unique``): the kept pairs.
     ``[DUPLICATES_TAG]``: one ``Duplicate`` per logged copy.  Both keep each copy's
     timestamp.  An id is forgotten ``ttl_s`` of event time after its last kept copy
-    (an event-time timer per bucket, to the second).
+    (an event-time timer per bucket, to a sixteenth of the TTL).
 
     Args:
       id_field: the row field that identifies an event.
@@ -229,7 +234,7 @@ class DeduplicateById(beam.PTransform):
         passes only once all its input is read, so no timer would fire before the
         end anyway and every id is remembered for the whole run, timers or not.
         Skipping them is the same output for less work (a timer is set per bucket
-        and batch, and fired per bucket and second of expiries).
+        and batch, and fired per bucket and slot of expiries).
       arrival_ms: a ``KafkaRecord`` → when it arrived, in event time: whether an
         id is remembered is then the copy's own verdict (the module's docstring).
       grace_s: with ``arrival_ms``, how much longer than the TTL the state is kept.

@@ -184,14 +184,15 @@ def test_the_arrival_rule_reads_the_kept_copys_forgotten_time():
     assert [p.value[0].offset for p in again[1:]] == [3]
 
 
-def test_the_purge_forgets_ids_to_the_second_and_keeps_the_rest():
+def test_the_purge_forgets_ids_in_slots_of_a_sixteenth_of_the_ttl():
     fn = _OneCopyPerBucketFn("event_id", 60, "r", None)
     seen = _Bag()
     list(fn.process(("0", _batch(_pair("a", 0, 1, 0), _pair("b", 0, 2, 30.5))), seen, seen))
     assert seen.timer == Timestamp(60)  # a is forgotten from 60 s
     fn.purge(Timestamp(60), seen, seen)
     assert [e.event_id for e in seen.entries] == ["b"]
-    assert seen.timer == Timestamp(91)  # b from 90.5 s, rounded up to the second
+    # b from 90.5 s, rounded up to a slot of 60 / 16 = 3.75 s
+    assert seen.timer == Timestamp(93.75)
 
 
 def test_buckets_come_from_crc32_not_the_salted_hash():
