@@ -88,6 +88,10 @@ taskmanager.numberOfTaskSlots: 2
 parallelism.default: 2
 jobmanager.memory.process.size: 1024m
 taskmanager.memory.process.size: 3072m
+# Direct memory for the FnAPI's gRPC data plane, which now carries batches of up to
+# a few MB (one element per bundle): 128 MB of framework off-heap was not enough at
+# parallelism 1 (OutOfMemoryError: Direct buffer memory, bench run ec76eb110847).
+taskmanager.memory.task.off-heap.size: 256m
 state.checkpoints.dir: file://$FLINK_STATE/checkpoints
 state.savepoints.dir: file://$FLINK_STATE/savepoints
 execution.checkpointing.externalized-checkpoint-retention: RETAIN_ON_CANCELLATION
