@@ -211,6 +211,10 @@ FLINK_FLAGS = frozenset(
 )
 
 
+# Elements in a Flink bundle: most are batches (transforms/batching.py, the Kafka
+# read's), so a bundle of 50 holds up to some 50,000 records.
+FLINK_MAX_BUNDLE_ELEMENTS = 50
+
 # The stack's standalone Flink cluster (scripts/flink.sh) and the workers beside it.
 FLINK_REST_PORT = int(os.environ.get("BEAMLINE_FLINK_REST_PORT", "8081"))
 PYTHON_WORKERS_PORT = int(os.environ.get("BEAMLINE_PYTHON_WORKERS_PORT", "50000"))
@@ -348,6 +352,11 @@ def preset_flags(
     # when the read does.
     if (unbounded and runner == "PrismRunner") or runner == "FlinkRunner":
         presets.append(("--streaming", None))
+    if runner == "FlinkRunner":
+        # Flink cuts a bundle at 1,000 *elements* (or 1 s), and an element is now a
+        # batch of up to 2,000 records: 1,000 of them in one bundle ran the
+        # TaskManager out of heap at parallelism 1 (bench run c858fb00ce6d).
+        presets.append(("--max_bundle_size", str(FLINK_MAX_BUNDLE_ELEMENTS)))
     if unbounded and runner == "FlinkRunner":
         presets += [
             ("--checkpointing_interval", "5000"),

@@ -178,6 +178,7 @@ def test_the_flink_preset_names_the_job_server_the_pom_builds():
         "--flink_master=[local]",
         "--environment_type=LOOPBACK",
         "--streaming",
+        "--max_bundle_size=50",
         "--checkpointing_interval=5000",
         "--finish_bundle_before_checkpointing",
     ]
