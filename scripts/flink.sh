@@ -92,6 +92,10 @@ taskmanager.memory.process.size: 3072m
 # a few MB (one element per bundle): 128 MB of framework off-heap was not enough at
 # parallelism 1 (OutOfMemoryError: Direct buffer memory, bench run ec76eb110847).
 taskmanager.memory.task.off-heap.size: 256m
+# The heap state backend (filesystem) uses no managed memory, Flink's default 40%:
+# give most of it to the task heap, where the data plane buffers a stage's output
+# (heap OutOfMemoryError at parallelism 1 in bench runs c858fb00ce6d, 58604d9cb9dc).
+taskmanager.memory.managed.fraction: 0.05
 state.checkpoints.dir: file://$FLINK_STATE/checkpoints
 state.savepoints.dir: file://$FLINK_STATE/savepoints
 execution.checkpointing.externalized-checkpoint-retention: RETAIN_ON_CANCELLATION
