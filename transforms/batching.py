@@ -41,7 +41,10 @@ class Batch(list):
 
 
 class BatchCoder(coders.Coder):
-    """A ``Batch`` as one pickle (protocol 5); not deterministic, so never a key."""
+    """A ``Batch`` as one pickle (protocol 5); not deterministic, so never a key.
+
+    A subclass that names another ``list`` type carries it the same way (the Parquet
+    sink's ``RowChunk``)."""
 
     def encode(self, value: Batch) -> bytes:
         return pickle.dumps(value, protocol=5)

@@ -3,15 +3,13 @@
 Both take typed ``NamedTuple`` rows.  The Parquet schema and the SQL statements are
 derived from the row type, so a field added to the row reaches both.
 ``WriteTablesToPostgres`` hands the Java writer one CSV batch of a table's rows per
-element (``CopyBatch``); ``WriteToPostgres``, one row per element, is the writer it
-replaces.
+element (``CopyBatch``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
-import pickle
 import typing
 
 import apache_beam as beam
@@ -28,21 +26,19 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas.row_types import unwrap_optional
 from schemas.sql import copy_statement, merge_statements, staging_ddl
+from transforms.batching import BatchCoder
 
 __all__ = [
     "POSTGRES_COPY_MERGE_URN",
-    "POSTGRES_UPSERT_URN",
     "CopyBatch",
     "JdbcTarget",
     "WriteParquetFiles",
     "WriteTablesToPostgres",
-    "WriteToPostgres",
     "arrow_schema",
     "csv_rows",
 ]
 
-# Registered by java/expansion-service (PostgresUpsertRegistrar, PostgresCopyMergeRegistrar).
-POSTGRES_UPSERT_URN = "beamline:transform:postgres_upsert:v1"
+# Registered by java/expansion-service (PostgresCopyMergeRegistrar).
 POSTGRES_COPY_MERGE_URN = "beamline:transform:postgres_copy_merge:v1"
 
 _ARROW_TYPES = {
@@ -121,70 +117,9 @@ class JdbcTarget:
             raise ValueError("JdbcTarget needs exactly one of password_file and password_env")
 
 
-# The functional form: Beam infers the payload's schema from evaluated annotations,
-# which ``from __future__ import annotations`` would leave as strings.
-_UpsertConfig = typing.NamedTuple(  # noqa: UP014
-    "_UpsertConfig",
-    [
-        ("jdbc_url", str),
-        ("username", str),
-        ("password_file", typing.Optional[str]),  # noqa: UP045
-        ("password_env", typing.Optional[str]),  # noqa: UP045
-        ("statement", str),
-        ("batch_size", int),
-    ],
-)
-
-
-class WriteToPostgres(beam.PTransform):
-    """Writes typed rows to PostgreSQL with one statement (an upsert), in batches.
-
-    Runs Beamline's Java writer (``java/expansion-service``,
-    ``PostgresUpsertRegistrar``): each batch is one transaction and ends with its
-    bundle, a transient failure (connection lost, deadlock, server restarting) is
-    retried with backoff, and any other failure fails the bundle, which the
-    runner retries.  Upserts make those retries and re-reads idempotent.  The
-    writer has no output for rows the database refuses.
-    """
-
-    def __init__(
-        self,
-        table: str,
-        row_type: type,
-        statement: str,
-        target: JdbcTarget,
-        expansion_service: str,
-        batch_size: int = 1000,
-    ):
-        super().__init__()
-        self._table = table
-        self._row_type = row_type
-        self._config = _UpsertConfig(
-            jdbc_url=target.jdbc_url,
-            username=target.username,
-            password_file=target.password_file,
-            password_env=target.password_env,
-            statement=statement,
-            batch_size=batch_size,
-        )
-        self._expansion_service = expansion_service
-
-    def expand(self, rows):
-        return (
-            rows
-            # Cross-language sinks need the schema'd coder on their input.
-            | "AsRows" >> beam.Map(lambda row: row).with_output_types(self._row_type)
-            | "Upsert"
-            >> ExternalTransform(
-                POSTGRES_UPSERT_URN,
-                NamedTupleBasedPayloadBuilder(self._config),
-                self._expansion_service,
-            )
-        )
-
-
 # One table's rows as the Java writer COPYs them: ``rows`` CSV lines (``csv_rows``).
-# The functional form, for the reason given at ``_UpsertConfig``.
+# The functional form: Beam infers a cross-language payload's schema from evaluated
+# annotations, which ``from __future__ import annotations`` would leave as strings.
 CopyBatch = typing.NamedTuple(  # noqa: UP014
     "CopyBatch", [("table", str), ("rows", int), ("csv", bytes)]
 )
@@ -391,15 +326,8 @@ class RowChunk(list):
     """Rows bound for one file, gathered in one bundle; travels as one pickle."""
 
 
-class _RowChunkCoder(coders.Coder):
-    def encode(self, value: RowChunk) -> bytes:
-        return pickle.dumps(value, protocol=5)
-
-    def decode(self, encoded: bytes) -> RowChunk:
-        return pickle.loads(encoded)
-
-    def is_deterministic(self) -> bool:
-        return False
+class _RowChunkCoder(BatchCoder):
+    """A ``RowChunk`` as one pickle, as a ``Batch`` travels."""
 
     def to_type_hint(self):
         return RowChunk

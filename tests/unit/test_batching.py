@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.records import KafkaRecord
+from tests.state_fakes import Bag, Cell
 from transforms.aggregate import _CountPanesFn
 from transforms.batching import Batch, BatchCoder, BatchPerKey
 from transforms.dedup import _OneCopyPerBucketFn
@@ -29,41 +30,6 @@ pytestmark = pytest.mark.unit
 class Row(typing.NamedTuple):
     event_id: str
     version: int
-
-
-class _Bag:
-    """A bag state and a timer, as a runner hands them over."""
-
-    def __init__(self):
-        self.entries, self.timer = [], None
-
-    def read(self):
-        return list(self.entries)
-
-    def add(self, entry):
-        self.entries.append(entry)
-
-    def clear(self):
-        self.entries = []
-
-    def set(self, timestamp):
-        self.timer = timestamp
-
-
-class _Cell:
-    """A read-modify-write state cell and a timer."""
-
-    def __init__(self):
-        self.value, self.timer = None, None
-
-    def read(self):
-        return self.value
-
-    def write(self, value):
-        self.value = value
-
-    def set(self, timestamp):
-        self.timer = timestamp
 
 
 def _cut(items, cuts):
@@ -110,7 +76,7 @@ def test_dedup_gives_the_same_verdicts_however_the_copies_are_batched(copies, cu
             arrival_ms=lambda record: record.timestamp_ms,
             grace_s=5,
         )
-        state = _Bag()
+        state = Bag()
         return [
             o for batch in batches for o in _outputs(fn.process(("0", Batch(batch)), state, state))
         ]
@@ -144,7 +110,7 @@ def test_counts_give_the_same_panes_however_the_elements_are_batched(events, cut
             arrival_ms=lambda row: row.arrival,
             grace_s=30,
         )
-        state, out, seen = _Cell(), [], 0
+        state, out, seen = Cell(), [], 0
         for batch in batches:
             out += _outputs(fn.process(("view", Batch(batch)), state, state))
             seen += len(batch)

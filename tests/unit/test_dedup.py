@@ -10,6 +10,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from schemas.records import Duplicate, KafkaRecord
+from tests.state_fakes import Bag
 from transforms.batching import Batch
 from transforms.dedup import DUPLICATES_TAG, DeduplicateById, _OneCopyPerBucketFn, bucket_of
 
@@ -146,25 +147,6 @@ def test_keep_latest_keeps_the_newest_version_and_logs_the_others(stream_pipelin
         )
 
 
-class _Bag:
-    """A bag state and a timer, as a runner hands them to ``process``."""
-
-    def __init__(self, *entries):
-        self.entries, self.timer = list(entries), None
-
-    def read(self):
-        return list(self.entries)
-
-    def add(self, value):
-        self.entries.append(value)
-
-    def clear(self):
-        self.entries = []
-
-    def set(self, timestamp):
-        self.timer = timestamp
-
-
 def _batch(*pairs):
     return Batch((int(p.timestamp.micros), p.value) for p in pairs)
 
@@ -174,7 +156,7 @@ def test_the_arrival_rule_reads_the_kept_copys_forgotten_time():
     # that arrived (Kafka time here) at 200 s starts the id afresh whatever the
     # purge timer has done; one that arrived at 50 s is a duplicate.
     fn = _OneCopyPerBucketFn("event_id", 60, "r", None, arrival_ms=lambda r: r.timestamp_ms)
-    seen = _Bag()
+    seen = Bag()
     first = list(fn.process(("0", _batch(_pair("e1", 0, 1, 1))), seen, seen))
     assert [p.value[0].offset for p in first] == [1]
     again = list(
@@ -186,7 +168,7 @@ def test_the_arrival_rule_reads_the_kept_copys_forgotten_time():
 
 def test_the_purge_forgets_ids_in_slots_of_a_sixteenth_of_the_ttl():
     fn = _OneCopyPerBucketFn("event_id", 60, "r", None)
-    seen = _Bag()
+    seen = Bag()
     list(fn.process(("0", _batch(_pair("a", 0, 1, 0), _pair("b", 0, 2, 30.5))), seen, seen))
     assert seen.timer == Timestamp(60)  # a is forgotten from 60 s
     fn.purge(Timestamp(60), seen, seen)

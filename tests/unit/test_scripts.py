@@ -75,17 +75,23 @@ def test_a_start_that_exited_is_not_alive_even_before_it_is_reaped():
     assert _bash(f"started_alive {gone.pid}") == 1
 
 
-def test_the_clusters_job_server_is_started_on_loopback_and_stopped_with_the_cluster(tmp_path):
-    # A stand-in `java` on PATH tells, through a FIFO the test blocks on, how
-    # scripts/flink.sh started it, then waits to be stopped.
+def _flink_version() -> str:
+    """The Flink version scripts/java.sh stages the job server for."""
     scripts = COMMON.parent
-    cache = tmp_path / "jars"
-    version = subprocess.run(
+    return subprocess.run(
         ["bash", "-c", f'ROOT="{scripts.parent}"; source "{scripts}/java.sh"; flink_version'],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
+
+
+def test_the_clusters_job_server_is_started_on_loopback_and_stopped_with_the_cluster(tmp_path):
+    # A stand-in `java` on PATH tells, through a FIFO the test blocks on, how
+    # scripts/flink.sh started it, then waits to be stopped.
+    scripts = COMMON.parent
+    cache = tmp_path / "jars"
+    version = _flink_version()
     staged = cache / f"beamline-flink-job-server-{version}"
     staged.mkdir(parents=True)
     (staged / f"beamline-flink-job-server-{version}.jar").write_bytes(b"")
@@ -121,12 +127,7 @@ def test_the_clusters_job_server_is_started_on_loopback_and_stopped_with_the_clu
 
 def test_the_clusters_classpath_gets_the_job_servers_jars_but_what_flink_has(tmp_path):
     scripts = COMMON.parent
-    version = subprocess.run(
-        ["bash", "-c", f'ROOT="{scripts.parent}"; source "{scripts}/java.sh"; flink_version'],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    version = _flink_version()
     lib = tmp_path / "jars" / f"beamline-flink-job-server-{version}" / "lib"
     lib.mkdir(parents=True)
     kept = {"beam-runners-flink-1.19-2.62.0.jar", "grpc-api-1.67.1.jar", "guava-33.3.1-android.jar"}

@@ -44,8 +44,8 @@ import org.slf4j.LoggerFactory;
  * and emptied at every commit ({@code ON COMMIT DELETE ROWS}); a rollback discards what was
  * copied. Nothing is held across bundles.
  *
- * <p>The password and the retries are those of {@link PostgresUpsertRegistrar}: the graph names
- * a file or an environment variable, read by the worker when it connects; a transient failure
+ * <p>The password is never in the graph: the graph names a file or an environment variable,
+ * read by the worker when it connects. A transient failure
  * (connection lost, serialization failure, deadlock, server shutting down or starting) rolls
  * the transaction back, reconnects and retries it with backoff; any other failure fails the
  * bundle, which the runner retries. The merges are upserts, so a retry writes the same rows.
